@@ -1,0 +1,1 @@
+"""Dagster wiring: thin assets, checks and jobs built from project specs."""

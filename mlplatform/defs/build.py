@@ -1,0 +1,72 @@
+"""Build Dagster ``Definitions`` for every project spec in the projects folder."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from mlplatform.defs.bundles import bundle_asset
+from mlplatform.defs.evaluation import evaluation_asset
+from mlplatform.defs.features import features_asset
+from mlplatform.defs.models import model_asset
+from mlplatform.defs.raw import raw_asset
+from mlplatform.resources.mlflow import MlflowTracking
+from mlplatform.resources.store import ArtifactStore, ParquetIOManager
+from mlplatform.settings import Settings
+from mlplatform.spec import ProjectSpec, load_specs
+
+
+def data_job_name(project: str) -> str:
+    return f"{project}__data"
+
+
+def train_job_name(project: str) -> str:
+    return f"{project}__train"
+
+
+def project_assets(spec: ProjectSpec) -> list[dg.AssetsDefinition]:
+    """raw -> features -> model/<candidate> -> evaluation -> bundle for one project."""
+    return [
+        raw_asset(spec),
+        features_asset(spec),
+        *(model_asset(spec, c) for c in spec.candidates),
+        evaluation_asset(spec),
+        bundle_asset(spec),
+    ]
+
+
+def project_jobs(spec: ProjectSpec) -> list[dg.UnresolvedAssetJobDefinition]:
+    """A data job (raw, features) per data partition and a training job per cutoff."""
+    p = spec.name
+    return [
+        dg.define_asset_job(
+            data_job_name(p),
+            selection=dg.AssetSelection.assets([p, "raw"], [p, "features"]),
+            description=f"Ingest and clean one partition of {p}.",
+        ),
+        dg.define_asset_job(
+            train_job_name(p),
+            selection=dg.AssetSelection.key_prefixes([p, "model"])
+            | dg.AssetSelection.assets([p, "evaluation"], [p, "bundle"]),
+            description=f"Train, evaluate and bundle {p} for one cutoff.",
+        ),
+    ]
+
+
+def resources(settings: Settings) -> dict[str, object]:
+    parquet = ParquetIOManager(base_path=str(settings.assets_dir))
+    return {
+        "parquet_io": parquet,
+        "io_manager": parquet,  # anything not routed elsewhere is a DataFrame or fails: no pickle
+        "store": ArtifactStore(home=str(settings.home)),
+        "mlflow": MlflowTracking(
+            tracking_uri=settings.tracking_uri, artifact_root=str(settings.mlflow_artifacts_dir)
+        ),
+    }
+
+
+def build_defs(settings: Settings, specs: list[ProjectSpec] | None = None) -> dg.Definitions:
+    """Definitions for the given specs (default: every spec in ``settings.projects_dir``)."""
+    specs = load_specs(settings.projects_dir) if specs is None else specs
+    assets = [a for spec in specs for a in project_assets(spec)]
+    jobs = [j for spec in specs for j in project_jobs(spec)]
+    return dg.Definitions(assets=assets, jobs=jobs, resources=resources(settings))

@@ -1,0 +1,116 @@
+"""``<project>/bundle``: the winning candidate exported, audited, then published."""
+
+from collections.abc import Iterator
+
+import dagster as dg
+import pandas as pd
+
+import mlplatform.columns
+from mlplatform.defs.checks import check_results, check_specs, fail_if_any
+from mlplatform.defs.partitions import cutoff_partitions
+from mlplatform.defs.versions import code_version
+from mlplatform.resources.mlflow import MlflowTracking
+from mlplatform.resources.store import ArtifactStore
+from mlplatform.serving import bundle as serving_bundle
+from mlplatform.serving.bundle import InputSchema
+from mlplatform.spec import ProjectSpec
+from mlplatform.steps import export, train_sklearn
+from mlplatform.steps.features import layout
+
+PARITY_TOLERANCE = 1e-4
+BUNDLE_CHECKS = {
+    "parity": f"ONNX bundle matches the fitted pipeline on the holdout (max abs diff "
+    f"<= {PARITY_TOLERANCE}); size and single-row latency recorded.",
+}
+
+
+def bundle_manifest(spec: ProjectSpec, cutoff: str, evaluation: dict, code: str) -> dict:
+    """Everything a bundle says about itself, except file hashes and its id."""
+    result = evaluation["result"]
+    winner = result["winner"]
+    scores = result["models"][winner]
+    schema = InputSchema(
+        dict(spec.columns), spec.features, spec.feature_columns, layout(spec)
+    ).to_json()
+    classes = None
+    if spec.task != "regression":
+        classes = scores["confusion"]["labels"]
+    return {
+        "format": 1,
+        "project": spec.name,
+        "task": spec.task,
+        "target": spec.target,
+        "cutoff": cutoff,
+        "candidate": winner,
+        "code_version": code,
+        "training_manifest": evaluation["training_manifests"][winner],
+        "metrics": scores["metrics"],
+        "gates": scores["gates"],
+        "primary_metric": result["primary_metric"],
+        "input_schema": schema,
+        "classes": classes,
+        "mlflow_training_run_id": evaluation["training_manifests"][winner].get("mlflow_run_id"),
+    }
+
+
+def bundle_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
+    key = dg.AssetKey([spec.name, "bundle"])
+
+    @dg.asset(
+        key=key,
+        partitions_def=cutoff_partitions(spec),
+        ins={"holdout": dg.AssetIn(key=[spec.name, "features"])},
+        deps=[dg.AssetKey([spec.name, "evaluation"])],
+        check_specs=check_specs(key, BUNDLE_CHECKS),
+        code_version=code_version(
+            spec, [export, serving_bundle, mlplatform.columns], ["columns", "features"]
+        ),
+        group_name=spec.name,
+        kinds={"onnx", "mlflow"},
+        description="Winning candidate as a content-addressed, pickle-free ONNX + JSON bundle.",
+    )
+    def bundle(
+        context: dg.AssetExecutionContext,
+        holdout: pd.DataFrame,
+        store: ArtifactStore,
+        mlflow: MlflowTracking,
+    ) -> Iterator[object]:
+        cutoff = context.partition_key
+        evaluation = store.read_json(store.evaluation_file(spec.name, cutoff))
+        winner = evaluation["result"]["winner"]
+        if not winner:
+            raise dg.Failure(f"{spec.name} {cutoff}: no candidate passed the evaluation gates")
+        pipeline = train_sklearn.load_pipeline(store.model_file(spec.name, winner, cutoff))
+        code = context.assets_def.code_versions_by_key[context.asset_key] or ""
+        manifest = bundle_manifest(spec, cutoff, evaluation, code)
+        stage = export.write_bundle(
+            store.staging_dir, export.pipeline_to_onnx(pipeline, spec), spec, manifest
+        )
+        try:
+            audit = export.audit_bundle(stage, pipeline, holdout, spec)
+            problems = {"parity": []}
+            if not audit["max_abs_diff"] <= PARITY_TOLERANCE:
+                problems["parity"].append(
+                    f"ONNX differs from the pipeline by {audit['max_abs_diff']:.2e} "
+                    f"(> {PARITY_TOLERANCE}) on {len(holdout)} holdout rows"
+                )
+            yield from check_results(problems, {"parity": audit})
+            fail_if_any(f"{spec.name} bundle {cutoff}", problems)
+        except BaseException:
+            export.discard_bundle(stage)
+            raise
+        published = export.publish_bundle(stage, store.bundles_dir)
+        final = serving_bundle.verify(published)
+        version = mlflow.register_bundle(spec.name, published, final)
+        context.log.info(f"published bundle {final['bundle_id']} ({winner}) at {published}")
+        yield dg.MaterializeResult(
+            metadata={
+                "bundle_id": final["bundle_id"],
+                "path": dg.MetadataValue.path(str(published)),
+                "candidate": winner,
+                "mlflow_model_version": version,
+                **{k: float(v) for k, v in audit.items()},
+            }
+        )
+
+    return bundle

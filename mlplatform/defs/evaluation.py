@@ -1,0 +1,86 @@
+"""``<project>/evaluation``: every candidate scored on the cutoff partition (out-of-time)."""
+
+import dagster as dg
+import pandas as pd
+from sklearn.pipeline import Pipeline
+
+from mlplatform.defs.checks import check_results, check_specs
+from mlplatform.defs.models import model_key
+from mlplatform.defs.partitions import cutoff_partitions
+from mlplatform.defs.versions import code_version
+from mlplatform.resources.store import ArtifactStore
+from mlplatform.spec import ProjectSpec
+from mlplatform.steps import evaluate, report, train_sklearn
+from mlplatform.steps.features import layout
+
+
+def sklearn_predictor(pipeline: Pipeline, spec: ProjectSpec) -> evaluate.Predictor:
+    names = [n for n, _ in layout(spec)]
+
+    def predict(frame: pd.DataFrame) -> evaluate.Prediction:
+        X = frame[names]
+        if spec.task == "regression":
+            return evaluate.Prediction(values=pipeline.predict(X))
+        return evaluate.Prediction(
+            classes=[str(c) for c in pipeline.classes_], proba=pipeline.predict_proba(X)
+        )
+
+    return predict
+
+
+def evaluation_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
+    key = dg.AssetKey([spec.name, "evaluation"])
+    metric = spec.evaluation.primary_metric
+
+    @dg.asset(
+        key=key,
+        partitions_def=cutoff_partitions(spec),
+        ins={"holdout": dg.AssetIn(key=[spec.name, "features"])},
+        deps=[model_key(spec, c.name) for c in spec.candidates],
+        check_specs=check_specs(
+            key, {"gates": "A candidate passes every metric gate of the spec on the holdout."}
+        ),
+        code_version=code_version(spec, [evaluate, report], ["evaluation", "training"]),
+        group_name=spec.name,
+        kinds={"sklearn", "html"},
+        description="Candidates scored on the cutoff partition; HTML report; winner.",
+    )
+    def evaluation(
+        context: dg.AssetExecutionContext, holdout: pd.DataFrame, store: ArtifactStore
+    ) -> dg.MaterializeResult:
+        cutoff = context.partition_key
+        predictors: dict[str, evaluate.Predictor] = {}
+        manifests = {}
+        for cand in spec.candidates:
+            path = store.model_file(spec.name, cand.name, cutoff)
+            predictors[cand.name] = sklearn_predictor(train_sklearn.load_pipeline(path), spec)
+            manifests[cand.name] = store.read_json(path.with_suffix(".json"))
+        result = evaluate.evaluate(holdout, predictors, spec, cutoff)
+        html = report.render_report(result, project=spec.name, training_manifests=manifests)
+        report_path = report.write_report(html, store.report_file(spec.name, cutoff))
+        store.write_json(
+            store.evaluation_file(spec.name, cutoff),
+            {"result": result.to_json(), "training_manifests": manifests},
+        )
+        context.log.info(f"winner for {cutoff}: {result.winner or 'none'}; report {report_path}")
+        metadata: dict[str, object] = {
+            "report": dg.MetadataValue.path(str(report_path)),
+            "report_url": dg.MetadataValue.url(report_path.resolve().as_uri()),
+            "winner": result.winner or "none",
+            "holdout_rows": result.holdout_rows,
+        }
+        for name, scores in result.models.items():
+            for m, value in scores.metrics.items():
+                if value == value:
+                    metadata[f"{name}/{m}"] = float(value)
+        problems = {"gates": [] if result.winner else result.reasons or ["no candidate qualifies"]}
+        scores = {
+            f"{n}/{metric}": float(s.metrics[metric])
+            for n, s in result.models.items()
+            if s.metrics.get(metric) == s.metrics.get(metric)
+        }
+        return dg.MaterializeResult(
+            metadata=metadata, check_results=list(check_results(problems, {"gates": scores}))
+        )
+
+    return evaluation

@@ -1,0 +1,92 @@
+"""``<project>/model/<candidate>``: one fitted pipeline per training cutoff."""
+
+import time
+
+import dagster as dg
+import pandas as pd
+
+from mlplatform.defs.partitions import cutoff_partitions, training_window
+from mlplatform.defs.versions import code_version
+from mlplatform.resources.mlflow import MlflowTracking
+from mlplatform.resources.store import ArtifactStore
+from mlplatform.spec import Candidate, ProjectSpec
+from mlplatform.steps import split, train_sklearn
+
+
+def model_key(spec: ProjectSpec, candidate: str) -> dg.AssetKey:
+    return dg.AssetKey([spec.name, "model", candidate])
+
+
+def model_asset(spec: ProjectSpec, candidate: Candidate) -> dg.AssetsDefinition:
+    window = spec.training.window
+
+    @dg.asset(
+        key=model_key(spec, candidate.name),
+        partitions_def=cutoff_partitions(spec),
+        ins={
+            "window": dg.AssetIn(
+                key=[spec.name, "features"],
+                partition_mapping=training_window(spec),
+                metadata={"partitions": "dict"},
+            )
+        },
+        code_version=code_version(
+            spec, [train_sklearn, split], ["training", "features", "task"],
+            extra=candidate.model_dump(mode="json"),
+        ),
+        group_name=spec.name,
+        kinds={"sklearn"},
+        description=f"{candidate.estimator} trained on the {window} partitions before the cutoff.",
+    )
+    def model(
+        context: dg.AssetExecutionContext,
+        window: dict[str, pd.DataFrame],
+        store: ArtifactStore,
+        mlflow: MlflowTracking,
+    ) -> dg.MaterializeResult:
+        cutoff = context.partition_key
+        train = split.training_frame(window)
+        manifest = split.training_manifest(
+            window, {k: f.attrs.get("raw_sha256") for k, f in window.items()}
+        )
+        context.log.info(
+            f"training {candidate.name} ({candidate.estimator}) on {len(train)} rows from "
+            f"{manifest['partitions'][0]} to {manifest['partitions'][-1]}"
+        )
+        started = time.perf_counter()
+        pipeline = train_sklearn.fit_candidate(train, spec, candidate)
+        fit_seconds = time.perf_counter() - started
+        path = store.model_file(spec.name, candidate.name, cutoff)
+        train_sklearn.save_pipeline(pipeline, path)
+        manifest = {
+            **manifest,
+            "cutoff": cutoff,
+            "candidate": candidate.name,
+            "estimator": candidate.estimator,
+            "params": candidate.params,
+            "code_version": context.assets_def.code_versions_by_key[context.asset_key],
+            "dagster_run_id": context.run.run_id,
+            "triggered_by": context.run.tags.get("dagster/user", "unknown"),
+        }
+        run_id = mlflow.log_training(
+            spec.name,
+            run_name=f"{candidate.name}-{cutoff}",
+            params={"estimator": candidate.estimator, **candidate.params, "cutoff": cutoff},
+            metrics={"train_rows": float(len(train)), "fit_seconds": fit_seconds},
+            manifest=manifest,
+            tags={"mlplatform.candidate": candidate.name, "mlplatform.cutoff": cutoff},
+            model_file=path,
+        )
+        manifest["mlflow_run_id"] = run_id
+        store.write_json(path.with_suffix(".json"), manifest)
+        return dg.MaterializeResult(
+            metadata={
+                "path": dg.MetadataValue.path(str(path)),
+                "train_rows": len(train),
+                "window": f"{manifest['partitions'][0]} .. {manifest['partitions'][-1]}",
+                "fit_seconds": round(fit_seconds, 3),
+                "mlflow_run_id": run_id,
+            }
+        )
+
+    return model

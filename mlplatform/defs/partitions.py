@@ -1,0 +1,45 @@
+"""Partitions of a project: data partitions (one per landing file) and training cutoffs."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import dagster as dg
+import pandas as pd
+
+from mlplatform.spec import ProjectSpec
+
+_KINDS = {
+    "daily": (dg.DailyPartitionsDefinition, pd.DateOffset(days=1)),
+    "weekly": (dg.WeeklyPartitionsDefinition, pd.DateOffset(weeks=1)),
+    "monthly": (dg.MonthlyPartitionsDefinition, pd.DateOffset(months=1)),
+}
+KEY_FORMAT = "%Y-%m-%d"
+
+
+def _definition(spec: ProjectSpec, start: dt.date) -> dg.TimeWindowPartitionsDefinition:
+    cls, _ = _KINDS[spec.partitions.granularity]
+    end = spec.partitions.end
+    kwargs: dict[str, object] = {"start_date": start.strftime(KEY_FORMAT), "fmt": KEY_FORMAT}
+    if end is not None:
+        kwargs["end_date"] = end.strftime(KEY_FORMAT)
+    if spec.partitions.granularity == "monthly":
+        kwargs["day_offset"] = 1
+    return cls(**kwargs)  # type: ignore[arg-type]
+
+
+def data_partitions(spec: ProjectSpec) -> dg.TimeWindowPartitionsDefinition:
+    """One partition per landing file, keyed YYYY-MM-DD (start of the period)."""
+    return _definition(spec, spec.partitions.start)
+
+
+def cutoff_partitions(spec: ProjectSpec) -> dg.TimeWindowPartitionsDefinition:
+    """Training cutoffs: the first one has a full window of ``training.window`` partitions."""
+    _, step = _KINDS[spec.partitions.granularity]
+    first = (pd.Timestamp(spec.partitions.start) + step * spec.training.window).date()
+    return _definition(spec, first)
+
+
+def training_window(spec: ProjectSpec) -> dg.TimeWindowPartitionMapping:
+    """Cutoff -> the ``window`` data partitions right before it."""
+    return dg.TimeWindowPartitionMapping(start_offset=-spec.training.window, end_offset=-1)

@@ -1,0 +1,67 @@
+"""``<project>/raw``: one landing file parsed and validated; data version = content hash."""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+
+import mlplatform.columns
+from mlplatform.defs.checks import check_results, check_specs, fail_if_any
+from mlplatform.defs.partitions import data_partitions
+from mlplatform.defs.versions import code_version
+from mlplatform.resources.store import ArtifactStore
+from mlplatform.spec import ProjectSpec
+from mlplatform.steps import ingest
+
+RAW_CHECKS = {
+    "schema": "Columns parse as their declared types; non-nullable columns are filled.",
+    "ranges": "Numbers within [min, max]; categories among the allowed values.",
+    "row_count": "At least quality.min_rows rows and no duplicated rows.",
+    "target": "The target is present and valid in every row.",
+}
+
+
+def raw_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
+    key = dg.AssetKey([spec.name, "raw"])
+
+    @dg.asset(
+        key=key,
+        partitions_def=data_partitions(spec),
+        io_manager_key="parquet_io",
+        check_specs=check_specs(key, RAW_CHECKS),
+        code_version=code_version(
+            spec, [ingest, mlplatform.columns], ["data", "columns", "quality", "target"]
+        ),
+        group_name=spec.name,
+        kinds={"pandas", "parquet"},
+        description=f"Landing files of {spec.name}, parsed and validated against the spec.",
+    )
+    def raw(context: dg.AssetExecutionContext, store: ArtifactStore) -> Iterator[object]:
+        path = spec.landing_file(Path(store.home), context.partition_key)
+        sha = ingest.file_sha256(path) if path.is_file() else ""
+        frame = ingest.read_landing_file(path, spec)
+        typed, report = ingest.parse_partition(frame, spec, path)
+        per_column = {
+            name: {"missing": q.missing, "invalid": q.invalid, "out_of_range": q.out_of_range}
+            for name, q in report.columns.items()
+            if q.missing or q.invalid or q.out_of_range
+        }
+        yield from check_results(
+            report.problems,
+            {"schema": {"columns": per_column}, "row_count": {"rows": report.rows}},
+        )
+        fail_if_any(str(path), report.problems)
+        typed.attrs = {"source_file": str(path), "sha256": sha}
+        yield dg.Output(
+            typed,
+            data_version=dg.DataVersion(sha),
+            metadata={
+                "rows": report.rows,
+                "file": dg.MetadataValue.path(str(path)),
+                "sha256": sha,
+                "invalid_values": sum(q.invalid for q in report.columns.values()),
+                "missing_values": sum(q.missing for q in report.columns.values()),
+            },
+        )
+
+    return raw

@@ -1,0 +1,1 @@
+"""Dagster resources: typed handles on storage and MLflow, configured from Settings."""

@@ -1,0 +1,91 @@
+"""Our MLflow resource: tracking runs for trainings and registered versions for bundles."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from mlflow.tracking import MlflowClient
+from pydantic import PrivateAttr
+
+BUNDLE_ARTIFACT = "bundle"
+
+
+class MlflowTracking(dg.ConfigurableResource):
+    """MLflow tracking and registry; one experiment and one registered model per project."""
+
+    tracking_uri: str
+    artifact_root: str
+
+    _client: MlflowClient | None = PrivateAttr(default=None)
+
+    @property
+    def client(self) -> MlflowClient:
+        if self._client is None:
+            self._client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+        return self._client
+
+    def experiment_id(self, project: str) -> str:
+        exp = self.client.get_experiment_by_name(project)
+        if exp is not None:
+            return str(exp.experiment_id)
+        location = Path(self.artifact_root) / project
+        location.mkdir(parents=True, exist_ok=True)
+        return str(self.client.create_experiment(project, artifact_location=location.as_uri()))
+
+    def log_training(
+        self,
+        project: str,
+        run_name: str,
+        params: dict[str, Any],
+        metrics: dict[str, float],
+        manifest: dict[str, Any],
+        tags: dict[str, str],
+        model_file: Path | None = None,
+    ) -> str:
+        """One finished run with params, metrics, the training manifest and the model file."""
+        run = self.client.create_run(self.experiment_id(project), run_name=run_name, tags=tags)
+        run_id = run.info.run_id
+        try:
+            for key, value in params.items():
+                self.client.log_param(run_id, key, str(value)[:6000])
+            for key, value in metrics.items():
+                if value == value:
+                    self.client.log_metric(run_id, key, float(value))
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / "training_manifest.json"
+                path.write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
+                self.client.log_artifact(run_id, str(path))
+            if model_file is not None:
+                self.client.log_artifact(run_id, str(model_file), artifact_path="model")
+        except Exception:
+            self.client.set_terminated(run_id, status="FAILED")
+            raise
+        self.client.set_terminated(run_id, status="FINISHED")
+        return run_id
+
+    def register_bundle(self, project: str, bundle_dir: Path, manifest: dict[str, Any]) -> str:
+        """Log the bundle's MLflow model to a run and register it as a model version."""
+        run = self.client.create_run(
+            self.experiment_id(project),
+            run_name=f"bundle-{manifest['cutoff']}",
+            tags={"mlplatform.bundle_id": manifest["bundle_id"], "mlplatform.kind": "bundle"},
+        )
+        run_id = run.info.run_id
+        self.client.log_artifacts(run_id, str(bundle_dir / "model"), artifact_path=BUNDLE_ARTIFACT)
+        self.client.log_artifact(run_id, str(bundle_dir / "manifest.json"))
+        self.client.set_terminated(run_id, status="FINISHED")
+        try:
+            self.client.get_registered_model(project)
+        except Exception:
+            self.client.create_registered_model(project)
+        version = self.client.create_model_version(
+            project,
+            source=f"runs:/{run_id}/{BUNDLE_ARTIFACT}",
+            run_id=run_id,
+            tags={"bundle_id": manifest["bundle_id"], "cutoff": manifest["cutoff"]},
+        )
+        return str(version.version)

@@ -1,0 +1,123 @@
+"""Where assets live: a Parquet IO manager for DataFrames and a store for files of assets."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from upath import UPath
+
+ATTRS_KEY = b"mlplatform.attrs"
+
+
+def write_parquet(frame: pd.DataFrame, path: UPath) -> None:
+    """Write a DataFrame (and its ``attrs``) as Parquet atomically: temp file, then rename."""
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    meta = dict(table.schema.metadata or {})
+    meta[ATTRS_KEY] = json.dumps(frame.attrs, default=str).encode()
+    table = table.replace_schema_metadata(meta)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    with tmp.open("wb") as fh:
+        pq.write_table(table, fh)
+    if path.protocol in ("", "file", "local"):
+        os.replace(tmp.path, path.path)
+    else:
+        tmp.fs.mv(tmp.path, path.path)
+
+
+def read_parquet(path: UPath) -> pd.DataFrame:
+    with path.open("rb") as fh:
+        table = pq.read_table(fh)
+    frame = table.to_pandas()
+    raw = (table.schema.metadata or {}).get(ATTRS_KEY)
+    frame.attrs = json.loads(raw) if raw else {}
+    return frame
+
+
+class ParquetIOManager(dg.ConfigurableIOManager):
+    """DataFrames as ``<base>/<asset key>/<partition>.parquet``; never pickled.
+
+    A multi-partition input (a training window) loads as ``{partition_key: DataFrame}``.
+    """
+
+    base_path: str
+
+    def _path(self, key: dg.AssetKey, partition: str | None) -> UPath:
+        return UPath(self.base_path).joinpath(*key.path, f"{partition or '__all__'}.parquet")
+
+    def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame) -> None:
+        if obj is None:
+            return
+        if not isinstance(obj, pd.DataFrame):
+            raise TypeError(f"{context.asset_key.to_user_string()}: expected a DataFrame")
+        partition = context.partition_key if context.has_asset_partitions else None
+        path = self._path(context.asset_key, partition)
+        write_parquet(obj, path)
+        context.add_output_metadata({"path": dg.MetadataValue.path(str(path))})
+
+    def load_input(self, context: dg.InputContext) -> Any:
+        key = context.asset_key
+        if not context.has_asset_partitions:
+            return read_parquet(self._path(key, None))
+        keys = list(context.asset_partition_keys)
+        frames = {}
+        for pk in keys:
+            path = self._path(key, pk)
+            if not path.exists():
+                raise FileNotFoundError(
+                    f"{key.to_user_string()} partition {pk} is not materialized ({path})"
+                )
+            frames[pk] = read_parquet(path)
+        if len(keys) == 1 and context.upstream_output is not None and not _wants_dict(context):
+            return frames[keys[0]]
+        return frames
+
+
+def _wants_dict(context: dg.InputContext) -> bool:
+    return context.metadata.get("partitions") == "dict" if context.metadata else False
+
+
+class ArtifactStore(dg.ConfigurableResource):
+    """Files that are not DataFrames: model files, evaluations, reports, bundles."""
+
+    home: str
+
+    @property
+    def root(self) -> Path:
+        return Path(self.home)
+
+    def model_file(self, project: str, candidate: str, cutoff: str) -> Path:
+        return self.root / "models" / project / candidate / f"{cutoff}.skops"
+
+    def evaluation_file(self, project: str, cutoff: str) -> Path:
+        return self.root / "evaluations" / project / f"{cutoff}.json"
+
+    def report_file(self, project: str, cutoff: str) -> Path:
+        return self.root / "reports" / project / f"{cutoff}.html"
+
+    @property
+    def bundles_dir(self) -> Path:
+        return self.root / "bundles"
+
+    @property
+    def staging_dir(self) -> Path:
+        return self.root / "staging"
+
+    def write_json(self, path: Path, data: object) -> Path:
+        """Write JSON atomically."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True), encoding="utf-8")
+        os.replace(tmp, path)
+        return path
+
+    def read_json(self, path: Path) -> Any:
+        return json.loads(path.read_text(encoding="utf-8"))

@@ -1,0 +1,68 @@
+"""Platform settings: one pydantic-settings object, read only when asked for."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+EXAMPLES_DIR = Path(__file__).parent / "examples"
+
+
+class Settings(BaseSettings):
+    """Where the platform keeps its state. Every field can be set as ``MLPLATFORM_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="MLPLATFORM_", frozen=True)
+
+    home: Path = Field(default=Path(".mlplatform"), description="Root folder of all local state.")
+    projects_dir: Path = Field(
+        default=EXAMPLES_DIR, description="Folder of project spec YAML files (*.yaml)."
+    )
+    mlflow_tracking_uri: str | None = Field(
+        default=None, description="MLflow tracking URI; default: SQLite file under home."
+    )
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.home / "dagster"
+
+    @property
+    def assets_dir(self) -> Path:
+        return self.home / "assets"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def bundles_dir(self) -> Path:
+        return self.home / "bundles"
+
+    @property
+    def staging_dir(self) -> Path:
+        return self.home / "staging"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.home / "reports"
+
+    @property
+    def landing_root(self) -> Path:
+        return self.home / "landing"
+
+    @property
+    def tracking_uri(self) -> str:
+        if self.mlflow_tracking_uri:
+            return self.mlflow_tracking_uri
+        return f"sqlite:///{(self.home / 'mlflow' / 'mlflow.db').resolve()}"
+
+    @property
+    def mlflow_artifacts_dir(self) -> Path:
+        return self.home / "mlflow" / "artifacts"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment (``MLPLATFORM_*``), with explicit overrides on top."""
+    settings = Settings(**overrides)  # type: ignore[arg-type]
+    return settings.model_copy(update={"home": settings.home.resolve()})

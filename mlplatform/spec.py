@@ -1,0 +1,390 @@
+"""Model project specs: one YAML file per project, validated by pydantic (frozen, no extras)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
+Task = Literal["binary", "multiclass", "regression"]
+ColumnType = Literal["float", "int", "category", "bool", "date", "id"]
+DatePart = Literal["year", "month", "day", "dayofweek", "dayofyear", "quarter"]
+
+CLASSIFIERS = (
+    "logistic_regression",
+    "random_forest_classifier",
+    "hist_gradient_boosting_classifier",
+    "extra_trees_classifier",
+)
+REGRESSORS = (
+    "ridge",
+    "linear_regression",
+    "random_forest_regressor",
+    "hist_gradient_boosting_regressor",
+    "extra_trees_regressor",
+)
+CLASSIFICATION_METRICS = ("roc_auc", "pr_auc", "log_loss", "accuracy", "balanced_accuracy", "f1")
+REGRESSION_METRICS = ("rmse", "mae", "r2")
+LOWER_IS_BETTER = frozenset({"log_loss", "rmse", "mae"})
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class DataSource(_Frozen):
+    """Where landing files are and how they are named and read."""
+
+    landing: str = Field(
+        description="Folder of landing files. '{home}' expands to MLPLATFORM_HOME; "
+        "a relative path is relative to the spec file's folder."
+    )
+    format: Literal["csv", "parquet"] = "csv"
+    filename: str = Field(
+        default="{partition}.csv",
+        description="File name per partition; '{partition}' is the partition key (YYYY-MM-DD).",
+    )
+    encoding: str = Field(default="utf-8", description="CSV text encoding, e.g. utf-8, latin-1.")
+    delimiter: str = Field(default=",", min_length=1, max_length=1)
+
+    @field_validator("filename")
+    @classmethod
+    def _has_partition(cls, v: str) -> str:
+        if "{partition}" not in v:
+            raise ValueError("must contain '{partition}', e.g. '{partition}.csv'")
+        return v
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, v: str) -> str:
+        import codecs
+
+        try:
+            codecs.lookup(v)
+        except LookupError:
+            raise ValueError(f"unknown text encoding {v!r}") from None
+        return v
+
+
+class Partitions(_Frozen):
+    """Time-window partitioning of the raw data: one landing file per partition key."""
+
+    granularity: Literal["daily", "weekly", "monthly"] = "monthly"
+    start: dt.date
+    end: dt.date | None = Field(
+        default=None, description="Exclusive end; default: the last complete period."
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Partitions:
+        if self.end is not None and self.end <= self.start:
+            raise ValueError("'end' must be after 'start'")
+        return self
+
+
+class Column(_Frozen):
+    """One raw column: its type and what values are valid."""
+
+    type: ColumnType
+    nullable: bool = True
+    min: float | None = None
+    max: float | None = None
+    values: tuple[str, ...] | None = Field(
+        default=None, description="Allowed values of a category column."
+    )
+    format: str | None = Field(
+        default=None, description="strptime format of a date column, e.g. '%d/%m/%Y'."
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Column:
+        if (self.min is not None or self.max is not None) and self.type not in ("float", "int"):
+            raise ValueError(f"min/max apply to float and int columns, not {self.type}")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        if self.values is not None and self.type != "category":
+            raise ValueError(f"'values' applies to category columns, not {self.type}")
+        if self.format is not None and self.type != "date":
+            raise ValueError(f"'format' applies to date columns, not {self.type}")
+        if self.type == "date" and self.format is None:
+            raise ValueError("a date column needs 'format', e.g. '%Y-%m-%d'")
+        return self
+
+
+class Quality(_Frozen):
+    """Rules a raw partition must meet before anything downstream runs."""
+
+    min_rows: int = Field(default=1, ge=1)
+    max_invalid_fraction: float = Field(
+        default=0.02,
+        ge=0,
+        le=1,
+        description="Largest share of a column's values that may be invalid "
+        "(unparseable, out of range, unknown category); invalid values become missing.",
+    )
+    allow_duplicate_rows: bool = False
+
+
+class Features(_Frozen):
+    """Cleaning and feature rules applied to every partition (and to serving input)."""
+
+    numeric_imputation: Literal["median", "mean", "zero"] = "median"
+    out_of_range: Literal["clip", "missing"] = Field(
+        default="clip", description="What to do with numbers outside [min, max]."
+    )
+    date_parts: dict[str, tuple[DatePart, ...]] = Field(
+        default_factory=dict, description="Date column -> derived parts used as features."
+    )
+    exclude: tuple[str, ...] = Field(
+        default=(), description="Columns never used as features (ids, free text, leaks)."
+    )
+
+
+class Training(_Frozen):
+    """Which partitions train a model for a cutoff and how."""
+
+    window: int = Field(default=12, ge=1, description="Partitions before the cutoff to train on.")
+    seed: int = 0
+    slice_column: str | None = Field(
+        default=None, description="Category column whose values get per-slice metrics."
+    )
+
+
+class Candidate(_Frozen):
+    """One candidate model. sklearn estimators by name; torch arrives later."""
+
+    name: Annotated[str, Field(pattern=NAME_PATTERN)]
+    kind: Literal["sklearn"] = "sklearn"
+    estimator: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class Gate(_Frozen):
+    """A metric threshold the winning candidate must meet on the holdout."""
+
+    metric: str
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _bounded(self) -> Gate:
+        if self.min is None and self.max is None:
+            raise ValueError("a gate needs 'min' or 'max'")
+        return self
+
+
+class Evaluation(_Frozen):
+    """How candidates are ranked and gated on the out-of-time holdout."""
+
+    primary_metric: str
+    gates: tuple[Gate, ...] = ()
+    max_regression: float = Field(
+        default=0.0,
+        ge=0,
+        description="A candidate may be worse than production by at most this much.",
+    )
+
+
+class Promotion(_Frozen):
+    """How a bundle becomes production (enforced by the promotion issue's ledger)."""
+
+    policy: Literal["auto", "approval"] = "approval"
+    approvers: int = Field(default=1, ge=1)
+
+
+class Schedule(_Frozen):
+    """Retraining schedule (cron, evaluated by the Dagster daemon)."""
+
+    cron: str = "0 3 * * *"
+    timezone: str = "UTC"
+
+    @field_validator("cron")
+    @classmethod
+    def _five_fields(cls, v: str) -> str:
+        if len(v.split()) != 5:
+            raise ValueError("cron needs five fields, e.g. '0 3 * * *'")
+        return v
+
+
+class ProjectSpec(_Frozen):
+    """A model project: data, cleaning, candidates, gates and policy."""
+
+    name: Annotated[str, Field(pattern=NAME_PATTERN)]
+    description: str = ""
+    task: Task
+    target: str
+    data: DataSource
+    partitions: Partitions
+    columns: dict[str, Column]
+    quality: Quality = Quality()
+    features: Features = Features()
+    training: Training = Training()
+    candidates: tuple[Candidate, ...] = Field(min_length=1)
+    evaluation: Evaluation
+    promotion: Promotion = Promotion()
+    schedule: Schedule | None = None
+    source_file: Path | None = Field(default=None, exclude=True, description="Set by the loader.")
+
+    @model_validator(mode="after")
+    def _cross_field(self) -> ProjectSpec:
+        errors: list[str] = []
+        if self.target not in self.columns:
+            errors.append(f"target {self.target!r} is not among 'columns'")
+        else:
+            tcol = self.columns[self.target]
+            if self.task == "regression" and tcol.type not in ("float", "int"):
+                errors.append(f"a regression target must be float or int, not {tcol.type}")
+            if self.task != "regression" and tcol.type not in ("category", "bool", "int"):
+                errors.append(f"a {self.task} target must be category, bool or int")
+            if self.task == "binary" and tcol.values is not None and len(tcol.values) != 2:
+                errors.append(f"a binary target needs exactly 2 values, got {len(tcol.values)}")
+            if self.target in self.features.exclude:
+                errors.append("the target cannot be in features.exclude")
+        for col, _parts in self.features.date_parts.items():
+            if col not in self.columns:
+                errors.append(f"features.date_parts: {col!r} is not among 'columns'")
+            elif self.columns[col].type != "date":
+                errors.append(f"features.date_parts: {col!r} is not a date column")
+        for col in self.features.exclude:
+            if col not in self.columns:
+                errors.append(f"features.exclude: {col!r} is not among 'columns'")
+        sc = self.training.slice_column
+        if sc is not None and (sc not in self.columns or self.columns[sc].type != "category"):
+            errors.append(f"training.slice_column: {sc!r} is not a category column")
+        estimators = REGRESSORS if self.task == "regression" else CLASSIFIERS
+        names = [c.name for c in self.candidates]
+        if len(set(names)) != len(names):
+            errors.append("candidate names must be unique")
+        for i, cand in enumerate(self.candidates):
+            if cand.estimator not in estimators:
+                errors.append(
+                    f"candidates.{i}.estimator: {cand.estimator!r} is not a {self.task} "
+                    f"estimator; choose one of {', '.join(estimators)}"
+                )
+        metrics = REGRESSION_METRICS if self.task == "regression" else CLASSIFICATION_METRICS
+        for where, metric in [("evaluation.primary_metric", self.evaluation.primary_metric)] + [
+            (f"evaluation.gates.{i}.metric", g.metric) for i, g in enumerate(self.evaluation.gates)
+        ]:
+            if metric not in metrics:
+                errors.append(
+                    f"{where}: {metric!r} is not a {self.task} metric; "
+                    f"choose one of {', '.join(metrics)}"
+                )
+        if not self.feature_columns:
+            errors.append("no feature columns left after excluding the target, ids and excludes")
+        if errors:
+            raise ValueError("; ".join(errors))
+        return self
+
+    @property
+    def feature_columns(self) -> list[str]:
+        """Raw columns that feed the model (before date parts are derived)."""
+        return [
+            c
+            for c, col in self.columns.items()
+            if c != self.target and col.type != "id" and c not in self.features.exclude
+        ]
+
+    @property
+    def classes(self) -> list[str] | None:
+        """Declared class labels of a classification target (None if not declared)."""
+        tcol = self.columns[self.target]
+        if self.task == "regression":
+            return None
+        if tcol.type == "bool":
+            return ["false", "true"]
+        return list(tcol.values) if tcol.values else None
+
+    def landing_dir(self, home: Path) -> Path:
+        """The landing folder, with '{home}' expanded and relative paths anchored."""
+        raw = self.data.landing.replace("{home}", str(home))
+        path = Path(raw).expanduser()
+        if not path.is_absolute() and self.source_file is not None:
+            path = self.source_file.parent / path
+        return path
+
+    def landing_file(self, home: Path, partition_key: str) -> Path:
+        return self.landing_dir(home) / self.data.filename.format(partition=partition_key)
+
+    def section(self, name: str) -> dict[str, Any]:
+        """A JSON-able view of one top-level section (used for code versions)."""
+        return self.model_dump(mode="json", include={name})
+
+
+class SpecError(Exception):
+    """A spec file that cannot be used; ``problems`` lists (field path, reason)."""
+
+    def __init__(self, path: Path, problems: list[tuple[str, str]]):
+        self.path = path
+        self.problems = problems
+        lines = [f"{path}: {len(problems)} problem(s)"]
+        lines += [f"  {loc or '<file>'}: {msg}" for loc, msg in problems]
+        super().__init__("\n".join(lines))
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(p) for p in loc)
+
+
+def _problems(exc: ValidationError) -> Iterator[tuple[str, str]]:
+    for err in exc.errors():
+        msg = err["msg"].removeprefix("Value error, ")
+        loc = _loc(err["loc"])
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field (check the spelling; see the README's spec reference)"
+        if err["type"] == "value_error" and "; " in msg:
+            for part in msg.split("; "):
+                field, sep, reason = part.partition(": ")
+                if sep and re.match(r"^[\w.]+$", field):
+                    yield field, reason
+                else:
+                    yield loc, part
+            continue
+        yield loc, msg
+
+
+def load_spec(path: Path | str) -> ProjectSpec:
+    """Load and validate one spec file; raise SpecError naming the file, field path and reason."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(path, [("", f"cannot read: {exc}")]) from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise SpecError(path, [("", f"invalid YAML: {exc}")]) from exc
+    if not isinstance(data, dict):
+        raise SpecError(path, [("", "expected a mapping of fields at the top level")])
+    try:
+        spec = ProjectSpec.model_validate({**data, "source_file": path.resolve()})
+    except ValidationError as exc:
+        raise SpecError(path, list(_problems(exc))) from None
+    if spec.name != path.stem:
+        raise SpecError(path, [("name", f"{spec.name!r} must equal the file name {path.stem!r}")])
+    return spec
+
+
+def spec_files(projects_dir: Path) -> list[Path]:
+    """Spec files of a projects folder, sorted by name."""
+    return sorted(p for p in projects_dir.glob("*.yaml") if not p.name.startswith("."))
+
+
+def load_specs(projects_dir: Path) -> list[ProjectSpec]:
+    """Every spec of a projects folder; the first bad file raises SpecError."""
+    if not projects_dir.is_dir():
+        raise SpecError(projects_dir, [("", "projects folder does not exist")])
+    return [load_spec(p) for p in spec_files(projects_dir)]

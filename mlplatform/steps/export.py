@@ -1,0 +1,177 @@
+"""Export a fitted pipeline to ONNX and write, audit and publish a content-addressed bundle.
+
+Write-audit-publish: a bundle is written to a staging folder, audited (parity, size,
+latency), and only then moved atomically to ``bundles/<sha256>``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pandas as pd
+from skl2onnx import to_onnx
+from skl2onnx.common.data_types import FloatTensorType, StringTensorType
+from sklearn.pipeline import Pipeline
+
+import mlplatform
+from mlplatform.serving.bundle import (
+    MANIFEST,
+    MODEL_DIR,
+    ONNX_FILE,
+    bundle_id_of,
+    file_hashes,
+    onnx_inputs,
+)
+from mlplatform.spec import ProjectSpec
+from mlplatform.steps.features import layout
+
+PYFUNC_ENTRY = Path(__file__).with_name("bundle_pyfunc.py")
+SHIPPED_MODULES = ("spec.py", "columns.py", "serving/__init__.py", "serving/bundle.py")
+
+
+def pipeline_to_onnx(pipeline: Pipeline, spec: ProjectSpec) -> onnx.ModelProto:
+    """One ONNX graph of preprocessing + estimator with one [N, 1] input per feature."""
+    types = [
+        (name, FloatTensorType([None, 1]) if kind == "numeric" else StringTensorType([None, 1]))
+        for name, kind in layout(spec)
+    ]
+    options = None if spec.task == "regression" else {id(pipeline): {"zipmap": False}}
+    model = to_onnx(pipeline, initial_types=types, options=options)
+    model.doc_string = f"mlplatform {spec.name}"
+    return model
+
+
+def onnx_predict(session: ort.InferenceSession, features: pd.DataFrame, spec: ProjectSpec) -> (
+    np.ndarray
+):
+    """Probabilities (classification) or values (regression) from an ONNX session."""
+    feeds = onnx_inputs({n: features[n].to_numpy() for n, _ in layout(spec)}, layout(spec))
+    outputs = session.run(None, feeds)
+    if spec.task == "regression":
+        return np.asarray(outputs[0], dtype=np.float64).reshape(-1)
+    return np.asarray(outputs[1], dtype=np.float64)
+
+
+def pipeline_predict(pipeline: Pipeline, features: pd.DataFrame, spec: ProjectSpec) -> np.ndarray:
+    X = features[[n for n, _ in layout(spec)]]
+    if spec.task == "regression":
+        return np.asarray(pipeline.predict(X), dtype=np.float64)
+    return np.asarray(pipeline.predict_proba(X), dtype=np.float64)
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_bundle(
+    staging_root: Path,
+    model: onnx.ModelProto,
+    spec: ProjectSpec,
+    manifest: dict[str, object],
+) -> Path:
+    """Write an MLflow pyfunc model (ONNX inside) and manifest.json into a new staging folder.
+
+    The MLflow model is "models from code": ``MLmodel`` points at a small Python file that
+    runs the ONNX graph with onnxruntime, so stock ``mlflow.pyfunc.load_model`` takes a
+    DataFrame of raw columns and nothing is pickled.
+    """
+    import mlflow.pyfunc
+
+    staging_root.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f"{spec.name}-", dir=staging_root))
+    work = Path(tempfile.mkdtemp(prefix="build-", dir=staging_root))
+    try:
+        onnx_path = work / ONNX_FILE
+        onnx.save_model(model, onnx_path)
+        schema_path = work / "input_schema.json"
+        schema = {**manifest["input_schema"], "classes": manifest["classes"]}  # type: ignore[dict-item]
+        schema_path.write_text(json.dumps(schema, indent=2), encoding="utf-8")
+        code = work / "code" / "mlplatform"
+        code.mkdir(parents=True)
+        (code / "__init__.py").write_text('"""Bundle copy of mlplatform parsing code."""\n')
+        package = Path(mlplatform.__file__).parent
+        for name in SHIPPED_MODULES:
+            (code / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(package / name, code / name)
+        mlflow.pyfunc.save_model(
+            path=str(stage / MODEL_DIR),
+            python_model=str(PYFUNC_ENTRY),
+            artifacts={"onnx": str(onnx_path), "input_schema": str(schema_path)},
+            code_paths=[str(code)],
+            pip_requirements=[
+                f"onnxruntime=={ort.__version__}",
+                f"numpy=={np.__version__}",
+                f"pandas=={pd.__version__}",
+                "pydantic>=2",
+                "pyyaml",
+            ],
+        )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    hashes = file_hashes(stage)
+    onnx_rel = next(rel for rel in hashes if rel.endswith(f"/{ONNX_FILE}"))
+    full: dict[str, object] = {
+        **manifest,
+        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "files": hashes,
+        "onnx_path": onnx_rel,
+        "mlflow_model_path": MODEL_DIR,
+    }
+    full["bundle_id"] = bundle_id_of(full)
+    _atomic_write_text(stage / MANIFEST, json.dumps(full, indent=2, sort_keys=True))
+    return stage
+
+
+def audit_bundle(
+    stage: Path, pipeline: Pipeline, holdout: pd.DataFrame, spec: ProjectSpec
+) -> dict[str, float]:
+    """Parity of the bundle's ONNX graph with the fitted pipeline on the holdout, size and
+    single-row latency."""
+    onnx_file = next(stage.glob(f"{MODEL_DIR}/**/{ONNX_FILE}"))
+    session = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    expected = pipeline_predict(pipeline, holdout, spec)
+    got = onnx_predict(session, holdout, spec)
+    diff = float(np.max(np.abs(expected - got))) if len(expected) else 0.0
+    one = holdout.iloc[:1]
+    onnx_predict(session, one, spec)
+    timings = []
+    for _ in range(50):
+        t0 = time.perf_counter()
+        onnx_predict(session, one, spec)
+        timings.append(time.perf_counter() - t0)
+    size = sum(p.stat().st_size for p in stage.rglob("*") if p.is_file())
+    return {
+        "max_abs_diff": diff,
+        "size_bytes": float(size),
+        "latency_p50_ms": float(np.percentile(timings, 50) * 1000),
+    }
+
+
+def publish_bundle(stage: Path, bundles_dir: Path) -> Path:
+    """Move an audited staging folder to ``bundles/<bundle_id>`` (atomic rename).
+
+    Publishing the same content twice keeps the first copy: bundles are immutable.
+    """
+    manifest = json.loads((stage / MANIFEST).read_text(encoding="utf-8"))
+    target = bundles_dir / manifest["bundle_id"]
+    bundles_dir.mkdir(parents=True, exist_ok=True)
+    if target.exists():
+        shutil.rmtree(stage)
+        return target
+    os.replace(stage, target)
+    return target
+
+
+def discard_bundle(stage: Path) -> None:
+    shutil.rmtree(stage, ignore_errors=True)

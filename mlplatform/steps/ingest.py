@@ -1,0 +1,198 @@
+"""Read one landing file and judge its quality against the spec."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mlplatform.columns import parse_column
+from mlplatform.spec import ProjectSpec
+
+FIRST_DATA_LINE = 2  # line numbers in messages are file lines: the header is line 1
+
+
+class DataError(Exception):
+    """A landing file that cannot be used at all; the message names file, column, row, reason."""
+
+    def __init__(self, file: Path, reason: str, column: str | None = None, rows: str = ""):
+        self.file, self.reason, self.column, self.rows = file, reason, column, rows
+        where = f" column {column!r}:" if column else ""
+        at = f" ({rows})" if rows else ""
+        super().__init__(f"{file}:{where} {reason}{at}")
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _read_csv(path: Path, spec: ProjectSpec) -> pd.DataFrame:
+    data = path.read_bytes()
+    encoding = spec.data.encoding
+    if encoding.lower().replace("-", "").replace("_", "") in ("utf8", "utf8sig"):
+        encoding = "utf-8-sig"  # tolerate a byte-order mark
+    try:
+        data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise DataError(
+            path,
+            f"not valid {spec.data.encoding} text at byte {exc.start}; "
+            "set data.encoding in the spec (e.g. latin-1)",
+            rows=f"line {line}",
+        ) from None
+    try:
+        return pd.read_csv(
+            path,
+            dtype=str,
+            keep_default_na=False,
+            na_filter=False,
+            encoding=encoding,
+            sep=spec.data.delimiter,
+            engine="c",
+        )
+    except pd.errors.EmptyDataError:
+        raise DataError(path, "empty file: no header and no rows") from None
+    except pd.errors.ParserError as exc:
+        raise DataError(path, f"malformed CSV: {exc}") from None
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DataError(path, f"not a readable Parquet file (truncated or corrupt): {exc}") from None
+    return table.to_pandas().astype(object)
+
+
+def read_landing_file(path: Path, spec: ProjectSpec) -> pd.DataFrame:
+    """Raw cells of one landing file (strings for CSV), with the spec's columns in order.
+
+    Raises DataError for what no cleaning can fix: a missing, empty, undecodable or corrupt
+    file, a header with no rows, missing, extra or repeated columns.
+    """
+    if not path.is_file():
+        raise DataError(path, "landing file does not exist")
+    if path.stat().st_size == 0:
+        raise DataError(path, "empty file: no header and no rows")
+    frame = _read_parquet(path) if spec.data.format == "parquet" else _read_csv(path, spec)
+    header = [str(c).strip() for c in frame.columns]
+    seen: set[str] = set()
+    for name in header:
+        if name in seen:
+            raise DataError(path, "column appears twice in the header", column=name)
+        seen.add(name)
+    frame.columns = header
+    missing = [c for c in spec.columns if c not in seen]
+    if missing:
+        raise DataError(path, f"missing column(s) {', '.join(missing)}; the spec declares them")
+    extra = [c for c in header if c not in spec.columns]
+    if extra:
+        raise DataError(
+            path, f"unexpected column(s) {', '.join(extra)}; declare them in the spec's columns"
+        )
+    if frame.empty:
+        raise DataError(path, "header only: the file has no data rows")
+    return frame[list(spec.columns)]
+
+
+@dataclass
+class ColumnQuality:
+    """What was wrong in one column."""
+
+    missing: int = 0
+    invalid: int = 0
+    out_of_range: int = 0
+    reason: str = ""
+    examples: list[str] = field(default_factory=list)
+
+
+@dataclass
+class QualityReport:
+    """Findings about one parsed landing file; ``problems`` are the failures per check."""
+
+    file: Path
+    rows: int
+    columns: dict[str, ColumnQuality]
+    duplicate_lines: list[int]
+    problems: dict[str, list[str]]
+
+    @property
+    def passed(self) -> bool:
+        return not any(self.problems.values())
+
+
+def _examples(mask: np.ndarray, raw: np.ndarray, limit: int = 5) -> list[str]:
+    idx = np.flatnonzero(mask)[:limit]
+    return [f"line {i + FIRST_DATA_LINE} {raw[i]!r}" for i in idx]
+
+
+CHECKS = ("schema", "ranges", "row_count", "target")
+
+
+def parse_partition(frame: pd.DataFrame, spec: ProjectSpec, file: Path) -> tuple[
+    pd.DataFrame, QualityReport
+]:
+    """Typed values of a raw frame (invalid values made missing) and its quality report."""
+    q = spec.quality
+    n = len(frame)
+    problems: dict[str, list[str]] = {name: [] for name in CHECKS}
+    typed: dict[str, object] = {}
+    columns: dict[str, ColumnQuality] = {}
+    for name, col in spec.columns.items():
+        raw = frame[name].to_numpy(dtype=object)
+        parsed = parse_column(raw, col)
+        typed[name] = parsed.values
+        cq = ColumnQuality(
+            missing=int(parsed.missing.sum()),
+            invalid=int(parsed.invalid.sum()),
+            out_of_range=int(parsed.out_of_range.sum()),
+            reason=parsed.reason,
+        )
+        columns[name] = cq
+        if cq.invalid and cq.invalid / n > q.max_invalid_fraction:
+            check = "ranges" if col.type == "category" else "schema"
+            problems[check].append(
+                f"column {name!r}: {cq.invalid} of {n} values ({cq.invalid / n:.1%}) "
+                f"{parsed.reason}, above quality.max_invalid_fraction={q.max_invalid_fraction}; "
+                + ", ".join(_examples(parsed.invalid, raw))
+            )
+        if cq.out_of_range and cq.out_of_range / n > q.max_invalid_fraction:
+            problems["ranges"].append(
+                f"column {name!r}: {cq.out_of_range} of {n} values ({cq.out_of_range / n:.1%}) "
+                f"outside [{col.min}, {col.max}], above quality.max_invalid_fraction="
+                f"{q.max_invalid_fraction}; " + ", ".join(_examples(parsed.out_of_range, raw))
+            )
+        gone = parsed.missing | parsed.invalid
+        if name == spec.target and gone.any():
+            problems["target"].append(
+                f"target column {name!r}: {int(gone.sum())} missing or invalid value(s); "
+                + ", ".join(_examples(gone, raw))
+            )
+        elif not col.nullable and gone.any():
+            problems["schema"].append(
+                f"column {name!r}: {int(gone.sum())} missing or invalid value(s) in a "
+                f"non-nullable column; " + ", ".join(_examples(gone, raw))
+            )
+        cq.examples = _examples(parsed.invalid | parsed.out_of_range, raw)
+    dup = frame.duplicated(keep="first").to_numpy()
+    duplicate_lines = [int(i) + FIRST_DATA_LINE for i in np.flatnonzero(dup)]
+    if duplicate_lines and not q.allow_duplicate_rows:
+        problems["row_count"].append(
+            f"{len(duplicate_lines)} duplicated row(s) at line(s) "
+            + ", ".join(map(str, duplicate_lines[:10]))
+            + " (set quality.allow_duplicate_rows to accept them)"
+        )
+    if n < q.min_rows:
+        problems["row_count"].append(f"{n} rows, fewer than quality.min_rows={q.min_rows}")
+    report = QualityReport(file, n, columns, duplicate_lines, problems)
+    return pd.DataFrame(typed), report
