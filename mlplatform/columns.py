@@ -196,9 +196,9 @@ def parse_column(values: object, column: Column) -> Parsed:
     return PARSERS[column.type](_as_object(values), column)
 
 
-def feature_layout(columns: dict[str, Column], features: Features, feature_columns: list[str]) -> (
-    list[tuple[str, FeatureKind]]
-):
+def feature_layout(
+    columns: dict[str, Column], features: Features, feature_columns: list[str]
+) -> list[tuple[str, FeatureKind]]:
     """The model's input features, in order: (name, numeric|category)."""
     layout: list[tuple[str, FeatureKind]] = []
     for name in feature_columns:

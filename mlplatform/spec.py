@@ -242,17 +242,19 @@ class ProjectSpec(_Frozen):
     def _cross_field(self) -> ProjectSpec:
         errors: list[str] = []
         if self.target not in self.columns:
-            errors.append(f"target {self.target!r} is not among 'columns'")
+            errors.append(f"target: {self.target!r} is not among 'columns'")
         else:
             tcol = self.columns[self.target]
             if self.task == "regression" and tcol.type not in ("float", "int"):
-                errors.append(f"a regression target must be float or int, not {tcol.type}")
+                errors.append(f"target: a regression target must be float or int, not {tcol.type}")
             if self.task != "regression" and tcol.type not in ("category", "bool", "int"):
-                errors.append(f"a {self.task} target must be category, bool or int")
+                errors.append(f"target: a {self.task} target must be category, bool or int")
             if self.task == "binary" and tcol.values is not None and len(tcol.values) != 2:
-                errors.append(f"a binary target needs exactly 2 values, got {len(tcol.values)}")
+                errors.append(
+                    f"target: a binary target needs exactly 2 values, got {len(tcol.values)}"
+                )
             if self.target in self.features.exclude:
-                errors.append("the target cannot be in features.exclude")
+                errors.append("features.exclude: the target cannot be excluded")
         for col, _parts in self.features.date_parts.items():
             if col not in self.columns:
                 errors.append(f"features.date_parts: {col!r} is not among 'columns'")
@@ -267,7 +269,7 @@ class ProjectSpec(_Frozen):
         estimators = REGRESSORS if self.task == "regression" else CLASSIFIERS
         names = [c.name for c in self.candidates]
         if len(set(names)) != len(names):
-            errors.append("candidate names must be unique")
+            errors.append("candidates: candidate names must be unique")
         for i, cand in enumerate(self.candidates):
             if cand.estimator not in estimators:
                 errors.append(
@@ -284,7 +286,7 @@ class ProjectSpec(_Frozen):
                     f"choose one of {', '.join(metrics)}"
                 )
         if not self.feature_columns:
-            errors.append("no feature columns left after excluding the target, ids and excludes")
+            errors.append("columns: no feature columns left after the target, ids and excludes")
         if errors:
             raise ValueError("; ".join(errors))
         return self

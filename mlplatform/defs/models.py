@@ -31,7 +31,9 @@ def model_asset(spec: ProjectSpec, candidate: Candidate) -> dg.AssetsDefinition:
             )
         },
         code_version=code_version(
-            spec, [train_sklearn, split], ["training", "features", "task"],
+            spec,
+            [train_sklearn, split],
+            ["training", "features", "task"],
             extra=candidate.model_dump(mode="json"),
         ),
         group_name=spec.name,

@@ -10,8 +10,9 @@ from types import ModuleType
 from mlplatform.spec import ProjectSpec
 
 
-def code_version(spec: ProjectSpec, modules: list[ModuleType], sections: list[str],
-                 extra: object = None) -> str:
+def code_version(
+    spec: ProjectSpec, modules: list[ModuleType], sections: list[str], extra: object = None
+) -> str:
     """Changes when the given modules' source, the spec sections or ``extra`` change."""
     h = hashlib.sha256()
     for module in modules:

@@ -25,7 +25,9 @@ class MlflowTracking(dg.ConfigurableResource):
     @property
     def client(self) -> MlflowClient:
         if self._client is None:
-            self._client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+            self._client = MlflowClient(
+                tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri
+            )
         return self._client
 
     def experiment_id(self, project: str) -> str:

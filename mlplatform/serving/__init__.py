@@ -1,1 +1,1 @@
-"""Serving side: bundle verification and prediction. Imports no dagster, sklearn, torch or mlflow."""
+"""Serving: bundle verification and prediction. No dagster, sklearn, torch or mlflow."""

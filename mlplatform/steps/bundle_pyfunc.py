@@ -28,7 +28,7 @@ class OnnxTabularModel(PythonModel):
             context.artifacts["onnx"], providers=["CPUExecutionProvider"]
         )
 
-    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:  # noqa: ANN001
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         raw = {c: model_input[c].to_numpy(dtype=object) for c in self.schema.feature_columns}
         outputs = self.session.run(None, self.schema.model_inputs(raw))
         if not self.classes:

@@ -50,9 +50,9 @@ def pipeline_to_onnx(pipeline: Pipeline, spec: ProjectSpec) -> onnx.ModelProto:
     return model
 
 
-def onnx_predict(session: ort.InferenceSession, features: pd.DataFrame, spec: ProjectSpec) -> (
-    np.ndarray
-):
+def onnx_predict(
+    session: ort.InferenceSession, features: pd.DataFrame, spec: ProjectSpec
+) -> np.ndarray:
     """Probabilities (classification) or values (regression) from an ONNX session."""
     feeds = onnx_inputs({n: features[n].to_numpy() for n, _ in layout(spec)}, layout(spec))
     outputs = session.run(None, feeds)
@@ -66,6 +66,17 @@ def pipeline_predict(pipeline: Pipeline, features: pd.DataFrame, spec: ProjectSp
     if spec.task == "regression":
         return np.asarray(pipeline.predict(X), dtype=np.float64)
     return np.asarray(pipeline.predict_proba(X), dtype=np.float64)
+
+
+def parity_error(expected: np.ndarray, got: np.ndarray, spec: ProjectSpec) -> float:
+    """Largest disagreement: absolute for probabilities, relative (to max(1, |value|)) for
+    regression values, since float32 ONNX arithmetic carries relative, not absolute, error."""
+    if len(expected) == 0:
+        return 0.0
+    diff = np.abs(expected - got)
+    if spec.task == "regression":
+        diff = diff / np.maximum(1.0, np.abs(expected))
+    return float(np.max(diff))
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -142,7 +153,6 @@ def audit_bundle(
     session = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
     expected = pipeline_predict(pipeline, holdout, spec)
     got = onnx_predict(session, holdout, spec)
-    diff = float(np.max(np.abs(expected - got))) if len(expected) else 0.0
     one = holdout.iloc[:1]
     onnx_predict(session, one, spec)
     timings = []
@@ -152,7 +162,8 @@ def audit_bundle(
         timings.append(time.perf_counter() - t0)
     size = sum(p.stat().st_size for p in stage.rglob("*") if p.is_file())
     return {
-        "max_abs_diff": diff,
+        "max_abs_diff": float(np.max(np.abs(expected - got))) if len(expected) else 0.0,
+        "parity_error": parity_error(expected, got, spec),
         "size_bytes": float(size),
         "latency_p50_ms": float(np.percentile(timings, 50) * 1000),
     }

@@ -70,7 +70,9 @@ def _read_parquet(path: Path) -> pd.DataFrame:
     try:
         table = pq.read_table(path)
     except (pa.ArrowInvalid, OSError) as exc:
-        raise DataError(path, f"not a readable Parquet file (truncated or corrupt): {exc}") from None
+        raise DataError(
+            path, f"not a readable Parquet file (truncated or corrupt): {exc}"
+        ) from None
     return table.to_pandas().astype(object)
 
 
@@ -139,9 +141,9 @@ def _examples(mask: np.ndarray, raw: np.ndarray, limit: int = 5) -> list[str]:
 CHECKS = ("schema", "ranges", "row_count", "target")
 
 
-def parse_partition(frame: pd.DataFrame, spec: ProjectSpec, file: Path) -> tuple[
-    pd.DataFrame, QualityReport
-]:
+def parse_partition(
+    frame: pd.DataFrame, spec: ProjectSpec, file: Path
+) -> tuple[pd.DataFrame, QualityReport]:
     """Typed values of a raw frame (invalid values made missing) and its quality report."""
     q = spec.quality
     n = len(frame)

@@ -169,7 +169,7 @@ def _best(values: Sequence[float | None], metric: str) -> set[int]:
     finite = [v for v in values if v is not None]
     if len(values) < 2 or not finite:
         return set()
-    target = max(finite)
+    target = min(finite) if metric in LOWER_IS_BETTER else max(finite)
     return {i for i, v in enumerate(values) if v is not None and v == target}
 
 
@@ -332,11 +332,14 @@ def _regression_plots(result: EvaluationResult, names: list[str]) -> str:
         fig.tight_layout()
         figs.append(_figure(_png(fig), f"Predicted vs actual: {name}"))
     fig, ax = plt.subplots(figsize=(5, 3.6))
-    for name, (actual, predicted) in data.items():
-        resid = predicted - actual
-        resid = resid[np.isfinite(resid)]
-        if resid.size:
-            ax.hist(resid, bins=30, alpha=0.5, label=_plain(name))
+    resids = {n: p - a for n, (a, p) in data.items()}
+    resids = {n: r[np.isfinite(r)] for n, r in resids.items()}
+    pooled = np.concatenate(list(resids.values()))
+    if pooled.size:
+        bins = np.histogram_bin_edges(pooled, bins=30)
+        for name, resid in resids.items():
+            if resid.size:
+                ax.hist(resid, bins=bins, alpha=0.5, label=_plain(name))
     ax.set_xlabel("predicted - actual")
     ax.set_ylabel("rows")
     ax.set_title("Residuals")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import inspect
+import json
+import zipfile
 from pathlib import Path
 
 import pandas as pd
@@ -38,10 +40,22 @@ ESTIMATORS: dict[str, type] = {
 LINEAR = frozenset({"logistic_regression", "ridge", "linear_regression"})
 IMPUTATION = {"median": "median", "mean": "mean", "zero": "constant"}
 
+BUILTIN_DATA = {
+    f"builtins.{name}"
+    for name in ("dict", "list", "tuple", "set", "str", "int", "float", "bool", "NoneType", "bytes")
+}
 # Types skops may rebuild when loading our model files: exactly what our pipelines contain.
 TRUSTED_TYPES = sorted(
     {
         "numpy.dtype",
+        "numpy.float64",
+        "numpy.int64",
+        "numpy.uint64",
+        "numpy.random._generator.Generator",
+        "sklearn._loss._loss.CyHalfBinomialLoss",
+        "sklearn._loss._loss.CyHalfMultinomialLoss",
+        "sklearn._loss._loss.CyHalfSquaredError",
+        "sklearn.preprocessing._label.LabelEncoder",
         "numpy.ndarray",
         "sklearn._loss.link.Interval",
         "sklearn._loss.link.IdentityLink",
@@ -85,7 +99,10 @@ def build_pipeline(spec: ProjectSpec, candidate: Candidate) -> Pipeline:
     categorical = [n for n, kind in feats if kind == "category"]
     strategy = IMPUTATION[spec.features.numeric_imputation]
     num_steps: list[tuple[str, object]] = [
-        ("impute", SimpleImputer(strategy=strategy, fill_value=0.0 if strategy == "constant" else None))
+        (
+            "impute",
+            SimpleImputer(strategy=strategy, fill_value=0.0 if strategy == "constant" else None),
+        )
     ]
     if candidate.estimator in LINEAR:
         num_steps.append(("scale", StandardScaler()))
@@ -134,9 +151,29 @@ def save_pipeline(pipeline: Pipeline, path: Path) -> None:
     tmp.replace(path)
 
 
+def skops_types(path: Path) -> set[str]:
+    """Every object type a skops file would build (read from its schema, nothing loaded)."""
+    with zipfile.ZipFile(path) as archive:
+        schema = json.loads(archive.read("schema.json"))
+    found: set[str] = set()
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            if "__class__" in node and "__module__" in node:
+                found.add(f"{node['__module__']}.{node['__class__']}")
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(schema)
+    return found - BUILTIN_DATA
+
+
 def load_pipeline(path: Path) -> Pipeline:
-    """Load a skops file, refusing any type outside TRUSTED_TYPES."""
-    untrusted = set(sio.get_untrusted_types(file=path)) - set(TRUSTED_TYPES)
+    """Load a skops file, refusing any type outside TRUSTED_TYPES (builtins aside)."""
+    untrusted = (skops_types(path) | set(sio.get_untrusted_types(file=path))) - set(TRUSTED_TYPES)
     if untrusted:
         raise ValueError(f"{path}: refusing to load untrusted types {sorted(untrusted)}")
     return sio.load(path, trusted=TRUSTED_TYPES)

@@ -1,0 +1,278 @@
+"""The ``mlplatform`` command line: a thin layer over specs, steps and Dagster runs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mlplatform.settings import Settings, load_settings
+from mlplatform.spec import ProjectSpec, SpecError, load_spec, load_specs, spec_files
+
+app = typer.Typer(
+    help="mlplatform: tabular ML from landing files to a verified, pickle-free bundle.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+HomeOption = Annotated[
+    Path | None,
+    typer.Option("--home", help="Platform home (default: $MLPLATFORM_HOME or ./.mlplatform)."),
+]
+ProjectsOption = Annotated[
+    Path | None, typer.Option("--projects", help="Folder of project specs (default: the examples).")
+]
+
+
+def _settings(home: Path | None, projects: Path | None = None) -> Settings:
+    overrides: dict[str, object] = {}
+    if home is not None:
+        overrides["home"] = home
+    if projects is not None:
+        overrides["projects_dir"] = projects
+    return load_settings(**overrides)
+
+
+def _project(settings: Settings, name: str) -> ProjectSpec:
+    path = settings.projects_dir / f"{name}.yaml"
+    if not path.is_file():
+        known = ", ".join(p.stem for p in spec_files(settings.projects_dir)) or "none"
+        raise typer.BadParameter(
+            f"no project {name!r} in {settings.projects_dir} (projects: {known})"
+        )
+    try:
+        return load_spec(path)
+    except SpecError as exc:
+        _fail(str(exc))
+        raise
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.secho(message, fg=typer.colors.RED, err=True)
+    raise typer.Exit(1)
+
+
+@app.command()
+def validate(
+    paths: Annotated[list[Path], typer.Argument(help="Spec files or folders of spec files.")],
+) -> None:
+    """Check project specs; print every problem with file, field path and reason."""
+    from mlplatform.steps.train_sklearn import candidate_problems
+
+    files: list[Path] = []
+    for path in paths:
+        files += spec_files(path) if path.is_dir() else [path]
+    if not files:
+        _fail(f"no spec files (*.yaml) found in {', '.join(map(str, paths))}")
+    bad = 0
+    for file in files:
+        try:
+            spec = load_spec(file)
+            problems = candidate_problems(spec)
+            if problems:
+                raise SpecError(file, problems)
+        except SpecError as exc:
+            bad += 1
+            typer.secho(str(exc), fg=typer.colors.RED, err=True)
+            continue
+        typer.echo(f"{file}: ok ({spec.task}, {len(spec.candidates)} candidate(s))")
+    if bad:
+        raise typer.Exit(1)
+
+
+@app.command()
+def generate(
+    project: Annotated[str, typer.Option(help="Example project to generate data for.")] = "churn",
+    months: Annotated[int, typer.Option(min=1, help="Number of monthly partitions.")] = 36,
+    rows: Annotated[int, typer.Option(min=10, help="Rows per month.")] = 2000,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
+    home: HomeOption = None,
+    projects: ProjectsOption = None,
+) -> None:
+    """Write the example project's landing files (seeded, realistic, with dirt and drift)."""
+    from mlplatform.examples.generate import generate_example
+
+    settings = _settings(home, projects)
+    spec = _project(settings, project)
+    landing = spec.landing_dir(settings.home)
+    files = generate_example(
+        landing, start=spec.partitions.start, months=months, rows_per_month=rows, seed=seed
+    )
+    typer.echo(f"wrote {len(files)} file(s) of {rows} rows to {landing}")
+
+
+def _print_outcome(i: int, n: int, outcome: object) -> None:
+    from mlplatform.defs.runs import RunOutcome
+
+    assert isinstance(outcome, RunOutcome)
+    status = "ok" if outcome.success else "FAILED"
+    color = typer.colors.GREEN if outcome.success else typer.colors.RED
+    typer.echo(f"  [{i}/{n}] {outcome.job} {outcome.partition} ", nl=False)
+    typer.secho(f"{status} ({outcome.seconds:.1f}s)", fg=color)
+    if outcome.error:
+        typer.secho("      " + outcome.error.replace("\n", "\n      "), fg=color, err=True)
+
+
+def _run(
+    settings: Settings,
+    spec: ProjectSpec,
+    assets: str,
+    start: str | None,
+    end: str | None,
+    latest: bool,
+) -> list:
+    from mlplatform.defs.build import build_defs
+    from mlplatform.defs.runs import (
+        instance_for,
+        landed_partitions,
+        materialize_project,
+        trainable_cutoffs,
+    )
+
+    landed, stray = landed_partitions(spec, settings.home)
+    for path in stray:
+        typer.secho(f"warning: {path} matches no partition key; ignored", fg="yellow", err=True)
+    if not landed:
+        _fail(f"no landing files for {spec.name} in {spec.landing_dir(settings.home)}")
+
+    def in_range(key: str) -> bool:
+        return (start is None or key >= start) and (end is None or key <= end)
+
+    data_keys = [k for k in landed if in_range(k)] if assets in ("data", "all") else []
+    cutoffs = [k for k in trainable_cutoffs(spec, landed) if in_range(k)]
+    if assets == "data":
+        cutoffs = []
+    elif latest and cutoffs:
+        cutoffs = cutoffs[-1:]
+    typer.echo(
+        f"{spec.name}: {len(data_keys)} data partition(s), {len(cutoffs)} cutoff(s) "
+        f"[{', '.join(cutoffs) if len(cutoffs) < 4 else cutoffs[0] + ' .. ' + cutoffs[-1]}]"
+    )
+    defs = build_defs(settings, [spec])
+    instance = instance_for(settings)
+    return materialize_project(defs, instance, spec, data_keys, cutoffs, _print_outcome)
+
+
+@app.command()
+def materialize(
+    project: Annotated[str, typer.Argument(help="Project name (its spec file's stem).")],
+    assets: Annotated[
+        str, typer.Option(help="data (raw, features), train (models, evaluation, bundle) or all.")
+    ] = "all",
+    start: Annotated[str | None, typer.Option("--from", help="First partition key.")] = None,
+    end: Annotated[str | None, typer.Option("--to", help="Last partition key.")] = None,
+    all_cutoffs: Annotated[
+        bool, typer.Option("--all-cutoffs", help="Train every cutoff, not only the latest.")
+    ] = False,
+    home: HomeOption = None,
+    projects: ProjectsOption = None,
+) -> None:
+    """Materialize a project's assets through Dagster, one run per partition."""
+    if assets not in ("data", "train", "all"):
+        raise typer.BadParameter("--assets must be data, train or all")
+    settings = _settings(home, projects)
+    spec = _project(settings, project)
+    outcomes = _run(settings, spec, assets, start, end, latest=not all_cutoffs and not start)
+    failed = [o for o in outcomes if not o.success]
+    typer.echo(f"{len(outcomes) - len(failed)} run(s) succeeded, {len(failed)} failed")
+    if failed:
+        raise typer.Exit(1)
+
+
+def _latest_bundle(settings: Settings, spec: ProjectSpec) -> tuple[str | None, str | None]:
+    import dagster as dg
+
+    from mlplatform.defs.runs import instance_for
+
+    instance = instance_for(settings)
+    bundle = instance.get_latest_materialization_event(dg.AssetKey([spec.name, "bundle"]))
+    evaluation = instance.get_latest_materialization_event(dg.AssetKey([spec.name, "evaluation"]))
+
+    def meta(event: object, key: str) -> str | None:
+        if event is None or event.asset_materialization is None:  # type: ignore[attr-defined]
+            return None
+        value = event.asset_materialization.metadata.get(key)  # type: ignore[attr-defined]
+        return None if value is None else str(value.value)
+
+    return meta(bundle, "path"), meta(evaluation, "report")
+
+
+@app.command()
+def demo(
+    months: Annotated[int, typer.Option(min=13, help="Months of example data.")] = 36,
+    rows: Annotated[int, typer.Option(min=100, help="Rows per month.")] = 2000,
+    home: HomeOption = None,
+) -> None:
+    """Generate the example data and materialize the whole example graph end to end."""
+    settings = _settings(home)
+    spec = _project(settings, "churn")
+    typer.secho(f"1/3 generating example data under {settings.home}", bold=True)
+    generate(project="churn", months=months, rows=rows, seed=7, home=settings.home, projects=None)
+    typer.secho(
+        "2/3 materializing churn: raw -> features -> models -> evaluation -> bundle", bold=True
+    )
+    outcomes = _run(settings, spec, "all", None, None, latest=True)
+    failed = [o for o in outcomes if not o.success]
+    if failed:
+        _fail(f"{len(failed)} run(s) failed; see the messages above")
+    bundle, report = _latest_bundle(settings, spec)
+    typer.secho("3/3 done", bold=True)
+    typer.echo(f"  bundle:  {bundle}")
+    typer.echo(f"  report:  {report}")
+    typer.echo(
+        f"  load it: python -c \"import mlflow.pyfunc as p; print(p.load_model('{bundle}/model'))\""
+    )
+    typer.echo(
+        f"  web UI:  MLPLATFORM_HOME={settings.home} .venv/bin/mlplatform ui  "
+        "(then open http://127.0.0.1:3000)"
+    )
+
+
+@app.command()
+def ui(
+    port: Annotated[int, typer.Option(help="Web UI port.")] = 3000,
+    host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
+    home: HomeOption = None,
+    projects: ProjectsOption = None,
+) -> None:
+    """Start the Dagster web UI (and daemon) on this platform's workspace."""
+    from mlplatform.defs.runs import ensure_dagster_home
+
+    settings = _settings(home, projects)
+    load_specs(settings.projects_dir)
+    ensure_dagster_home(settings)
+    env = {
+        **os.environ,
+        "MLPLATFORM_HOME": str(settings.home),
+        "MLPLATFORM_PROJECTS_DIR": str(settings.projects_dir.resolve()),
+    }
+    dagster = shutil.which("dagster", path=str(Path(sys.executable).parent)) or "dagster"
+    cmd = [dagster, "dev", "-m", "mlplatform.definitions", "-h", host, "-p", str(port)]
+    typer.echo(f"Dagster UI on http://{host}:{port} (DAGSTER_HOME={settings.dagster_home})")
+    raise typer.Exit(subprocess.call(cmd, env=env))
+
+
+@app.callback()
+def main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show library logs.")] = False,
+) -> None:
+    """mlplatform command line."""
+    if not verbose:
+        quiet_libraries()
+
+
+def quiet_libraries() -> None:
+    """Keep the terminal to our own progress: no beta warnings, MLflow chatter or bars."""
+    import logging
+    import warnings
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    warnings.filterwarnings("ignore", message=".*is currently in beta.*")
+    warnings.filterwarnings("ignore", category=UserWarning, module="mlflow")
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.ERROR)

@@ -1,0 +1,117 @@
+"""Run the project jobs in-process against the platform's Dagster instance, with progress."""
+
+import os
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+
+from mlplatform.defs.build import data_job_name, train_job_name
+from mlplatform.defs.partitions import cutoff_partitions, data_partitions
+from mlplatform.settings import Settings
+from mlplatform.spec import ProjectSpec
+
+INSTANCE_YAML = """\
+# Embedded default: run, event and schedule storage on SQLite under DAGSTER_HOME.
+telemetry:
+  enabled: false
+"""
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+def ensure_dagster_home(settings: Settings) -> Path:
+    """Create DAGSTER_HOME under the platform home (with a dagster.yaml) and export it."""
+    home = settings.dagster_home
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text(INSTANCE_YAML, encoding="utf-8")
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+def instance_for(settings: Settings) -> dg.DagsterInstance:
+    ensure_dagster_home(settings)
+    return dg.DagsterInstance.get()
+
+
+def landed_partitions(spec: ProjectSpec, home: Path) -> tuple[list[str], list[Path]]:
+    """Partition keys that have a landing file, and landing files that match no partition."""
+    keys = data_partitions(spec).get_partition_keys()
+    landing = spec.landing_dir(home)
+    by_name = {spec.data.filename.format(partition=k): k for k in keys}
+    files = sorted(p for p in landing.glob("*") if p.is_file() and not p.name.startswith("."))
+    found = [by_name[p.name] for p in files if p.name in by_name]
+    stray = [p for p in files if p.name not in by_name]
+    return sorted(found), stray
+
+
+def trainable_cutoffs(spec: ProjectSpec, landed: Iterable[str]) -> list[str]:
+    """Cutoffs whose holdout partition has landed (the window is checked when training)."""
+    landed = set(landed)
+    return [k for k in cutoff_partitions(spec).get_partition_keys() if k in landed]
+
+
+@dataclass
+class RunOutcome:
+    job: str
+    partition: str
+    success: bool
+    seconds: float
+    error: str = ""
+
+
+def _failure_text(result: dg.ExecuteInProcessResult) -> str:
+    lines = []
+    for event in result.all_events:
+        if event.event_type_value == "STEP_FAILURE":
+            err = event.event_specific_data.error  # type: ignore[union-attr]
+            message = err.message.strip() if err else event.message or ""
+            if err and err.cause is not None:
+                message = err.cause.message.strip()
+            lines.append(f"{event.step_key}: {message}")
+    return "\n".join(lines) or "run failed"
+
+
+def run_partitions(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    job_name: str,
+    keys: list[str],
+    progress: Callable[[int, int, RunOutcome], None] | None = None,
+) -> list[RunOutcome]:
+    """One run of ``job_name`` per partition key; failures are collected, not raised."""
+    job = defs.resolve_job_def(job_name)
+    outcomes = []
+    for i, key in enumerate(keys, 1):
+        started = time.perf_counter()
+        result = job.execute_in_process(
+            partition_key=key, instance=instance, run_config=QUIET, raise_on_error=False
+        )
+        outcome = RunOutcome(
+            job_name,
+            key,
+            result.success,
+            time.perf_counter() - started,
+            "" if result.success else _failure_text(result),
+        )
+        outcomes.append(outcome)
+        if progress:
+            progress(i, len(keys), outcome)
+    return outcomes
+
+
+def materialize_project(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    spec: ProjectSpec,
+    data_keys: list[str],
+    cutoffs: list[str],
+    progress: Callable[[int, int, RunOutcome], None] | None = None,
+) -> list[RunOutcome]:
+    """Ingest the data partitions, then train, evaluate and bundle each cutoff."""
+    outcomes = run_partitions(defs, instance, data_job_name(spec.name), data_keys, progress)
+    outcomes += run_partitions(defs, instance, train_job_name(spec.name), cutoffs, progress)
+    return outcomes
