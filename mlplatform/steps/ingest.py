@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,8 +15,6 @@ import pyarrow.parquet as pq
 
 from mlplatform.columns import parse_column
 from mlplatform.spec import ProjectSpec
-
-FIRST_DATA_LINE = 2  # line numbers in messages are file lines: the header is line 1
 
 
 class DataError(Exception):
@@ -36,12 +36,13 @@ def file_sha256(path: Path) -> str:
 
 
 def _read_csv(path: Path, spec: ProjectSpec) -> pd.DataFrame:
+    """Cells as strings, indexed by file line number; blank lines skipped, ragged rows refused."""
     data = path.read_bytes()
     encoding = spec.data.encoding
     if encoding.lower().replace("-", "").replace("_", "") in ("utf8", "utf8sig"):
         encoding = "utf-8-sig"  # tolerate a byte-order mark
     try:
-        data.decode(encoding)
+        text = data.decode(encoding)
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise DataError(
@@ -50,20 +51,32 @@ def _read_csv(path: Path, spec: ProjectSpec) -> pd.DataFrame:
             "set data.encoding in the spec (e.g. latin-1)",
             rows=f"line {line}",
         ) from None
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=spec.data.delimiter)
+    header: list[str] | None = None
+    rows: list[list[str]] = []
+    lines: list[int] = []
     try:
-        return pd.read_csv(
-            path,
-            dtype=str,
-            keep_default_na=False,
-            na_filter=False,
-            encoding=encoding,
-            sep=spec.data.delimiter,
-            engine="c",
-        )
-    except pd.errors.EmptyDataError:
-        raise DataError(path, "empty file: no header and no rows") from None
-    except pd.errors.ParserError as exc:
-        raise DataError(path, f"malformed CSV: {exc}") from None
+        for row in reader:
+            if not any(cell.strip() for cell in row):
+                continue
+            if header is None:
+                header = row
+                continue
+            if len(row) != len(header):
+                raise DataError(
+                    path,
+                    f"malformed CSV: {len(row)} fields where the header has {len(header)}",
+                    rows=f"line {reader.line_num}",
+                )
+            rows.append(row)
+            lines.append(reader.line_num)
+    except csv.Error as exc:
+        raise DataError(path, f"malformed CSV: {exc}", rows=f"line {reader.line_num}") from None
+    if header is None:
+        raise DataError(path, "empty file: no header and no rows")
+    frame = pd.DataFrame(rows, columns=header, dtype=object)
+    frame.index = pd.Index(lines, name="line")
+    return frame
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:
@@ -73,7 +86,9 @@ def _read_parquet(path: Path) -> pd.DataFrame:
         raise DataError(
             path, f"not a readable Parquet file (truncated or corrupt): {exc}"
         ) from None
-    return table.to_pandas().astype(object)
+    frame = table.to_pandas().astype(object)
+    frame.index = pd.RangeIndex(1, len(frame) + 1, name="row")
+    return frame
 
 
 def read_landing_file(path: Path, spec: ProjectSpec) -> pd.DataFrame:
@@ -133,9 +148,10 @@ class QualityReport:
         return not any(self.problems.values())
 
 
-def _examples(mask: np.ndarray, raw: np.ndarray, limit: int = 5) -> list[str]:
-    idx = np.flatnonzero(mask)[:limit]
-    return [f"line {i + FIRST_DATA_LINE} {raw[i]!r}" for i in idx]
+def _examples(mask: np.ndarray, raw: np.ndarray, where: pd.Index, limit: int = 5) -> list[str]:
+    """'line N 'value'' for the first offending rows (CSV file lines; Parquet row numbers)."""
+    label = where.name or "row"
+    return [f"{label} {where[i]} {raw[i]!r}" for i in np.flatnonzero(mask)[:limit]]
 
 
 CHECKS = ("schema", "ranges", "row_count", "target")
@@ -166,35 +182,36 @@ def parse_partition(
             problems[check].append(
                 f"column {name!r}: {cq.invalid} of {n} values ({cq.invalid / n:.1%}) "
                 f"{parsed.reason}, above quality.max_invalid_fraction={q.max_invalid_fraction}; "
-                + ", ".join(_examples(parsed.invalid, raw))
+                + ", ".join(_examples(parsed.invalid, raw, frame.index))
             )
         if cq.out_of_range and cq.out_of_range / n > q.max_invalid_fraction:
             problems["ranges"].append(
                 f"column {name!r}: {cq.out_of_range} of {n} values ({cq.out_of_range / n:.1%}) "
                 f"outside [{col.min}, {col.max}], above quality.max_invalid_fraction="
-                f"{q.max_invalid_fraction}; " + ", ".join(_examples(parsed.out_of_range, raw))
+                f"{q.max_invalid_fraction}; "
+                + ", ".join(_examples(parsed.out_of_range, raw, frame.index))
             )
         gone = parsed.missing | parsed.invalid
         if name == spec.target and gone.any():
             problems["target"].append(
                 f"target column {name!r}: {int(gone.sum())} missing or invalid value(s); "
-                + ", ".join(_examples(gone, raw))
+                + ", ".join(_examples(gone, raw, frame.index))
             )
         elif not col.nullable and gone.any():
             problems["schema"].append(
                 f"column {name!r}: {int(gone.sum())} missing or invalid value(s) in a "
-                f"non-nullable column; " + ", ".join(_examples(gone, raw))
+                f"non-nullable column; " + ", ".join(_examples(gone, raw, frame.index))
             )
-        cq.examples = _examples(parsed.invalid | parsed.out_of_range, raw)
+        cq.examples = _examples(parsed.invalid | parsed.out_of_range, raw, frame.index)
     dup = frame.duplicated(keep="first").to_numpy()
-    duplicate_lines = [int(i) + FIRST_DATA_LINE for i in np.flatnonzero(dup)]
+    duplicate_lines = [int(i) for i in frame.index[dup]]
     if duplicate_lines and not q.allow_duplicate_rows:
         problems["row_count"].append(
-            f"{len(duplicate_lines)} duplicated row(s) at line(s) "
+            f"{len(duplicate_lines)} duplicated row(s) at {frame.index.name or 'row'}(s) "
             + ", ".join(map(str, duplicate_lines[:10]))
             + " (set quality.allow_duplicate_rows to accept them)"
         )
     if n < q.min_rows:
         problems["row_count"].append(f"{n} rows, fewer than quality.min_rows={q.min_rows}")
     report = QualityReport(file, n, columns, duplicate_lines, problems)
-    return pd.DataFrame(typed), report
+    return pd.DataFrame(typed).reset_index(drop=True), report
