@@ -1,0 +1,42 @@
+"""Layer contracts: import-linter's contracts hold, and serving loads no heavy library."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_import_contracts_hold() -> None:
+    linter = Path(sys.executable).with_name("lint-imports")
+    result = subprocess.run([str(linter)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 broken" in result.stdout
+
+
+def test_serving_imports_no_heavy_library() -> None:
+    code = (
+        "import sys, mlplatform.serving.bundle\n"
+        "heavy = [m for m in ('dagster', 'sklearn', 'torch', 'mlflow', 'skl2onnx') "
+        "if m in sys.modules]\n"
+        "print(','.join(heavy))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == ""
+
+
+def test_steps_import_no_dagster() -> None:
+    code = (
+        "import sys, pkgutil, importlib, mlplatform.steps as s\n"
+        "for m in pkgutil.iter_modules(s.__path__):\n"
+        "    if m.name != 'bundle_pyfunc': importlib.import_module(f'mlplatform.steps.{m.name}')\n"
+        "print('dagster' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "False"
