@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
+from mlplatform.columns import MISSING_CATEGORY
 from mlplatform.spec import LOWER_IS_BETTER, ProjectSpec
 
 PRODUCTION = "production"
@@ -211,12 +212,13 @@ def evaluate(
             col = holdout[spec.training.slice_column].to_numpy(dtype=object)
             for value in sorted({str(v) for v in col}):
                 mask = col == value
+                label = "(missing)" if value == MISSING_CATEGORY else value
                 sub = Prediction(
                     pred.classes,
                     None if pred.proba is None else pred.proba[mask],
                     None if pred.values is None else pred.values[mask],
                 )
-                slices[value] = {"rows": float(mask.sum()), **score(y[mask], sub, spec.task)}
+                slices[label] = {"rows": float(mask.sum()), **score(y[mask], sub, spec.task)}
         scores = ModelScores(name, metrics, slices, gate_results(metrics, spec))
         _plots(y, pred, spec.task, scores)
         models[name] = scores
