@@ -272,7 +272,8 @@ def quiet_libraries() -> None:
     import warnings
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    warnings.filterwarnings("ignore", message=".*is currently in beta.*")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
+    warnings.filterwarnings("ignore", message=".*is currently in (beta|preview).*")
     warnings.filterwarnings("ignore", category=UserWarning, module="mlflow")
     for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.ERROR)

@@ -153,6 +153,32 @@ class Features(_Frozen):
     )
 
 
+class Drift(_Frozen):
+    """How far a new partition's features may move from its training window."""
+
+    psi_threshold: float = Field(
+        default=0.25, gt=0, description="Population stability index per numeric feature."
+    )
+    share_threshold: float = Field(
+        default=0.15,
+        gt=0,
+        le=1,
+        description="Largest absolute change of any category's share in a categorical feature.",
+    )
+    severity: Literal["warn", "error"] = Field(
+        default="warn", description="warn: report only; error: block everything downstream."
+    )
+
+
+class Automation(_Frozen):
+    """Sensors, declarative automation and the retrain schedule of a project."""
+
+    enabled: bool = Field(
+        default=True, description="false: no landing sensor, automation or schedule runs."
+    )
+    sensor_interval_seconds: int = Field(default=30, ge=5)
+
+
 class Training(_Frozen):
     """Which partitions train a model for a cutoff and how."""
 
@@ -235,6 +261,8 @@ class ProjectSpec(_Frozen):
     candidates: tuple[Candidate, ...] = Field(min_length=1)
     evaluation: Evaluation
     promotion: Promotion = Promotion()
+    drift: Drift = Drift()
+    automation: Automation = Automation()
     schedule: Schedule | None = None
     source_file: Path | None = Field(default=None, exclude=True, description="Set by the loader.")
 

@@ -6,9 +6,11 @@ import dagster as dg
 
 from mlplatform.defs.bundles import bundle_asset
 from mlplatform.defs.evaluation import evaluation_asset
-from mlplatform.defs.features import features_asset
+from mlplatform.defs.features import drift_check, features_asset
 from mlplatform.defs.models import model_asset
 from mlplatform.defs.raw import raw_asset
+from mlplatform.defs.schedules import retrain_schedule
+from mlplatform.defs.sensors import landing_sensor
 from mlplatform.resources.mlflow import MlflowTracking
 from mlplatform.resources.store import ArtifactStore, ParquetIOManager
 from mlplatform.settings import Settings
@@ -57,16 +59,31 @@ def resources(settings: Settings) -> dict[str, object]:
     return {
         "parquet_io": parquet,
         "io_manager": parquet,  # anything not routed elsewhere is a DataFrame or fails: no pickle
-        "store": ArtifactStore(home=str(settings.home)),
+        "store": ArtifactStore(home=str(settings.home), assets_dir=str(settings.assets_dir)),
         "mlflow": MlflowTracking(
             tracking_uri=settings.tracking_uri, artifact_root=str(settings.mlflow_artifacts_dir)
         ),
     }
 
 
+def train_targets(spec: ProjectSpec) -> list[dg.AssetKey]:
+    p = spec.name
+    return [
+        *(dg.AssetKey([p, "model", c.name]) for c in spec.candidates),
+        dg.AssetKey([p, "evaluation"]),
+        dg.AssetKey([p, "bundle"]),
+    ]
+
+
 def build_defs(settings: Settings, specs: list[ProjectSpec] | None = None) -> dg.Definitions:
     """Definitions for the given specs (default: every spec in ``settings.projects_dir``)."""
     specs = load_specs(settings.projects_dir) if specs is None else specs
-    assets = [a for spec in specs for a in project_assets(spec)]
-    jobs = [j for spec in specs for j in project_jobs(spec)]
-    return dg.Definitions(assets=assets, jobs=jobs, resources=resources(settings))
+    schedules = [retrain_schedule(spec, train_targets(spec)) for spec in specs]
+    return dg.Definitions(
+        assets=[a for spec in specs for a in project_assets(spec)],
+        asset_checks=[drift_check(spec) for spec in specs],
+        jobs=[j for spec in specs for j in project_jobs(spec)],
+        sensors=[landing_sensor(spec) for spec in specs],
+        schedules=[s for s in schedules if s is not None],
+        resources=resources(settings),
+    )

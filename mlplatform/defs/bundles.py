@@ -6,6 +6,7 @@ import dagster as dg
 import pandas as pd
 
 import mlplatform.columns
+from mlplatform.defs.automation import condition_for
 from mlplatform.defs.checks import check_results, check_specs, fail_if_any
 from mlplatform.defs.partitions import cutoff_partitions
 from mlplatform.defs.versions import code_version
@@ -62,11 +63,13 @@ def bundle_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
         partitions_def=cutoff_partitions(spec),
         ins={"holdout": dg.AssetIn(key=[spec.name, "features"])},
         deps=[dg.AssetKey([spec.name, "evaluation"])],
-        check_specs=check_specs(key, BUNDLE_CHECKS),
+        check_specs=check_specs(key, BUNDLE_CHECKS, cutoff_partitions(spec)),
         code_version=code_version(
             spec, [export, serving_bundle, mlplatform.columns], ["columns", "features"]
         ),
         group_name=spec.name,
+        automation_condition=condition_for(spec),
+        backfill_policy=dg.BackfillPolicy.multi_run(1),
         kinds={"onnx", "mlflow"},
         description="Winning candidate as a content-addressed, pickle-free ONNX + JSON bundle.",
     )

@@ -7,10 +7,17 @@ from collections.abc import Iterator, Mapping
 import dagster as dg
 
 
-def check_specs(key: dg.AssetKey, names: Mapping[str, str]) -> list[dg.AssetCheckSpec]:
-    """Blocking check specs named ``names`` (name -> description) on one asset."""
+def check_specs(
+    key: dg.AssetKey,
+    names: Mapping[str, str],
+    partitions_def: dg.PartitionsDefinition | None = None,
+) -> list[dg.AssetCheckSpec]:
+    """Blocking check specs named ``names`` (name -> description) on one asset, evaluated per
+    partition of ``partitions_def`` so one bad partition blocks only its own downstream."""
     return [
-        dg.AssetCheckSpec(name, asset=key, blocking=True, description=desc)
+        dg.AssetCheckSpec(
+            name, asset=key, blocking=True, description=desc, partitions_def=partitions_def
+        )
         for name, desc in names.items()
     ]
 
@@ -26,6 +33,22 @@ def check_results(
             description="; ".join(found) if found else "passed",
             metadata=dict((metadata or {}).get(name, {})) | {"problems": len(found)},
         )
+
+
+def audited_output(
+    what: str,
+    output: dg.Output,
+    problems: Mapping[str, list[str]],
+    metadata: Mapping[str, Mapping[str, object]] | None = None,
+) -> Iterator[object]:
+    """Write-audit-publish for a DataFrame partition: the output is stored only when every
+    check passed (and then the results refer to it); otherwise the results are reported,
+    the step fails and whatever was stored before stays as it was."""
+    if any(problems.values()):
+        yield from check_results(problems, metadata)
+        fail_if_any(what, problems)
+    yield output
+    yield from check_results(problems, metadata)
 
 
 def fail_if_any(what: str, problems: Mapping[str, list[str]]) -> None:

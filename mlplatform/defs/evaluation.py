@@ -4,6 +4,7 @@ import dagster as dg
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
+from mlplatform.defs.automation import condition_for
 from mlplatform.defs.checks import check_results, check_specs
 from mlplatform.defs.models import model_key
 from mlplatform.defs.partitions import cutoff_partitions
@@ -38,10 +39,14 @@ def evaluation_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
         ins={"holdout": dg.AssetIn(key=[spec.name, "features"])},
         deps=[model_key(spec, c.name) for c in spec.candidates],
         check_specs=check_specs(
-            key, {"gates": "A candidate passes every metric gate of the spec on the holdout."}
+            key,
+            {"gates": "A candidate passes every metric gate of the spec on the holdout."},
+            cutoff_partitions(spec),
         ),
         code_version=code_version(spec, [evaluate, report], ["evaluation", "training"]),
         group_name=spec.name,
+        automation_condition=condition_for(spec),
+        backfill_policy=dg.BackfillPolicy.multi_run(1),
         kinds={"sklearn", "html"},
         description="Candidates scored on the cutoff partition; HTML report; winner.",
     )

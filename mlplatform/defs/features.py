@@ -6,11 +6,15 @@ import dagster as dg
 import pandas as pd
 
 import mlplatform.columns
-from mlplatform.defs.checks import check_results, check_specs, fail_if_any
-from mlplatform.defs.partitions import data_partitions
+from mlplatform.defs.automation import condition_for
+from mlplatform.defs.checks import audited_output, check_specs
+from mlplatform.defs.partitions import data_partitions, previous_window
 from mlplatform.defs.versions import code_version
+from mlplatform.resources.store import ArtifactStore
 from mlplatform.spec import ProjectSpec
+from mlplatform.steps import drift as drift_steps
 from mlplatform.steps import features as steps
+from mlplatform.steps import split
 
 FEATURE_CHECKS = {
     "no_leakage": "No target, id or excluded column and no near-perfect predictor of the target.",
@@ -26,12 +30,14 @@ def features_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
         partitions_def=data_partitions(spec),
         ins={"raw": dg.AssetIn(key=[spec.name, "raw"])},
         io_manager_key="parquet_io",
-        check_specs=check_specs(key, FEATURE_CHECKS),
+        check_specs=check_specs(key, FEATURE_CHECKS, data_partitions(spec)),
         code_version=code_version(
             spec, [steps, mlplatform.columns], ["columns", "features", "target", "task"]
         ),
         group_name=spec.name,
         kinds={"pandas", "parquet"},
+        automation_condition=condition_for(spec),
+        backfill_policy=dg.BackfillPolicy.multi_run(1),
         description="Cleaned and derived features plus the target, one partition per file.",
     )
     def features(context: dg.AssetExecutionContext, raw: pd.DataFrame) -> Iterator[object]:
@@ -43,9 +49,51 @@ def features_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
                 for name in steps.empty_features(frame, spec)
             ],
         }
-        yield from check_results(problems)
-        fail_if_any(f"{spec.name}/features {context.partition_key}", problems)
         frame.attrs = {"raw_sha256": raw.attrs.get("sha256")}
-        yield dg.Output(frame, metadata={"rows": len(frame), "columns": len(frame.columns)})
+        yield from audited_output(
+            f"{spec.name}/features {context.partition_key}",
+            dg.Output(frame, metadata={"rows": len(frame), "columns": len(frame.columns)}),
+            problems,
+        )
 
     return features
+
+
+def drift_check(spec: ProjectSpec) -> dg.AssetChecksDefinition:
+    """Each partition against the ``training.window`` partitions before it: PSI per numeric
+    feature, category-share change per categorical one. Blocking when drift.severity=error."""
+    key = dg.AssetKey([spec.name, "features"])
+    blocking = spec.drift.severity == "error"
+
+    @dg.asset_check(
+        asset=key,
+        name="drift",
+        blocking=blocking,
+        partitions_def=data_partitions(spec),
+        description=f"Feature drift vs the previous {spec.training.window} partitions "
+        f"(PSI > {spec.drift.psi_threshold} or share change > {spec.drift.share_threshold}).",
+    )
+    def drift(
+        context: dg.AssetCheckExecutionContext, features: pd.DataFrame, store: ArtifactStore
+    ) -> dg.AssetCheckResult:
+        window = previous_window(spec, context.partition_key)
+        reference = store.read_partitions(key, window)
+        severity = dg.AssetCheckSeverity.ERROR if blocking else dg.AssetCheckSeverity.WARN
+        if not reference:
+            return dg.AssetCheckResult(
+                passed=True, description="no earlier partitions to compare with yet"
+            )
+        found = drift_steps.feature_drift(split.training_frame(reference), features, spec)
+        drifted = [d for d in found if d.drifted]
+        return dg.AssetCheckResult(
+            passed=not drifted,
+            severity=severity,
+            description="; ".join(f"{d.feature}: {d.detail}" for d in drifted) or "no drift",
+            metadata={
+                "reference": f"{min(reference)} .. {max(reference)}",
+                "drifted": len(drifted),
+                **{f"{d.kind}/{d.feature}": round(d.value, 4) for d in found},
+            },
+        )
+
+    return drift

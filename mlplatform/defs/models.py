@@ -5,7 +5,8 @@ import time
 import dagster as dg
 import pandas as pd
 
-from mlplatform.defs.partitions import cutoff_partitions, training_window
+from mlplatform.defs.automation import condition_for
+from mlplatform.defs.partitions import cutoff_partitions, window_and_holdout
 from mlplatform.defs.versions import code_version
 from mlplatform.resources.mlflow import MlflowTracking
 from mlplatform.resources.store import ArtifactStore
@@ -24,12 +25,14 @@ def model_asset(spec: ProjectSpec, candidate: Candidate) -> dg.AssetsDefinition:
         key=model_key(spec, candidate.name),
         partitions_def=cutoff_partitions(spec),
         ins={
-            "window": dg.AssetIn(
+            "partitions": dg.AssetIn(
                 key=[spec.name, "features"],
-                partition_mapping=training_window(spec),
+                partition_mapping=window_and_holdout(spec),
                 metadata={"partitions": "dict"},
             )
         },
+        automation_condition=condition_for(spec),
+        backfill_policy=dg.BackfillPolicy.multi_run(1),
         code_version=code_version(
             spec,
             [train_sklearn, split],
@@ -42,11 +45,12 @@ def model_asset(spec: ProjectSpec, candidate: Candidate) -> dg.AssetsDefinition:
     )
     def model(
         context: dg.AssetExecutionContext,
-        window: dict[str, pd.DataFrame],
+        partitions: dict[str, pd.DataFrame],
         store: ArtifactStore,
         mlflow: MlflowTracking,
     ) -> dg.MaterializeResult:
         cutoff = context.partition_key
+        window = {k: frame for k, frame in partitions.items() if k != cutoff}
         train = split.training_frame(window)
         manifest = split.training_manifest(
             window, {k: f.attrs.get("raw_sha256") for k, f in window.items()}

@@ -40,6 +40,18 @@ def cutoff_partitions(spec: ProjectSpec) -> dg.TimeWindowPartitionsDefinition:
     return _definition(spec, first)
 
 
-def training_window(spec: ProjectSpec) -> dg.TimeWindowPartitionMapping:
-    """Cutoff -> the ``window`` data partitions right before it."""
-    return dg.TimeWindowPartitionMapping(start_offset=-spec.training.window, end_offset=-1)
+def window_and_holdout(spec: ProjectSpec) -> dg.TimeWindowPartitionMapping:
+    """Cutoff -> the ``window`` data partitions before it plus the cutoff partition itself.
+
+    A model trains on the window only; depending on the holdout too means it is trained
+    (by automation) only once its evaluation can run."""
+    return dg.TimeWindowPartitionMapping(start_offset=-spec.training.window, end_offset=0)
+
+
+def previous_window(spec: ProjectSpec, key: str) -> list[str]:
+    """The ``window`` data partition keys before ``key`` that exist in the definition."""
+    keys = data_partitions(spec).get_partition_keys()
+    if key not in keys:
+        return []
+    i = keys.index(key)
+    return keys[max(0, i - spec.training.window) : i]

@@ -6,7 +6,7 @@ from pathlib import Path
 import dagster as dg
 
 import mlplatform.columns
-from mlplatform.defs.checks import check_results, check_specs, fail_if_any
+from mlplatform.defs.checks import audited_output, check_specs
 from mlplatform.defs.partitions import data_partitions
 from mlplatform.defs.versions import code_version
 from mlplatform.resources.store import ArtifactStore
@@ -28,11 +28,12 @@ def raw_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
         key=key,
         partitions_def=data_partitions(spec),
         io_manager_key="parquet_io",
-        check_specs=check_specs(key, RAW_CHECKS),
+        check_specs=check_specs(key, RAW_CHECKS, data_partitions(spec)),
         code_version=code_version(
             spec, [ingest, mlplatform.columns], ["data", "columns", "quality", "target"]
         ),
         group_name=spec.name,
+        backfill_policy=dg.BackfillPolicy.multi_run(1),
         kinds={"pandas", "parquet"},
         description=f"Landing files of {spec.name}, parsed and validated against the spec.",
     )
@@ -46,13 +47,8 @@ def raw_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
             for name, q in report.columns.items()
             if q.missing or q.invalid or q.out_of_range
         }
-        yield from check_results(
-            report.problems,
-            {"schema": {"columns": per_column}, "row_count": {"rows": report.rows}},
-        )
-        fail_if_any(str(path), report.problems)
         typed.attrs = {"source_file": str(path), "sha256": sha}
-        yield dg.Output(
+        output = dg.Output(
             typed,
             data_version=dg.DataVersion(sha),
             metadata={
@@ -62,6 +58,12 @@ def raw_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
                 "invalid_values": sum(q.invalid for q in report.columns.values()),
                 "missing_values": sum(q.missing for q in report.columns.values()),
             },
+        )
+        yield from audited_output(
+            str(path),
+            output,
+            report.problems,
+            {"schema": {"columns": per_column}, "row_count": {"rows": report.rows}},
         )
 
     return raw

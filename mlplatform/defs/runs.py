@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
+from dagster._core.definitions.asset_daemon_cursor import AssetDaemonCursor
 
 from mlplatform.defs.build import data_job_name, train_job_name
 from mlplatform.defs.partitions import cutoff_partitions, data_partitions
@@ -115,3 +116,56 @@ def materialize_project(
     outcomes = run_partitions(defs, instance, data_job_name(spec.name), data_keys, progress)
     outcomes += run_partitions(defs, instance, train_job_name(spec.name), cutoffs, progress)
     return outcomes
+
+
+@dataclass(frozen=True)
+class AutomationRun:
+    partition: str
+    assets: tuple[str, ...]
+    success: bool
+
+
+def run_automation(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    cursor: AssetDaemonCursor | None = None,
+    max_ticks: int = 20,
+    on_run: Callable[[AutomationRun], None] | None = None,
+) -> tuple[list[AutomationRun], AssetDaemonCursor]:
+    """Evaluate declarative automation tick by tick, executing what each tick requests
+    in-process (one run per partition key and partitions definition), until a tick requests
+    nothing. The conditions are the ones the daemon evaluates; this makes them deterministic.
+    Pass the returned cursor to the next call, as the daemon does between ticks: a first
+    evaluation only records where things stand."""
+    graph = defs.resolve_asset_graph()
+    everything = [*(defs.assets or []), *(defs.asset_checks or [])]
+    executed: list[AutomationRun] = []
+    for _ in range(max_ticks):
+        result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
+        cursor = result.cursor
+        groups: dict[tuple[str, str], list[dg.AssetKey]] = {}
+        for key in graph.materializable_asset_keys:
+            for partition in result.get_requested_partitions(key):
+                part_def = graph.get(key).partitions_def
+                group = (str(part_def), partition or "")
+                groups.setdefault(group, []).append(key)
+        if not groups:
+            return executed, cursor
+        for (_, partition), keys in sorted(groups.items(), key=lambda g: g[0][1]):
+            outcome = dg.materialize(
+                everything,
+                selection=keys,
+                partition_key=partition or None,
+                instance=instance,
+                resources=dict(defs.resources or {}),
+                tags={"mlplatform/trigger": "automation"},
+                raise_on_error=False,
+                run_config=QUIET,
+            )
+            run = AutomationRun(
+                partition, tuple(sorted(k.to_user_string() for k in keys)), outcome.success
+            )
+            executed.append(run)
+            if on_run:
+                on_run(run)
+    raise RuntimeError(f"automation still requesting runs after {max_ticks} ticks")

@@ -42,6 +42,11 @@ def read_parquet(path: UPath) -> pd.DataFrame:
     return frame
 
 
+def partition_path(base: str, key: dg.AssetKey, partition: str | None) -> UPath:
+    """Where the Parquet file of one asset partition lives."""
+    return UPath(base).joinpath(*key.path, f"{partition or '__all__'}.parquet")
+
+
 class ParquetIOManager(dg.ConfigurableIOManager):
     """DataFrames as ``<base>/<asset key>/<partition>.parquet``; never pickled.
 
@@ -51,7 +56,7 @@ class ParquetIOManager(dg.ConfigurableIOManager):
     base_path: str
 
     def _path(self, key: dg.AssetKey, partition: str | None) -> UPath:
-        return UPath(self.base_path).joinpath(*key.path, f"{partition or '__all__'}.parquet")
+        return partition_path(self.base_path, key, partition)
 
     def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame) -> None:
         if obj is None:
@@ -89,10 +94,20 @@ class ArtifactStore(dg.ConfigurableResource):
     """Files that are not DataFrames: model files, evaluations, reports, bundles."""
 
     home: str
+    assets_dir: str
 
     @property
     def root(self) -> Path:
         return Path(self.home)
+
+    def read_partitions(self, key: dg.AssetKey, partitions: list[str]) -> dict[str, pd.DataFrame]:
+        """Stored partitions of a DataFrame asset (those not stored are left out)."""
+        out = {}
+        for pk in partitions:
+            path = partition_path(self.assets_dir, key, pk)
+            if path.exists():
+                out[pk] = read_parquet(path)
+        return out
 
     def model_file(self, project: str, candidate: str, cutoff: str) -> Path:
         return self.root / "models" / project / candidate / f"{cutoff}.skops"

@@ -1,0 +1,80 @@
+"""Landing sensor: a new or changed landing file launches a run for exactly its partition."""
+
+import json
+from pathlib import Path
+
+import dagster as dg
+
+from mlplatform.defs.partitions import data_partitions
+from mlplatform.resources.store import ArtifactStore
+from mlplatform.spec import ProjectSpec
+from mlplatform.steps.ingest import file_sha256
+
+
+def scan_landing(
+    spec: ProjectSpec, home: Path, known: dict[str, list]
+) -> tuple[dict[str, list], list[tuple[str, str]], list[str]]:
+    """Files of the landing folder as {name: [mtime_ns, size, sha256]} (hashing only files
+    whose size or mtime changed), new or changed (partition, sha256), and stray file names."""
+    keys = set(data_partitions(spec).get_partition_keys())
+    by_name = {spec.data.filename.format(partition=k): k for k in keys}
+    landing = spec.landing_dir(home)
+    seen: dict[str, list] = {}
+    changed: list[tuple[str, str]] = []
+    stray: list[str] = []
+    if not landing.is_dir():
+        return seen, changed, stray
+    for path in sorted(landing.iterdir()):
+        if not path.is_file() or path.name.startswith("."):
+            continue
+        if path.name not in by_name:
+            stray.append(path.name)
+            continue
+        stat = path.stat()
+        before = known.get(path.name)
+        if before and before[0] == stat.st_mtime_ns and before[1] == stat.st_size:
+            seen[path.name] = before
+            continue
+        sha = file_sha256(path)
+        seen[path.name] = [stat.st_mtime_ns, stat.st_size, sha]
+        if not before or before[2] != sha:
+            changed.append((by_name[path.name], sha))
+    return seen, changed, stray
+
+
+def landing_sensor(spec: ProjectSpec) -> dg.SensorDefinition:
+    p = spec.name
+
+    @dg.sensor(
+        name=f"{p}__landing",
+        target=dg.AssetSelection.assets([p, "raw"], [p, "features"]),
+        minimum_interval_seconds=spec.automation.sensor_interval_seconds,
+        default_status=(
+            dg.DefaultSensorStatus.RUNNING
+            if spec.automation.enabled
+            else dg.DefaultSensorStatus.STOPPED
+        ),
+        description=f"Launches raw + features for each new or changed file in {p}'s landing "
+        "folder (run key = partition + content hash: identical bytes never run twice).",
+    )
+    def landing(context: dg.SensorEvaluationContext, store: ArtifactStore) -> dg.SensorResult:
+        known = json.loads(context.cursor) if context.cursor else {}
+        seen, changed, stray = scan_landing(spec, Path(store.home), known)
+        for name in stray:
+            context.log.warning(f"{p}: landing file {name!r} matches no partition key; ignored")
+        requests = [
+            dg.RunRequest(
+                run_key=f"{key}:{sha}",
+                partition_key=key,
+                tags={"mlplatform/landing_sha256": sha, "mlplatform/trigger": "landing"},
+            )
+            for key, sha in changed
+        ]
+        skip = None
+        if not requests:
+            skip = "no new or changed landing files" + (
+                f"; ignored files that match no partition key: {', '.join(stray)}" if stray else ""
+            )
+        return dg.SensorResult(run_requests=requests, cursor=json.dumps(seen), skip_reason=skip)
+
+    return landing
