@@ -234,6 +234,47 @@ def demo(
 
 
 @app.command()
+def status(
+    project: Annotated[str, typer.Argument(help="Project name.")],
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+    show_all: Annotated[
+        bool, typer.Option("--all", help="Also list partitions with no landing file.")
+    ] = False,
+    home: HomeOption = None,
+    projects: ProjectsOption = None,
+) -> None:
+    """Assets x partitions: materialized, stale (and why), missing, failed checks."""
+    import json
+
+    from mlplatform.defs.build import build_defs
+    from mlplatform.defs.runs import instance_for, landed_partitions
+    from mlplatform.defs.status import project_status
+
+    settings = _settings(home, projects)
+    spec = _project(settings, project)
+    landed, _ = landed_partitions(spec, settings.home)
+    instance = instance_for(settings)
+    rows = project_status(
+        build_defs(settings, [spec]), instance, spec, None if show_all else landed, settings.home
+    )
+    if as_json:
+        for row in rows:
+            typer.echo(json.dumps(row.to_json()))
+        return
+    colors = {"materialized": "green", "stale": "yellow", "missing": None, "failed_check": "red"}
+    width = max((len(r.asset) for r in rows), default=10)
+    typer.echo(f"{'asset':<{width}}  {'partition':<10}  {'state':<12}  reason")
+    for row in rows:
+        typer.echo(f"{row.asset:<{width}}  {row.partition:<10}  ", nl=False)
+        typer.secho(f"{row.state:<12}", fg=colors[row.state], nl=False)
+        typer.echo(f"  {row.reason}")
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row.state] = counts.get(row.state, 0) + 1
+    typer.echo(", ".join(f"{n} {state}" for state, n in sorted(counts.items())))
+
+
+@app.command()
 def ui(
     port: Annotated[int, typer.Option(help="Web UI port.")] = 3000,
     host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",

@@ -169,3 +169,34 @@ def run_automation(
             if on_run:
                 on_run(run)
     raise RuntimeError(f"automation still requesting runs after {max_ticks} ticks")
+
+
+def tick_landing_sensor(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    spec: ProjectSpec,
+    cursor: str | None = None,
+) -> tuple[list[dg.RunRequest], list[bool], str | None]:
+    """One tick of a project's landing sensor, its runs executed in-process (as the daemon
+    would launch them): the requests, whether each run succeeded, and the new cursor."""
+    sensor = defs.get_sensor_def(f"{spec.name}__landing")
+    context = dg.build_sensor_context(
+        instance=instance, cursor=cursor, definitions=defs, resources=defs.resources
+    )
+    result = sensor(context)
+    assert isinstance(result, dg.SensorResult)
+    everything = [*(defs.assets or []), *(defs.asset_checks or [])]
+    outcomes = []
+    for request in result.run_requests or []:
+        outcome = dg.materialize(
+            everything,
+            selection=[dg.AssetKey([spec.name, "raw"]), dg.AssetKey([spec.name, "features"])],
+            partition_key=request.partition_key,
+            instance=instance,
+            resources=dict(defs.resources or {}),
+            tags=request.tags,
+            raise_on_error=False,
+            run_config=QUIET,
+        )
+        outcomes.append(outcome.success)
+    return list(result.run_requests or []), outcomes, result.cursor

@@ -2,6 +2,7 @@
 
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import dagster as dg
 from dagster._core.definitions.data_version import (  # the resolver behind the UI's "stale" badge
@@ -12,9 +13,11 @@ from dagster._core.definitions.data_version import (  # the resolver behind the 
 )
 from dagster._core.event_api import PartitionKeyFilter
 from dagster._core.loader import DataLoader, LoadingContext
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
-from mlplatform.defs.partitions import cutoff_partitions, data_partitions
+from mlplatform.defs.partitions import cutoff_partitions, data_partitions, previous_window
 from mlplatform.spec import ProjectSpec
+from mlplatform.steps.ingest import file_sha256
 
 CAUSES = {
     StaleCauseCategory.CODE: "new code",
@@ -49,9 +52,11 @@ class PartitionStatus:
 
 
 def stale_resolver(
-    defs: dg.Definitions, instance: dg.DagsterInstance
+    defs: dg.Definitions | dg.RepositoryDefinition, instance: dg.DagsterInstance
 ) -> CachingStaleStatusResolver:
-    return CachingStaleStatusResolver(instance, defs.resolve_asset_graph(), _Loading(instance))
+    """Dagster's own staleness logic (code versions, data versions) for these definitions."""
+    graph = defs.resolve_asset_graph() if isinstance(defs, dg.Definitions) else defs.asset_graph
+    return CachingStaleStatusResolver(instance, graph, _Loading(instance))
 
 
 def _failed_checks(
@@ -62,9 +67,27 @@ def _failed_checks(
         records = instance.event_log_storage.get_asset_check_execution_history(
             dg.AssetCheckKey(key, name), limit=1, partition_filter=PartitionKeyFilter(key=partition)
         )
-        if records and records[0].evaluation is not None and not records[0].evaluation.passed:
+        if records and records[0].status == AssetCheckExecutionRecordStatus.FAILED:
             failed.append(name)
     return failed
+
+
+def upstream_of(spec: ProjectSpec, asset: dg.AssetKey, partition: str) -> list[tuple[str, str]]:
+    """The (asset, partition) pairs one asset partition is computed from."""
+    p, kind = spec.name, asset.path[1]
+    if kind == "features":
+        return [(f"{p}/raw", partition)]
+    if kind == "model":
+        window = [*previous_window(spec, partition), partition]
+        return [(f"{p}/features", k) for k in window]
+    if kind in ("evaluation", "bundle"):
+        first = (
+            [f"{p}/model/{c.name}" for c in spec.candidates]
+            if kind == "evaluation"
+            else [f"{p}/evaluation"]
+        )
+        return [(a, partition) for a in first] + [(f"{p}/features", partition)]
+    return []
 
 
 def project_status(
@@ -72,37 +95,51 @@ def project_status(
     instance: dg.DagsterInstance,
     spec: ProjectSpec,
     partitions: list[str] | None = None,
+    home: Path | None = None,
 ) -> list[PartitionStatus]:
-    """One row per (asset, partition) of the project, newest partitions included."""
+    """One row per (asset, partition) of the project, upstream first. Stale means: the
+    landing file changed since raw was built (new data), the asset's code version changed
+    (new code), or something it was computed from changed or is itself stale."""
     resolver = stale_resolver(defs, instance)
     graph = defs.resolve_asset_graph()
     data_keys = set(data_partitions(spec).get_partition_keys())
     cutoff_keys = set(cutoff_partitions(spec).get_partition_keys())
-    rows = []
+    states: dict[tuple[str, str], PartitionStatus] = {}
     for key in sorted(
-        (k for k in graph.get_all_asset_keys() if k.path[0] == spec.name),
-        key=lambda k: _order(k),
+        (k for k in graph.get_all_asset_keys() if k.path[0] == spec.name), key=_order
     ):
-        node = graph.get(key)
         valid = data_keys if key.path[1] in ("raw", "features") else cutoff_keys
         keys = sorted(valid if partitions is None else valid & set(partitions))
-        checks = [c.name for c in node.check_keys]
+        checks = [c.name for c in graph.get(key).check_keys]
+        name = key.to_user_string()
         for pk in keys:
             status = resolver.get_status(key, pk)
             failed = _failed_checks(instance, key, checks, pk)
+            reasons = []
+            if status == StaleStatus.STALE:
+                reasons = sorted({_cause(c) for c in resolver.get_stale_root_causes(key, pk)})
+            if key.path[1] == "raw" and home is not None and status != StaleStatus.MISSING:
+                path = spec.landing_file(home, pk)
+                current = resolver.get_current_data_version(key, pk).value
+                if path.is_file() and file_sha256(path) != current:
+                    reasons.append("new data: the landing file changed since raw was built")
+            stale_up = [
+                f"{a}[{k}]"
+                for a, k in upstream_of(spec, key, pk)
+                if (a, k) in states and states[(a, k)].state == "stale"
+            ]
+            if stale_up and not reasons:
+                reasons.append("upstream stale: " + ", ".join(stale_up[:3]))
             if failed:
-                rows.append(
-                    PartitionStatus(key.to_user_string(), pk, "failed_check", ", ".join(failed))
-                )
+                row = PartitionStatus(name, pk, "failed_check", ", ".join(failed))
             elif status == StaleStatus.MISSING:
-                rows.append(PartitionStatus(key.to_user_string(), pk, "missing"))
-            elif status == StaleStatus.STALE:
-                causes = resolver.get_stale_root_causes(key, pk)
-                reason = "; ".join(sorted({_cause(c) for c in causes})) or "upstream changed"
-                rows.append(PartitionStatus(key.to_user_string(), pk, "stale", reason))
+                row = PartitionStatus(name, pk, "missing")
+            elif reasons:
+                row = PartitionStatus(name, pk, "stale", "; ".join(reasons))
             else:
-                rows.append(PartitionStatus(key.to_user_string(), pk, "materialized"))
-    return rows
+                row = PartitionStatus(name, pk, "materialized")
+            states[(name, pk)] = row
+    return list(states.values())
 
 
 def _cause(cause: StaleCause) -> str:
