@@ -24,3 +24,18 @@ def follow_upstream() -> dg.AutomationCondition:
 def condition_for(spec: ProjectSpec) -> dg.AutomationCondition | None:
     """The automation condition of a project's derived assets (None when turned off)."""
     return follow_upstream() if spec.automation.enabled else None
+
+
+def automation_sensor(spec: ProjectSpec) -> dg.AutomationConditionSensorDefinition:
+    """Evaluates the project's automation conditions; stopped when automation is off."""
+    return dg.AutomationConditionSensorDefinition(
+        name=f"{spec.name}__automation",
+        target=dg.AssetSelection.groups(spec.name),
+        minimum_interval_seconds=spec.automation.sensor_interval_seconds,
+        default_status=(
+            dg.DefaultSensorStatus.RUNNING
+            if spec.automation.enabled
+            else dg.DefaultSensorStatus.STOPPED
+        ),
+        description=f"Declarative automation of {spec.name}: each asset follows its upstream.",
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from mlplatform.defs.automation import automation_sensor
 from mlplatform.defs.bundles import bundle_asset
 from mlplatform.defs.evaluation import evaluation_asset
 from mlplatform.defs.features import drift_check, features_asset
@@ -83,7 +84,9 @@ def build_defs(settings: Settings, specs: list[ProjectSpec] | None = None) -> dg
         assets=[a for spec in specs for a in project_assets(spec)],
         asset_checks=[drift_check(spec) for spec in specs],
         jobs=[j for spec in specs for j in project_jobs(spec)],
-        sensors=[landing_sensor(spec) for spec in specs],
+        sensors=[s for spec in specs for s in (landing_sensor(spec), automation_sensor(spec))],
         schedules=[s for s in schedules if s is not None],
         resources=resources(settings),
+        # steps of one run share a process: a subprocess per step costs seconds of imports
+        executor=dg.in_process_executor,
     )
