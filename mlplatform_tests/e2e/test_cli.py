@@ -51,6 +51,19 @@ def test_materialize_reports_progress_and_failures(make_project: ProjectFactory)
     assert result.returncode == 0, result.stderr
     assert "[4/4]" in result.stdout and "4 run(s) succeeded, 0 failed" in result.stdout
 
+    result = cli("status", name, "--json", *args)
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    by_asset: dict[str, set[str]] = {}
+    for row in rows:
+        by_asset.setdefault(row["asset"], set()).add(row["state"])
+    assert by_asset[f"{name}/raw"] == {"materialized"}
+    assert by_asset[f"{name}/features"] == {"materialized"}
+    assert by_asset[f"{name}/bundle"] == {"missing"}
+    assert {r["partition"] for r in rows if r["asset"] == f"{name}/raw"} == {
+        f.stem for f in project.files
+    }
+
     project.files[0].write_text("customer_id\nC1\n")
     (project.files[0].parent / "notes.txt").write_text("not a partition")
     result = cli("materialize", name, "--assets", "data", "--to", project.files[0].stem, *args)
