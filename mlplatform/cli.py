@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -295,7 +294,7 @@ def ui(
     dagster = shutil.which("dagster", path=str(Path(sys.executable).parent)) or "dagster"
     cmd = [dagster, "dev", "-m", "mlplatform.definitions", "-h", host, "-p", str(port)]
     typer.echo(f"Dagster UI on http://{host}:{port} (DAGSTER_HOME={settings.dagster_home})")
-    raise typer.Exit(subprocess.call(cmd, env=env))
+    os.execvpe(dagster, cmd, env)  # become `dagster dev`, so signals reach it directly
 
 
 @app.callback()
