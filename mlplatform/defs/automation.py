@@ -11,11 +11,13 @@ def follow_upstream() -> dg.AutomationCondition:
     """Materialize a partition when an upstream partition it reads was updated, once every
     upstream partition exists, nothing upstream is running and every upstream blocking check
     passed. Unlike ``eager()`` it applies to any time window, not only the latest, so a late
-    or corrected file recomputes exactly its own downstream."""
+    or corrected file recomputes exactly its own downstream. While a backfill still holds
+    upstream partitions it waits, so a model is not retrained once per upstream partition."""
     return (
         AC.any_deps_updated().since_last_handled()
         & ~AC.any_deps_missing()
         & ~AC.any_deps_in_progress()
+        & ~AC.any_deps_match(AC.backfill_in_progress())
         & ~AC.in_progress()
         & AC.all_deps_blocking_checks_passed()
     ).with_label("follow upstream")
