@@ -22,6 +22,18 @@ class Settings(BaseSettings):
     mlflow_tracking_uri: str | None = Field(
         default=None, description="MLflow tracking URI; default: SQLite file under home."
     )
+    ledger_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the promotion ledger; default: SQLite file under home.",
+    )
+    reader_tokens: dict[str, str] = Field(
+        default_factory=dict,
+        description="identity -> token of API readers (JSON in MLPLATFORM_READER_TOKENS).",
+    )
+    approver_tokens: dict[str, str] = Field(
+        default_factory=dict,
+        description="identity -> token of approvers (JSON in MLPLATFORM_APPROVER_TOKENS).",
+    )
 
     @property
     def dagster_home(self) -> Path:
@@ -56,6 +68,10 @@ class Settings(BaseSettings):
         if self.mlflow_tracking_uri:
             return self.mlflow_tracking_uri
         return f"sqlite:///{(self.home / 'mlflow' / 'mlflow.db').resolve()}"
+
+    @property
+    def ledger(self) -> str:
+        return self.ledger_url or f"sqlite:///{(self.home / 'ledger.db').resolve()}"
 
     @property
     def mlflow_artifacts_dir(self) -> Path:
