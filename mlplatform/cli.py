@@ -273,6 +273,205 @@ def status(
     typer.echo(", ".join(f"{n} {state}" for state, n in sorted(counts.items())))
 
 
+def _ledger(settings: Settings):
+    from mlplatform.ledger import Ledger
+
+    return Ledger(settings.ledger)
+
+
+def _manifests(settings: Settings, project: str) -> dict[str, dict]:
+    import json
+
+    out = {}
+    if settings.bundles_dir.is_dir():
+        for path in sorted(settings.bundles_dir.glob("*/manifest.json")):
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+            if manifest.get("project") == project:
+                out[manifest["bundle_id"]] = manifest
+    return out
+
+
+@app.command()
+def candidates(
+    project: Annotated[str, typer.Argument(help="Project name.")],
+    home: HomeOption = None,
+    projects: ProjectsOption = None,
+) -> None:
+    """Published bundles of a project, their holdout metrics and decisions, newest first."""
+    settings = _settings(home, projects)
+    spec = _project(settings, project)
+    ledger = _ledger(settings)
+    current = ledger.production(project)
+    metric = spec.evaluation.primary_metric
+    typer.echo(f"{'bundle':<14} {'cutoff':<10} {'candidate':<12} {metric:>10}  status")
+    rows = sorted(_manifests(settings, project).values(), key=lambda m: m["created_at"])
+    for m in reversed(rows):
+        decisions = ledger.decisions(project, m["bundle_id"])
+        status = "production" if current and current.to_bundle == m["bundle_id"] else ""
+        status = ", ".join(
+            [status] * bool(status) + [f"{d.decision}d by {d.actor}" for d in decisions]
+        )
+        value = m["metrics"].get(metric)
+        shown = f"{value:.4f}" if isinstance(value, float) else "-"
+        typer.echo(
+            f"{m['bundle_id'][:12]:<14} {m['cutoff']:<10} {m['candidate']:<12} {shown:>10}  "
+            f"{status}"
+        )
+
+
+def _resolve_bundle(settings: Settings, project: str, prefix: str) -> str:
+    matches = [b for b in _manifests(settings, project) if b.startswith(prefix)]
+    if len(matches) != 1:
+        _fail(f"{project}: {len(matches)} bundles match {prefix!r}; give more of the id")
+    return matches[0]
+
+
+def _decide(decision: str, project: str, bundle: str, comment: str, actor: str | None,
+            home: Path | None, projects: Path | None) -> None:
+    import getpass
+
+    settings = _settings(home, projects)
+    _project(settings, project)
+    bundle_id = _resolve_bundle(settings, project, bundle)
+    row = _ledger(settings).record_decision(
+        project, bundle_id, decision, actor or getpass.getuser(), comment
+    )
+    typer.echo(f"{row.actor} {decision}d {project} bundle {bundle_id[:12]} ({row.created_at:%c})")
+
+
+@app.command()
+def approve(
+    project: Annotated[str, typer.Argument(help="Project name.")],
+    bundle: Annotated[str, typer.Argument(help="Bundle id (a unique prefix is enough).")],
+    comment: Annotated[str, typer.Option("--comment", "-m", help="Why.")] = "",
+    actor: Annotated[str | None, typer.Option("--as", help="Approver (default: $USER).")] = None,
+    home: HomeOption = None,
+    projects: ProjectsOption = None,
+) -> None:
+    """Approve a candidate bundle; the promotion sensor then promotes it if the policy allows."""
+    _decide("approve", project, bundle, comment, actor, home, projects)
+
+
+@app.command()
+def reject(
+    project: Annotated[str, typer.Argument(help="Project name.")],
+    bundle: Annotated[str, typer.Argument(help="Bundle id (a unique prefix is enough).")],
+    comment: Annotated[str, typer.Option("--comment", "-m", help="Why.")] = "",
+    actor: Annotated[str | None, typer.Option("--as", help="Reviewer (default: $USER).")] = None,
+    home: HomeOption = None,
+    projects: ProjectsOption = None,
+) -> None:
+    """Reject a candidate bundle."""
+    _decide("reject", project, bundle, comment, actor, home, projects)
+
+
+@app.command()
+def promotions(
+    project: Annotated[str, typer.Argument(help="Project name.")],
+    home: HomeOption = None,
+    projects: ProjectsOption = None,
+) -> None:
+    """The promotion history of a project (append-only), oldest first."""
+    settings = _settings(home, projects)
+    _project(settings, project)
+    for row in _ledger(settings).history(project):
+        before = (row.from_bundle or "-")[:12]
+        typer.echo(
+            f"{row.created_at:%Y-%m-%d %H:%M:%S} {row.kind:<8} {before:<12} -> "
+            f"{row.to_bundle[:12]:<12} by {row.actor}: {row.reason}"
+        )
+
+
+@app.command()
+def rollback(
+    project: Annotated[str, typer.Argument(help="Project name.")],
+    to: Annotated[
+        str | None, typer.Option("--to", help="Bundle id (prefix); default: the previous one.")
+    ] = None,
+    reason: Annotated[str, typer.Option("--reason", "-m", help="Why.")] = "rollback",
+    actor: Annotated[str | None, typer.Option("--as", help="Who (default: $USER).")] = None,
+    home: HomeOption = None,
+    projects: ProjectsOption = None,
+) -> None:
+    """Point production back at an earlier published bundle, instantly and audited."""
+    import getpass
+
+    from mlplatform.ledger import LedgerError
+    from mlplatform.resources.mlflow import MlflowTracking
+    from mlplatform.serving.bundle import BundleError, verify
+
+    settings = _settings(home, projects)
+    _project(settings, project)
+    ledger = _ledger(settings)
+    current = ledger.production(project)
+    if current is None:
+        _fail(f"{project} has no production bundle to roll back from")
+    target = _resolve_bundle(settings, project, to) if to else current.from_bundle
+    if not target:
+        _fail(f"{project}: production {current.to_bundle[:12]} has no previous bundle")
+    try:
+        verify(settings.bundles_dir / target)
+        row = ledger.promote(
+            project, target, actor or getpass.getuser(), reason, kind="rollback",
+            expected_from=current.to_bundle,
+        )
+    except (BundleError, LedgerError) as exc:
+        _fail(f"{project}: rollback refused: {exc}")
+    mlflow = MlflowTracking(
+        tracking_uri=settings.tracking_uri, artifact_root=str(settings.mlflow_artifacts_dir)
+    )
+    version = mlflow.set_production_alias(project, row.to_bundle)
+    typer.echo(
+        f"{project} production: {current.to_bundle[:12]} -> {row.to_bundle[:12]} "
+        f"(MLflow version {version or '-'})"
+    )
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    home: HomeOption = None,
+    projects: ProjectsOption = None,
+) -> None:
+    """Serve production bundles over HTTP (predict, manifests, downloads, review, approvals)."""
+    import uvicorn
+
+    settings = _settings(home, projects)
+    os.environ["MLPLATFORM_HOME"] = str(settings.home)
+    os.environ["MLPLATFORM_PROJECTS_DIR"] = str(settings.projects_dir.resolve())
+    typer.echo(f"serving on http://{host}:{port} (home {settings.home})")
+    uvicorn.run(
+        "mlplatform.serving.app:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="warning",
+    )
+
+
+@app.command()
+def pull(
+    project: Annotated[str, typer.Argument(help="Project name.")],
+    url: Annotated[str, typer.Option(help="Serving URL.")] = "http://127.0.0.1:8000",
+    token: Annotated[
+        str | None, typer.Option(envvar="MLPLATFORM_TOKEN", help="Reader token.")
+    ] = None,
+    cache: Annotated[Path, typer.Option(help="Local bundle cache.")] = Path(".mlplatform-cache"),
+) -> None:
+    """Download and verify the current production bundle of a project into a local cache."""
+    from mlplatform.serving.bundle import BundleError
+    from mlplatform.serving.client import Client
+
+    try:
+        bundle = Client(url, token=token, cache_dir=cache).pull(project)
+    except (BundleError, OSError) as exc:
+        _fail(f"{project}: pull failed: {exc}")
+    typer.echo(f"{project}: production bundle {bundle.bundle_id} at {bundle.path}")
+
+
 @app.command()
 def ui(
     port: Annotated[int, typer.Option(help="Web UI port.")] = 3000,

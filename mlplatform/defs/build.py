@@ -9,9 +9,11 @@ from mlplatform.defs.bundles import bundle_asset
 from mlplatform.defs.evaluation import evaluation_asset
 from mlplatform.defs.features import drift_check, features_asset
 from mlplatform.defs.models import model_asset
+from mlplatform.defs.production import production_asset, promotion_sensor
 from mlplatform.defs.raw import raw_asset
 from mlplatform.defs.schedules import retrain_schedule
 from mlplatform.defs.sensors import landing_sensor
+from mlplatform.resources.ledger import LedgerResource
 from mlplatform.resources.mlflow import MlflowTracking
 from mlplatform.resources.store import ArtifactStore, ParquetIOManager
 from mlplatform.settings import Settings
@@ -34,6 +36,7 @@ def project_assets(spec: ProjectSpec) -> list[dg.AssetsDefinition]:
         *(model_asset(spec, c) for c in spec.candidates),
         evaluation_asset(spec),
         bundle_asset(spec),
+        production_asset(spec),
     ]
 
 
@@ -61,6 +64,7 @@ def resources(settings: Settings) -> dict[str, object]:
         "parquet_io": parquet,
         "io_manager": parquet,  # anything not routed elsewhere is a DataFrame or fails: no pickle
         "store": ArtifactStore(home=str(settings.home), assets_dir=str(settings.assets_dir)),
+        "ledger": LedgerResource(url=settings.ledger),
         "mlflow": MlflowTracking(
             tracking_uri=settings.tracking_uri, artifact_root=str(settings.mlflow_artifacts_dir)
         ),
@@ -84,7 +88,11 @@ def build_defs(settings: Settings, specs: list[ProjectSpec] | None = None) -> dg
         assets=[a for spec in specs for a in project_assets(spec)],
         asset_checks=[drift_check(spec) for spec in specs],
         jobs=[j for spec in specs for j in project_jobs(spec)],
-        sensors=[s for spec in specs for s in (landing_sensor(spec), automation_sensor(spec))],
+        sensors=[
+            s
+            for spec in specs
+            for s in (landing_sensor(spec), automation_sensor(spec), promotion_sensor(spec))
+        ],
         schedules=[s for s in schedules if s is not None],
         resources=resources(settings),
         # steps of one run share a process: a subprocess per step costs seconds of imports

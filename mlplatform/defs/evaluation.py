@@ -9,7 +9,9 @@ from mlplatform.defs.checks import check_results, check_specs
 from mlplatform.defs.models import model_key
 from mlplatform.defs.partitions import cutoff_partitions
 from mlplatform.defs.versions import code_version
+from mlplatform.resources.ledger import LedgerResource
 from mlplatform.resources.store import ArtifactStore
+from mlplatform.serving.bundle import Bundle, BundleError, load
 from mlplatform.spec import ProjectSpec
 from mlplatform.steps import evaluate, report, train_sklearn
 from mlplatform.steps.features import layout
@@ -27,6 +29,36 @@ def sklearn_predictor(pipeline: Pipeline, spec: ProjectSpec) -> evaluate.Predict
         )
 
     return predict
+
+
+def bundle_predictor(bundle: Bundle) -> evaluate.Predictor:
+    """Score the production bundle (ONNX) on the same holdout features as the candidates."""
+    names = [n for n, _ in bundle.schema.layout]
+
+    def predict(frame: pd.DataFrame) -> evaluate.Prediction:
+        out = bundle.predict_features({n: frame[n].to_numpy() for n in names})
+        if bundle.classes is None:
+            return evaluate.Prediction(values=out)
+        return evaluate.Prediction(classes=list(bundle.classes), proba=out)
+
+    return predict
+
+
+def production_predictor(
+    spec: ProjectSpec, ledger: LedgerResource, store: ArtifactStore, holdout: pd.DataFrame
+) -> tuple[evaluate.Predictor | None, str]:
+    """The current production bundle as a predictor, or None and why not."""
+    current = ledger.ledger.production(spec.name)
+    if current is None:
+        return None, "no production bundle yet"
+    try:
+        bundle = load(store.bundles_dir / current.to_bundle)
+    except BundleError as exc:
+        return None, f"production bundle unusable: {exc}"
+    missing = [n for n, _ in bundle.schema.layout if n not in holdout.columns]
+    if missing:
+        return None, f"production bundle needs features no longer built: {', '.join(missing)}"
+    return bundle_predictor(bundle), current.to_bundle
 
 
 def evaluation_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
@@ -51,7 +83,10 @@ def evaluation_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
         description="Candidates scored on the cutoff partition; HTML report; winner.",
     )
     def evaluation(
-        context: dg.AssetExecutionContext, holdout: pd.DataFrame, store: ArtifactStore
+        context: dg.AssetExecutionContext,
+        holdout: pd.DataFrame,
+        store: ArtifactStore,
+        ledger: LedgerResource,
     ) -> dg.MaterializeResult:
         cutoff = context.partition_key
         predictors: dict[str, evaluate.Predictor] = {}
@@ -60,6 +95,10 @@ def evaluation_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
             path = store.model_file(spec.name, cand.name, cutoff)
             predictors[cand.name] = sklearn_predictor(train_sklearn.load_pipeline(path), spec)
             manifests[cand.name] = store.read_json(path.with_suffix(".json"))
+        production, production_note = production_predictor(spec, ledger, store, holdout)
+        if production is not None:
+            predictors = {evaluate.PRODUCTION: production, **predictors}
+        context.log.info(f"production for comparison: {production_note}")
         result = evaluate.evaluate(holdout, predictors, spec, cutoff)
         html = report.render_report(result, project=spec.name, training_manifests=manifests)
         report_path = report.write_report(html, store.report_file(spec.name, cutoff))
@@ -73,6 +112,7 @@ def evaluation_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
             "report_url": dg.MetadataValue.url(report_path.resolve().as_uri()),
             "winner": result.winner or "none",
             "holdout_rows": result.holdout_rows,
+            "production": production_note,
         }
         for name, scores in result.models.items():
             for m, value in scores.metrics.items():

@@ -14,6 +14,19 @@ from mlplatform.spec import Candidate, ProjectSpec
 from mlplatform.steps import split, train_sklearn
 
 
+def triggered_by(tags: dict[str, str]) -> str:
+    """Who started a run: the CLI user, a Dagster user, or the sensor/schedule that did."""
+    for tag in ("mlplatform/user", "dagster/user"):
+        if tags.get(tag):
+            return tags[tag]
+    for tag, kind in (("dagster/sensor_name", "sensor"), ("dagster/schedule_name", "schedule")):
+        if tags.get(tag):
+            return f"{kind}:{tags[tag]}"
+    if tags.get("mlplatform/trigger"):
+        return f"{tags['mlplatform/trigger']}"
+    return "web-ui"
+
+
 def model_key(spec: ProjectSpec, candidate: str) -> dg.AssetKey:
     return dg.AssetKey([spec.name, "model", candidate])
 
@@ -72,7 +85,7 @@ def model_asset(spec: ProjectSpec, candidate: Candidate) -> dg.AssetsDefinition:
             "params": candidate.params,
             "code_version": context.assets_def.code_versions_by_key[context.asset_key],
             "dagster_run_id": context.run.run_id,
-            "triggered_by": context.run.tags.get("dagster/user", "unknown"),
+            "triggered_by": triggered_by(context.run.tags),
         }
         run_id = mlflow.log_training(
             spec.name,

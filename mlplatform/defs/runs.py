@@ -1,5 +1,6 @@
 """Run the project jobs in-process against the platform's Dagster instance, with progress."""
 
+import getpass
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -82,14 +83,20 @@ def run_partitions(
     job_name: str,
     keys: list[str],
     progress: Callable[[int, int, RunOutcome], None] | None = None,
+    user: str | None = None,
 ) -> list[RunOutcome]:
-    """One run of ``job_name`` per partition key; failures are collected, not raised."""
+    """One run of ``job_name`` per partition key, tagged with the user who asked (the trainer
+    of any model it builds); failures are collected, not raised."""
     job = defs.resolve_job_def(job_name)
     outcomes = []
     for i, key in enumerate(keys, 1):
         started = time.perf_counter()
         result = job.execute_in_process(
-            partition_key=key, instance=instance, run_config=QUIET, raise_on_error=False
+            partition_key=key,
+            instance=instance,
+            run_config=QUIET,
+            raise_on_error=False,
+            tags={"mlplatform/user": user or getpass.getuser()},
         )
         outcome = RunOutcome(
             job_name,

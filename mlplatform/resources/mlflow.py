@@ -12,6 +12,7 @@ from mlflow.tracking import MlflowClient
 from pydantic import PrivateAttr
 
 BUNDLE_ARTIFACT = "bundle"
+PRODUCTION_ALIAS = "production"
 
 
 class MlflowTracking(dg.ConfigurableResource):
@@ -91,3 +92,25 @@ class MlflowTracking(dg.ConfigurableResource):
             tags={"bundle_id": manifest["bundle_id"], "cutoff": manifest["cutoff"]},
         )
         return str(version.version)
+
+    def version_of_bundle(self, project: str, bundle_id: str) -> str | None:
+        """The registered model version holding a bundle (None if it was never registered)."""
+        versions = self.client.search_model_versions(
+            f"name = '{project}' and tags.bundle_id = '{bundle_id}'"
+        )
+        return str(versions[0].version) if versions else None
+
+    def set_production_alias(self, project: str, bundle_id: str) -> str | None:
+        """Point the registry alias ``production`` at the bundle's version (idempotent)."""
+        version = self.version_of_bundle(project, bundle_id)
+        if version is not None:
+            self.client.set_registered_model_alias(project, PRODUCTION_ALIAS, version)
+        return version
+
+    def production_alias(self, project: str) -> str | None:
+        """The bundle id the registry alias ``production`` points at, if any."""
+        try:
+            version = self.client.get_model_version_by_alias(project, PRODUCTION_ALIAS)
+        except Exception:  # no registered model or no alias yet
+            return None
+        return version.tags.get("bundle_id")

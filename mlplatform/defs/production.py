@@ -1,0 +1,191 @@
+"""``<project>/production``: materializing it promotes a bundle, if the policy allows.
+
+The Dagster OSS web UI has no authentication, so this asset checks the policy itself against
+the ledger (approvals, approver != trainer, approval newer than the evaluation) before it moves
+the production pointer (a new ledger row) and the MLflow registry alias ``production``.
+"""
+
+import json
+
+import dagster as dg
+
+from mlplatform.defs.versions import code_version
+from mlplatform.ledger import Ledger, PromotionConflict
+from mlplatform.promotion import policy_problems, trainer_of
+from mlplatform.resources.ledger import LedgerResource
+from mlplatform.resources.mlflow import MlflowTracking
+from mlplatform.resources.store import ArtifactStore
+from mlplatform.serving.bundle import BundleError, verify
+from mlplatform.spec import ProjectSpec
+
+
+class PromoteConfig(dg.Config):
+    """Which bundle to promote; empty: the bundle of the newest cutoff."""
+
+    bundle_id: str = ""
+
+
+def newest_bundle_id(instance: dg.DagsterInstance, project: str) -> str | None:
+    """Bundle id recorded by the newest cutoff's bundle materialization."""
+    key = dg.AssetKey([project, "bundle"])
+    cutoffs = sorted(instance.get_materialized_partitions(key))
+    if not cutoffs:
+        return None
+    records = instance.get_event_records(
+        dg.EventRecordsFilter(
+            event_type=dg.DagsterEventType.ASSET_MATERIALIZATION,
+            asset_key=key,
+            asset_partitions=[cutoffs[-1]],
+        ),
+        limit=1,
+    )
+    mat = records[0].asset_materialization if records else None
+    value = mat.metadata.get("bundle_id") if mat else None
+    return str(value.value) if value is not None else None
+
+
+def promote_bundle(
+    spec: ProjectSpec,
+    ledger: Ledger,
+    mlflow: MlflowTracking,
+    store: ArtifactStore,
+    bundle_id: str,
+) -> dict[str, object]:
+    """Check the policy and promote: ledger row first (compare-and-swap), then the alias.
+
+    Raises dg.Failure with the reasons and changes nothing when the policy says no or another
+    promotion got there first. Promoting the current production only re-syncs the alias.
+    """
+    path = store.bundles_dir / bundle_id
+    try:
+        manifest = verify(path)
+    except BundleError as exc:
+        raise dg.Failure(f"{spec.name}: bundle {bundle_id} cannot be promoted: {exc}") from None
+    current = ledger.production(spec.name)
+    current_id = current.to_bundle if current else None
+    if current_id == bundle_id:
+        version = mlflow.set_production_alias(spec.name, bundle_id)
+        return {"bundle_id": bundle_id, "changed": False, "mlflow_version": version or ""}
+    problems = policy_problems(spec, manifest, ledger.decisions(spec.name, bundle_id))
+    if problems:
+        raise dg.Failure(
+            f"{spec.name}: bundle {bundle_id} is not promoted (policy "
+            f"{spec.promotion.policy!r}): " + "; ".join(problems),
+            allow_retries=False,
+        )
+    approvers = sorted(
+        {d.actor for d in ledger.decisions(spec.name, bundle_id) if d.decision == "approve"}
+    )
+    actor = ",".join(approvers) if spec.promotion.policy == "approval" else "auto"
+    try:
+        row = ledger.promote(
+            spec.name,
+            bundle_id,
+            actor=actor,
+            reason=f"{spec.promotion.policy}: {manifest['candidate']} cutoff {manifest['cutoff']}",
+            expected_from=current_id,
+        )
+    except PromotionConflict as exc:
+        raise dg.Failure(f"{spec.name}: another promotion won: {exc}", allow_retries=False) from None
+    # the alias follows the ledger; re-read it so concurrent winners converge on the newest
+    latest = ledger.production(spec.name)
+    version = mlflow.set_production_alias(spec.name, latest.to_bundle if latest else bundle_id)
+    return {
+        "bundle_id": bundle_id,
+        "changed": True,
+        "from_bundle": row.from_bundle or "",
+        "actor": actor,
+        "trainer": trainer_of(manifest),
+        "mlflow_version": version or "",
+    }
+
+
+def production_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=[spec.name, "production"],
+        deps=[dg.AssetKey([spec.name, "bundle"])],
+        code_version=code_version(spec, [], ["promotion"]),
+        group_name=spec.name,
+        kinds={"mlflow"},
+        description=f"Pointer to {spec.name}'s production bundle. Materializing it promotes "
+        f"a bundle when the {spec.promotion.policy!r} policy allows.",
+    )
+    def production(
+        context: dg.AssetExecutionContext,
+        config: PromoteConfig,
+        ledger: LedgerResource,
+        mlflow: MlflowTracking,
+        store: ArtifactStore,
+    ) -> dg.MaterializeResult:
+        bundle_id = config.bundle_id or newest_bundle_id(context.instance, spec.name)
+        if not bundle_id:
+            raise dg.Failure(f"{spec.name}: no published bundle to promote yet")
+        result = promote_bundle(spec, ledger.ledger, mlflow, store, bundle_id)
+        context.log.info(f"{spec.name} production: {json.dumps(result)}")
+        return dg.MaterializeResult(metadata=result)
+
+    return production
+
+
+def promotion_sensor(spec: ProjectSpec) -> dg.SensorDefinition:
+    """Turns a new approval (policy: approval) or a new bundle (policy: auto) into a run of
+    ``production``; also re-syncs the MLflow alias after a rollback done through the API."""
+    p = spec.name
+    key = dg.AssetKey([p, "production"])
+
+    @dg.sensor(
+        name=f"{p}__promotion",
+        target=dg.AssetSelection.assets(key),
+        minimum_interval_seconds=spec.automation.sensor_interval_seconds,
+        default_status=(
+            dg.DefaultSensorStatus.RUNNING
+            if spec.automation.enabled
+            else dg.DefaultSensorStatus.STOPPED
+        ),
+    )
+    def promotion(
+        context: dg.SensorEvaluationContext,
+        ledger: LedgerResource,
+        mlflow: MlflowTracking,
+        store: ArtifactStore,
+    ) -> dg.SensorResult:
+        cursor = json.loads(context.cursor) if context.cursor else {"decision": 0, "bundle": ""}
+        book = ledger.ledger
+        requests = []
+        current = book.production(p)
+        current_id = current.to_bundle if current else None
+        if spec.promotion.policy == "auto":
+            newest = newest_bundle_id(context.instance, p)
+            if newest and newest != cursor["bundle"] and newest != current_id:
+                requests.append(_request(p, newest, f"auto:{newest}"))
+            cursor["bundle"] = newest or cursor["bundle"]
+        else:
+            for decision in book.decisions(p):
+                if decision.id <= cursor["decision"] or decision.decision != "approve":
+                    continue
+                bundle = decision.bundle_id
+                try:
+                    manifest = verify(store.bundles_dir / bundle)
+                except BundleError as exc:
+                    context.log.warning(f"{p}: approved bundle {bundle} is unusable: {exc}")
+                    continue
+                problems = policy_problems(spec, manifest, book.decisions(p, bundle))
+                if problems or bundle == current_id:
+                    context.log.info(f"{p}: {bundle} not promoted yet: {'; '.join(problems)}")
+                    continue
+                requests.append(_request(p, bundle, f"approval:{bundle}:{decision.id}"))
+            decisions = book.decisions(p)
+            cursor["decision"] = max([cursor["decision"], *(d.id for d in decisions)])
+        if current_id and not requests and mlflow.production_alias(p) != current_id:
+            requests.append(_request(p, current_id, f"sync:{current.id}"))  # type: ignore[union-attr]
+        return dg.SensorResult(run_requests=requests, cursor=json.dumps(cursor))
+
+    return promotion
+
+
+def _request(project: str, bundle_id: str, run_key: str) -> dg.RunRequest:
+    return dg.RunRequest(
+        run_key=run_key,
+        run_config={"ops": {f"{project}__production": {"config": {"bundle_id": bundle_id}}}},
+        tags={"mlplatform/bundle_id": bundle_id, "mlplatform/trigger": "promotion"},
+    )

@@ -1,0 +1,1 @@
+"""Alembic migration scripts of the promotion ledger (run by ``Ledger(url)``)."""

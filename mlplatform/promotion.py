@@ -1,0 +1,71 @@
+"""Promotion policy: may this bundle become production? Pure logic over manifests and decisions."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+from mlplatform.spec import ProjectSpec
+
+
+class DecisionLike(Protocol):
+    bundle_id: str
+    decision: str
+    actor: str
+    created_at: dt.datetime
+
+
+def trainer_of(manifest: Mapping[str, Any]) -> str:
+    """Who triggered the training of a bundle's model (from its training manifest)."""
+    return str(manifest.get("training_manifest", {}).get("triggered_by") or "unknown")
+
+
+def bundle_time(manifest: Mapping[str, Any]) -> dt.datetime:
+    """When the bundle was written, right after its evaluation."""
+    return dt.datetime.fromisoformat(str(manifest["created_at"]))
+
+
+def current_approvers(
+    manifest: Mapping[str, Any], decisions: Sequence[DecisionLike]
+) -> tuple[list[str], list[str], list[str]]:
+    """(approvers, rejecters, ignored notes) counting each actor's latest decision on this
+    bundle; decisions older than the bundle's evaluation are ignored."""
+    made = bundle_time(manifest)
+    latest: dict[str, DecisionLike] = {}
+    ignored = []
+    for d in sorted(decisions, key=lambda d: d.created_at):
+        if d.bundle_id != manifest["bundle_id"]:
+            continue
+        if d.created_at < made:
+            ignored.append(f"{d.actor}'s {d.decision} predates the bundle's evaluation")
+            continue
+        latest[d.actor] = d
+    approvers = sorted(a for a, d in latest.items() if d.decision == "approve")
+    rejecters = sorted(a for a, d in latest.items() if d.decision == "reject")
+    return approvers, rejecters, ignored
+
+
+def policy_problems(
+    spec: ProjectSpec, manifest: Mapping[str, Any], decisions: Sequence[DecisionLike]
+) -> list[str]:
+    """Why the bundle may not be promoted under the spec's policy (empty: it may)."""
+    if manifest.get("project") != spec.name:
+        return [f"bundle {manifest.get('bundle_id')} belongs to {manifest.get('project')!r}"]
+    if spec.promotion.policy == "auto":
+        return []
+    approvers, rejecters, ignored = current_approvers(manifest, decisions)
+    problems = [f"rejected by {', '.join(rejecters)}"] if rejecters else []
+    trainer = trainer_of(manifest)
+    need = spec.promotion.approvers
+    if trainer in approvers:  # their approval does not count
+        approvers = [a for a in approvers if a != trainer]
+        if len(approvers) < need:
+            problems.append(f"{trainer} triggered the training and cannot approve it")
+    if len(approvers) < need:
+        got = f" ({', '.join(approvers)})" if approvers else ""
+        problems.append(
+            f"needs {need} approval(s) by someone other than the trainer, has "
+            f"{len(approvers)}{got}" + (f"; {'; '.join(ignored)}" if ignored else "")
+        )
+    return problems

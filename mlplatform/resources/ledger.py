@@ -1,0 +1,22 @@
+"""The promotion ledger as a Dagster resource."""
+
+from __future__ import annotations
+
+import dagster as dg
+from pydantic import PrivateAttr
+
+from mlplatform.ledger import Ledger
+
+
+class LedgerResource(dg.ConfigurableResource):
+    """Approvals, rejections and the append-only promotions table (SQLite or PostgreSQL)."""
+
+    url: str
+
+    _ledger: Ledger | None = PrivateAttr(default=None)
+
+    @property
+    def ledger(self) -> Ledger:
+        if self._ledger is None:
+            self._ledger = Ledger(self.url)
+        return self._ledger

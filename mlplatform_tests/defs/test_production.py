@@ -1,0 +1,148 @@
+"""Promotion through the ``production`` asset: the policy is enforced by the asset itself, the
+ledger and the MLflow alias move together, and racing promotions have exactly one winner."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from mlplatform.defs.build import build_defs, data_job_name, train_job_name
+from mlplatform.defs.production import promote_bundle
+from mlplatform.ledger import Ledger
+from mlplatform.resources.mlflow import MlflowTracking
+from mlplatform.resources.store import ArtifactStore
+from mlplatform_tests.conftest import Project, ProjectFactory
+
+
+@pytest.fixture
+def trained(make_project: ProjectFactory, tmp_path: Path) -> tuple:
+    """Two bundles (cutoffs 4 and 5), trained by 'ann'."""
+    project = make_project("binary", months=5, rows=250)
+    (tmp_path / "dagster").mkdir()
+    instance = dg.DagsterInstance.local_temp(str(tmp_path / "dagster"))
+    defs = build_defs(project.settings, [project.spec])
+    p = project.spec.name
+    for f in project.files:
+        job = defs.resolve_job_def(data_job_name(p))
+        assert job.execute_in_process(partition_key=f.stem, instance=instance).success
+    bundles = []
+    for f in project.files[3:]:
+        result = defs.resolve_job_def(train_job_name(p)).execute_in_process(
+            partition_key=f.stem, instance=instance, tags={"mlplatform/user": "ann"}
+        )
+        assert result.success
+        mat = result.asset_materializations_for_node(f"{p}__bundle")[0]
+        bundles.append(str(mat.metadata["bundle_id"].value))
+    return project, defs, instance, bundles
+
+
+def promote(defs: dg.Definitions, instance: dg.DagsterInstance, project: Project,
+            bundle_id: str = "") -> dg.ExecuteInProcessResult:
+    p = project.spec.name
+    job = dg.define_asset_job("promote", selection=[dg.AssetKey([p, "production"])])
+    resolved = dg.Definitions.merge(defs, dg.Definitions(jobs=[job])).resolve_job_def("promote")
+    return resolved.execute_in_process(
+        instance=instance,
+        raise_on_error=False,
+        run_config={"ops": {f"{p}__production": {"config": {"bundle_id": bundle_id}}}},
+    )
+
+
+def failure_text(result: dg.ExecuteInProcessResult) -> str:
+    return " ".join(
+        str(e.event_specific_data.error) for e in result.all_events
+        if e.event_type_value == "STEP_FAILURE"
+    )
+
+
+def resources(project: Project) -> tuple[Ledger, MlflowTracking, ArtifactStore]:
+    s = project.settings
+    return (
+        Ledger(s.ledger),
+        MlflowTracking(tracking_uri=s.tracking_uri, artifact_root=str(s.mlflow_artifacts_dir)),
+        ArtifactStore(home=str(s.home), assets_dir=str(s.assets_dir)),
+    )
+
+
+def test_policy_is_enforced_by_the_asset(trained: tuple) -> None:
+    project, defs, instance, (first, second) = trained
+    ledger, mlflow, _ = resources(project)
+    p = project.spec.name
+
+    result = promote(defs, instance, project)  # no approval at all: refused, nothing moves
+    assert not result.success and "needs 1 approval" in failure_text(result)
+    assert ledger.production(p) is None and mlflow.production_alias(p) is None
+
+    ledger.record_decision(p, second, "approve", "ann", "my own model")
+    result = promote(defs, instance, project)  # newest bundle = second
+    assert not result.success and "ann triggered the training" in failure_text(result)
+    assert ledger.production(p) is None
+
+    ledger.record_decision(p, second, "approve", "bob", "looks good")
+    assert promote(defs, instance, project).success
+    assert ledger.production(p).to_bundle == second
+    assert mlflow.production_alias(p) == second
+
+    ledger.record_decision(p, first, "reject", "bob", "worse slices")
+    result = promote(defs, instance, project, first)
+    assert not result.success and "rejected by bob" in failure_text(result)
+    assert ledger.production(p).to_bundle == second and mlflow.production_alias(p) == second
+
+
+def test_sensor_turns_an_approval_into_a_promotion(trained: tuple) -> None:
+    project, defs, instance, (_, second) = trained
+    ledger, mlflow, _ = resources(project)
+    p = project.spec.name
+    sensor = defs.get_sensor_def(f"{p}__promotion")
+
+    def tick(cursor: str | None) -> dg.SensorResult:
+        return sensor(dg.build_sensor_context(instance=instance, cursor=cursor,
+                                              definitions=defs, resources=defs.resources))
+
+    first = tick(None)
+    assert first.run_requests == []
+    ledger.record_decision(p, second, "approve", "bob", "ship it")
+    result = tick(first.cursor)
+    (request,) = result.run_requests
+    assert request.tags["mlplatform/bundle_id"] == second
+    config = request.run_config["ops"][f"{p}__production"]["config"]
+    assert promote(defs, instance, project, config["bundle_id"]).success
+    assert ledger.production(p).to_bundle == second
+    assert tick(result.cursor).run_requests == []
+
+    # a rollback done elsewhere (API, CLI) leaves the alias behind: the sensor re-syncs it
+    ledger.promote(p, "0" * 64, "bob", "drill", kind="rollback", expected_from=second)
+    assert tick(result.cursor).run_requests[0].tags["mlplatform/bundle_id"] == "0" * 64
+
+
+def test_racing_promotions_have_one_winner(trained: tuple) -> None:
+    project, _, _, (first, second) = trained
+    ledger, mlflow, store = resources(project)
+    p = project.spec.name
+    for bundle in (first, second):
+        ledger.record_decision(p, bundle, "approve", "bob", "ok")
+    barrier = threading.Barrier(2)
+    outcomes: dict[str, object] = {}
+
+    def race(bundle: str) -> None:
+        own = Ledger(project.settings.ledger)
+        barrier.wait()
+        try:
+            outcomes[bundle] = promote_bundle(project.spec, own, mlflow, store, bundle)
+        except dg.Failure as exc:
+            outcomes[bundle] = exc
+
+    threads = [threading.Thread(target=race, args=(b,)) for b in (first, second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    winners = [b for b, o in outcomes.items() if isinstance(o, dict)]
+    losers = [o for o in outcomes.values() if isinstance(o, dg.Failure)]
+    assert len(winners) == 1 and len(losers) == 1
+    assert "another promotion won" in str(losers[0])
+    assert ledger.production(p).to_bundle == winners[0] == mlflow.production_alias(p)
+    assert len(ledger.history(p)) == 1

@@ -1,0 +1,71 @@
+"""The promotion policy as a pure function over a manifest and ledger decisions."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from mlplatform.promotion import policy_problems
+from mlplatform.spec import ProjectSpec, Promotion
+
+MADE = dt.datetime(2026, 1, 10, 12, tzinfo=dt.UTC)
+MANIFEST = {
+    "project": "churn",
+    "bundle_id": "b1",
+    "created_at": MADE.isoformat(),
+    "training_manifest": {"triggered_by": "ann"},
+}
+
+
+@dataclass
+class D:
+    bundle_id: str
+    decision: str
+    actor: str
+    created_at: dt.datetime
+
+
+def later(minutes: int) -> dt.datetime:
+    return MADE + dt.timedelta(minutes=minutes)
+
+
+def with_policy(spec: ProjectSpec, **kw: object) -> ProjectSpec:
+    return spec.model_copy(update={"promotion": Promotion(**kw)})  # type: ignore[arg-type]
+
+
+def test_no_approval_is_refused(churn_spec: ProjectSpec) -> None:
+    assert policy_problems(churn_spec, MANIFEST, []) == [
+        "needs 1 approval(s) by someone other than the trainer, has 0"
+    ]
+
+
+def test_trainer_cannot_approve_own_model(churn_spec: ProjectSpec) -> None:
+    problems = policy_problems(churn_spec, MANIFEST, [D("b1", "approve", "ann", later(1))])
+    assert "ann triggered the training and cannot approve it" in problems
+
+
+def test_approval_older_than_the_evaluation_does_not_count(churn_spec: ProjectSpec) -> None:
+    problems = policy_problems(churn_spec, MANIFEST, [D("b1", "approve", "bob", later(-5))])
+    assert any("predates the bundle's evaluation" in p for p in problems)
+
+
+def test_valid_approval_and_later_rejection(churn_spec: ProjectSpec) -> None:
+    ok = [D("b1", "approve", "bob", later(1)), D("b2", "approve", "eve", later(1))]
+    assert policy_problems(churn_spec, MANIFEST, ok) == []
+    rejected = [*ok, D("b1", "reject", "bob", later(2))]
+    problems = policy_problems(churn_spec, MANIFEST, rejected)
+    assert "rejected by bob" in problems
+
+
+def test_two_approvers_needed(churn_spec: ProjectSpec) -> None:
+    spec = with_policy(churn_spec, policy="approval", approvers=2)
+    one = [D("b1", "approve", "bob", later(1)), D("b1", "approve", "bob", later(2))]
+    assert "has 1 (bob)" in policy_problems(spec, MANIFEST, one)[0]
+    two = [*one, D("b1", "approve", "eve", later(3))]
+    assert policy_problems(spec, MANIFEST, two) == []
+
+
+def test_auto_policy_and_wrong_project(churn_spec: ProjectSpec) -> None:
+    assert policy_problems(with_policy(churn_spec, policy="auto"), MANIFEST, []) == []
+    other = {**MANIFEST, "project": "sales"}
+    assert "belongs to 'sales'" in policy_problems(churn_spec, other, [])[0]
