@@ -160,7 +160,8 @@ def promotion_sensor(spec: ProjectSpec) -> dg.SensorDefinition:
                 requests.append(_request(p, newest, f"auto:{newest}"))
             cursor["bundle"] = newest or cursor["bundle"]
         else:
-            for decision in book.decisions(p):
+            decisions = book.decisions(p)
+            for decision in decisions:
                 if decision.id <= cursor["decision"] or decision.decision != "approve":
                     continue
                 bundle = decision.bundle_id
@@ -169,12 +170,12 @@ def promotion_sensor(spec: ProjectSpec) -> dg.SensorDefinition:
                 except BundleError as exc:
                     context.log.warning(f"{p}: approved bundle {bundle} is unusable: {exc}")
                     continue
-                problems = policy_problems(spec, manifest, book.decisions(p, bundle))
+                on_bundle = [d for d in decisions if d.bundle_id == bundle]
+                problems = policy_problems(spec, manifest, on_bundle)
                 if problems or bundle == current_id:
                     context.log.info(f"{p}: {bundle} not promoted yet: {'; '.join(problems)}")
                     continue
                 requests.append(_request(p, bundle, f"approval:{bundle}:{decision.id}"))
-            decisions = book.decisions(p)
             cursor["decision"] = max([cursor["decision"], *(d.id for d in decisions)])
         if current_id and not requests and mlflow.production_alias(p) != current_id:
             requests.append(_request(p, current_id, f"sync:{current.id}"))  # type: ignore[union-attr]
