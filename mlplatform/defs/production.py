@@ -86,7 +86,9 @@ def promote_bundle(
             expected_from=current_id,
         )
     except PromotionConflict as exc:
-        raise dg.Failure(f"{spec.name}: another promotion won: {exc}", allow_retries=False) from None
+        raise dg.Failure(
+            f"{spec.name}: another promotion won: {exc}", allow_retries=False
+        ) from None
     # the alias follows the ledger; re-read it so concurrent winners converge on the newest
     latest = ledger.production(spec.name)
     version = mlflow.set_production_alias(spec.name, latest.to_bundle if latest else bundle_id)
