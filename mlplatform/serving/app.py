@@ -1,0 +1,453 @@
+"""The serving app: production manifests and downloads, predictions, reviews and rollbacks.
+
+``create_app(settings)`` builds a FastAPI app; run it with uvicorn (``mlplatform serve`` uses
+``app_from_env``). Every route declares one auth dependency (``auth.public``, ``auth.reader``
+or ``auth.approver``). Promotion itself is the platform's Dagster ``production`` asset; this
+app records approvals/rejections and performs rollbacks, and follows the ledger's production
+pointer by hot-swapping bundles (``serving.production``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, HTTPException, Request, Response, status
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from pydantic import ValidationError
+
+from mlplatform.ledger import Ledger, LedgerError, PromotionConflict
+from mlplatform.serving.auth import Approver, Authenticator, Public, Reader
+from mlplatform.serving.bundle import MANIFEST, Bundle, BundleError, load
+from mlplatform.serving.metrics import MetricsMiddleware, ServingMetrics
+from mlplatform.serving.production import BundleCatalog, ProductionService
+from mlplatform.serving.schemas import (
+    BundleSummary,
+    CandidateOut,
+    CandidatesOut,
+    DecisionIn,
+    DecisionOut,
+    HealthOut,
+    InputSchemaOut,
+    PredictOut,
+    PredictValidator,
+    ProjectHealth,
+    ProjectOut,
+    ProjectsOut,
+    PromotionOut,
+    PromotionsOut,
+    RollbackIn,
+    error_details,
+)
+from mlplatform.settings import Settings, load_settings
+from mlplatform.spec import ProjectSpec, load_specs
+
+log = logging.getLogger(__name__)
+MAX_BODY_BYTES = 64 * 1024 * 1024
+IMMUTABLE = "public, max-age=31536000, immutable"
+PREDICT_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["rows"],
+                "additionalProperties": False,
+                "properties": {
+                    "rows": {
+                        "type": "array",
+                        "minItems": 1,
+                        "maxItems": 10_000,
+                        "items": {
+                            "type": "object",
+                            "description": "Raw column values; see GET /v1/projects for the "
+                            "columns of the production bundle.",
+                        },
+                    }
+                },
+            },
+            "example": {"rows": [{"tenure_months": "3", "plan": "basic", "autopay": "false"}]},
+        }
+    },
+}
+
+
+def etag_matches(if_none_match: str | None, etag: str) -> bool:
+    """RFC 9110 weak comparison of an ``If-None-Match`` header with one ETag."""
+    if not if_none_match:
+        return False
+    for candidate in if_none_match.split(","):
+        candidate = candidate.strip()
+        if candidate == "*" or candidate.removeprefix("W/") == etag:
+            return True
+    return False
+
+
+class Validators:
+    """Compiled predict validators, one per bundle id (a few bundles live at a time)."""
+
+    def __init__(self, limit: int = 16):
+        self._by_id: dict[str, PredictValidator] = {}
+        self._limit = limit
+        self._lock = threading.Lock()
+
+    def of(self, bundle: Bundle) -> PredictValidator:
+        found = self._by_id.get(bundle.bundle_id)
+        if found is None:
+            with self._lock:
+                found = self._by_id.get(bundle.bundle_id)
+                if found is None:
+                    found = PredictValidator(bundle.schema)
+                    if len(self._by_id) >= self._limit:
+                        self._by_id.pop(next(iter(self._by_id)))
+                    self._by_id[bundle.bundle_id] = found
+        return found
+
+
+async def raw_body(request: Request) -> bytes:
+    """The request body, refused beyond MAX_BODY_BYTES."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, "request body too large")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, "request body too large")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create_app(
+    settings: Settings, *, poll_seconds: float = 1.0, ledger: Ledger | None = None
+) -> FastAPI:
+    """The serving app for the projects in ``settings.projects_dir``."""
+    specs: dict[str, ProjectSpec] = {s.name: s for s in load_specs(settings.projects_dir)}
+    own_ledger = ledger is None
+    ledger = ledger if ledger is not None else Ledger(settings.ledger)
+    metrics = ServingMetrics()
+    catalog = BundleCatalog(settings.bundles_dir)
+    service = ProductionService(
+        specs,
+        ledger,
+        settings.bundles_dir,
+        poll_seconds=poll_seconds,
+        on_swap=metrics.production_changed,
+        on_refused=lambda project: metrics.swap_failures.labels(project).inc(),
+    )
+    validators = Validators()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await run_in_threadpool(service.refresh_all)
+        service.start()
+        try:
+            yield
+        finally:
+            service.stop()
+            if own_ledger:
+                ledger.dispose()  # closes pooled connections; it reconnects if used again
+
+    app = FastAPI(
+        title="mlplatform serving",
+        summary="Production bundles: manifests, verified downloads, predictions, reviews.",
+        version="1",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.authenticator = Authenticator(settings.reader_tokens, settings.approver_tokens)
+    app.state.ledger = ledger
+    app.state.production = service
+    app.state.catalog = catalog
+    app.state.metrics = metrics
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        details = []
+        for err in exc.errors()[:100]:
+            loc = list(err.get("loc", ()))
+            if loc[:1] == ["body"]:
+                loc = loc[1:]
+            msg = str(err.get("msg", "")).removeprefix("Value error, ")
+            field = ".".join(str(p) for p in loc) or "body"
+            details.append({"field": field, "loc": loc, "msg": msg, "type": err.get("type")})
+        return JSONResponse({"detail": details}, status_code=422)
+
+    @app.exception_handler(LedgerError)
+    async def ledger_failed(request: Request, exc: LedgerError) -> JSONResponse:
+        log.error("ledger error on %s %s: %s", request.method, request.url.path, exc)
+        return JSONResponse({"detail": f"ledger: {exc}"}, status_code=503)
+
+    def project_spec(project: str) -> ProjectSpec:
+        spec = specs.get(project)
+        if spec is None:
+            raise HTTPException(404, f"unknown project {project!r}")
+        return spec
+
+    def production_bundle(project: str) -> Bundle:
+        project_spec(project)
+        bundle = service.current(project)
+        if bundle is None:
+            raise HTTPException(404, f"project {project!r} has no production bundle yet")
+        return bundle
+
+    def published(project: str, bundle_id: str) -> dict[str, Any]:
+        manifest = catalog.get(bundle_id)
+        if manifest is None or manifest.get("project") != project:
+            raise HTTPException(404, f"{bundle_id!r} is not a published bundle of {project!r}")
+        return manifest
+
+    # -- public ------------------------------------------------------------------------------
+
+    @app.get("/healthz", response_model=HealthOut, dependencies=[Public], tags=["ops"])
+    def healthz() -> HealthOut:
+        """Liveness, the bundle each project serves, and why a new one was refused."""
+        projects = {}
+        for name in service.projects:
+            st = service.state(name)
+            projects[name] = ProjectHealth(
+                bundle_id=st.bundle.bundle_id if st.bundle is not None else None,
+                ledger_bundle_id=st.ledger_bundle_id,
+                error=st.error,
+                checked_at=st.checked_at,
+            )
+        ok = service.watching and all(p.error is None for p in projects.values())
+        return HealthOut(
+            status="ok" if ok else "degraded", watcher=service.watching, projects=projects
+        )
+
+    @app.get(
+        "/metrics",
+        response_class=Response,
+        response_model=None,
+        dependencies=[Public],
+        tags=["ops"],
+        responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text"}},
+    )
+    def prometheus_metrics() -> Response:
+        """Prometheus metrics of this process."""
+        return Response(metrics.render(), media_type=metrics.content_type)
+
+    # -- readers -----------------------------------------------------------------------------
+
+    @app.get("/v1/projects", response_model=ProjectsOut, tags=["projects"])
+    def list_projects(who: Reader) -> ProjectsOut:
+        """Every project, its production bundle and the input schema predict accepts."""
+        out = []
+        for name, spec in specs.items():
+            bundle = service.current(name)
+            out.append(
+                ProjectOut(
+                    name=name,
+                    description=spec.description,
+                    task=spec.task,
+                    target=spec.target,
+                    production_bundle_id=bundle.bundle_id if bundle else None,
+                    input_schema=InputSchemaOut.from_schema(bundle.schema, bundle.classes)
+                    if bundle
+                    else None,
+                )
+            )
+        return ProjectsOut(projects=out)
+
+    @app.get(
+        "/v1/projects/{project}/production",
+        response_model=dict[str, Any],
+        tags=["projects"],
+        responses={304: {"description": "Not modified (If-None-Match matched the ETag)"}},
+    )
+    def production_manifest(project: str, request: Request, who: Reader) -> Response:
+        """The manifest of the bundle served now; ``ETag`` is its quoted bundle id."""
+        bundle = production_bundle(project)
+        etag = f'"{bundle.bundle_id}"'
+        headers = {"ETag": etag, "Cache-Control": "no-cache"}
+        if etag_matches(request.headers.get("if-none-match"), etag):
+            return Response(status_code=304, headers=headers)
+        return JSONResponse(bundle.manifest, headers=headers)
+
+    @app.get(
+        "/v1/bundles/{bundle_id}/files/{path:path}",
+        response_class=FileResponse,
+        response_model=None,
+        tags=["bundles"],
+        responses={
+            200: {"content": {"application/octet-stream": {}}, "description": "The file"},
+            304: {"description": "Not modified"},
+        },
+    )
+    def bundle_file(bundle_id: str, path: str, request: Request, who: Reader) -> Response:
+        """A file of a published bundle (or its manifest.json); immutable, content-addressed."""
+        manifest = catalog.get(bundle_id)
+        if manifest is None:
+            raise HTTPException(404, f"unknown bundle {bundle_id!r}")
+        files: dict[str, str] = manifest.get("files", {})
+        if path != MANIFEST and path not in files:
+            raise HTTPException(404, f"{path!r} is not a file of bundle {bundle_id}")
+        root = (settings.bundles_dir / bundle_id).resolve()
+        target = (root / path).resolve()
+        if not target.is_relative_to(root) or not target.is_file():
+            raise HTTPException(404, f"{path!r} is not a file of bundle {bundle_id}")
+        etag = f'"{files[path]}"' if path != MANIFEST else f'"{bundle_id}"'
+        headers = {"ETag": etag, "Cache-Control": IMMUTABLE}
+        if etag_matches(request.headers.get("if-none-match"), etag):
+            return Response(status_code=304, headers=headers)
+        return FileResponse(target, headers=headers, media_type="application/octet-stream")
+
+    @app.post(
+        "/v1/projects/{project}/predict",
+        response_model=PredictOut,
+        tags=["predict"],
+        openapi_extra={"requestBody": PREDICT_BODY},
+        responses={422: {"description": "A row is invalid; `field` names it, `msg` says why"}},
+    )
+    def predict(
+        project: str, who: Reader, body: Annotated[bytes, Depends(raw_body)]
+    ) -> Response | dict[str, Any]:
+        """Predict raw rows with the production bundle (``{"rows": [{column: value}]}``)."""
+        bundle = production_bundle(project)  # read once: this request stays on this bundle
+        try:
+            rows = validators.of(bundle).rows(body)
+        except ValidationError as exc:
+            return JSONResponse({"detail": error_details(exc)}, status_code=422)
+        predictions = bundle.predict_rows(rows)
+        metrics.predictions.labels(project, bundle.bundle_id).inc(len(rows))
+        return {"bundle_id": bundle.bundle_id, "predictions": predictions}
+
+    @app.get("/v1/projects/{project}/candidates", response_model=CandidatesOut, tags=["review"])
+    def candidates(project: str, who: Reader) -> CandidatesOut:
+        """Published bundles that are not production, their decisions, metrics vs production."""
+        project_spec(project)
+        pointer = ledger.production(project)
+        current = pointer.to_bundle if pointer is not None else None
+        manifests = catalog.of_project(project)
+        prod_manifest = next((m for m in manifests if m["bundle_id"] == current), None)
+        prod = BundleSummary.from_manifest(prod_manifest) if prod_manifest else None
+        decisions: dict[str, list[DecisionOut]] = {}
+        for d in ledger.decisions(project):
+            decisions.setdefault(d.bundle_id, []).append(DecisionOut.model_validate(d))
+        before = {p.to_bundle for p in ledger.history(project)}
+        out = [
+            CandidateOut.build(m, prod, decisions.get(m["bundle_id"], []), m["bundle_id"] in before)
+            for m in manifests
+            if m["bundle_id"] != current
+        ]
+        return CandidatesOut(project=project, production=prod, candidates=out)
+
+    @app.get("/v1/projects/{project}/promotions", response_model=PromotionsOut, tags=["review"])
+    def promotions(project: str, who: Reader) -> PromotionsOut:
+        """The append-only promotion history, oldest first."""
+        project_spec(project)
+        rows = [PromotionOut.model_validate(p) for p in ledger.history(project)]
+        return PromotionsOut(
+            project=project,
+            production=rows[-1].to_bundle if rows else None,
+            promotions=rows,
+        )
+
+    # -- approvers ---------------------------------------------------------------------------
+
+    def decide(
+        project: str, bundle_id: str, body: DecisionIn, who: Approver, verdict: str
+    ) -> DecisionOut:
+        project_spec(project)
+        published(project, bundle_id)
+        pointer = ledger.production(project)
+        if pointer is not None and pointer.to_bundle == bundle_id:
+            raise HTTPException(409, f"{bundle_id} is already production of {project!r}")
+        decision = ledger.record_decision(project, bundle_id, verdict, who.name, body.comment)
+        log.info("%s: %s recorded %s of bundle %s", project, who.name, verdict, bundle_id)
+        return DecisionOut.model_validate(decision)
+
+    @app.post(
+        "/v1/projects/{project}/candidates/{bundle_id}/approve",
+        response_model=DecisionOut,
+        status_code=201,
+        tags=["review"],
+    )
+    def approve(project: str, bundle_id: str, body: DecisionIn, who: Approver) -> DecisionOut:
+        """Approve a candidate; the platform's promotion sensor acts on it."""
+        return decide(project, bundle_id, body, who, "approve")
+
+    @app.post(
+        "/v1/projects/{project}/candidates/{bundle_id}/reject",
+        response_model=DecisionOut,
+        status_code=201,
+        tags=["review"],
+    )
+    def reject(project: str, bundle_id: str, body: DecisionIn, who: Approver) -> DecisionOut:
+        """Reject a candidate."""
+        return decide(project, bundle_id, body, who, "reject")
+
+    @app.post(
+        "/v1/projects/{project}/rollback",
+        response_model=PromotionOut,
+        status_code=201,
+        tags=["review"],
+    )
+    def rollback(project: str, body: RollbackIn, who: Approver) -> PromotionOut:
+        """Point production back at an earlier production bundle (verified first); instant."""
+        project_spec(project)
+        pointer = ledger.production(project)
+        if pointer is None:
+            raise HTTPException(400, f"{project!r} has no production bundle to roll back from")
+        target = body.to_bundle or pointer.from_bundle
+        if target is None:
+            raise HTTPException(
+                400, f"production {pointer.to_bundle} of {project!r} has no previous bundle"
+            )
+        if target == pointer.to_bundle:
+            raise HTTPException(400, f"{target} is already production of {project!r}")
+        if body.to_bundle is not None:
+            published(project, target)
+        elif catalog.get(target) is None:
+            raise HTTPException(400, f"previous bundle {target} is no longer published")
+        if target not in {p.to_bundle for p in ledger.history(project)}:
+            raise HTTPException(
+                400,
+                f"{target} was never production of {project!r}; a new bundle becomes "
+                "production through review and promotion, not rollback",
+            )
+        try:
+            bundle = load(settings.bundles_dir / target)
+        except BundleError as exc:
+            message = str(exc).replace(str(settings.bundles_dir), "bundles")
+            raise HTTPException(400, f"bundle {target} fails verification: {message}") from None
+        try:
+            row = ledger.promote(
+                project,
+                target,
+                who.name,
+                body.reason,
+                kind="rollback",
+                expected_from=pointer.to_bundle,
+            )
+        except PromotionConflict as exc:
+            raise HTTPException(409, str(exc)) from None
+        log.info("%s: %s rolled back %s -> %s", project, who.name, pointer.to_bundle, target)
+        service.refresh(project, preloaded=bundle)
+        return PromotionOut.model_validate(row)
+
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """App factory for ``uvicorn --factory``: settings from ``MLPLATFORM_*``."""
+    return create_app(load_settings())
+
+
+def serve(
+    settings: Settings, host: str = "127.0.0.1", port: int = 8000, **uvicorn_options: Any
+) -> None:
+    """Run the app with uvicorn in this process (blocks)."""
+    import uvicorn
+
+    uvicorn.run(create_app(settings), host=host, port=port, **uvicorn_options)
+
+
+__all__ = ["app_from_env", "create_app", "etag_matches", "serve"]

@@ -1,0 +1,248 @@
+"""Published bundles on disk, and the production bundle each project serves (hot-swapped).
+
+``ProductionService`` keeps, per project, an immutable ``ProjectState`` holding the loaded
+``Bundle``. A background thread polls the ledger's production pointer; on a change it loads
+and fully verifies the new bundle *first*, then replaces the state in one assignment.
+Requests read the state once, so a request that started on the old bundle finishes on it and
+no request sees a half-loaded bundle. A bundle that fails verification is never swapped in:
+the old one keeps serving and the error shows in ``/healthz``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from mlplatform.ledger import Ledger
+from mlplatform.serving.bundle import MANIFEST, Bundle, BundleError, bundle_id_of, load
+
+log = logging.getLogger(__name__)
+BUNDLE_ID = re.compile(r"^[0-9a-f]{64}$")
+SwapHook = Callable[[str, str | None, str | None], None]
+
+
+class BundleCatalog:
+    """Manifests of the published bundles (``bundles_dir/<id>/manifest.json``).
+
+    Re-reads only when the directory listing changes; bundles are immutable, so a manifest
+    read once stays valid. Folders whose manifest does not match their name are skipped.
+    """
+
+    def __init__(self, bundles_dir: Path):
+        self.bundles_dir = bundles_dir
+        self._listing: tuple[str, ...] | None = None
+        self._manifests: dict[str, dict[str, Any]] = {}
+        self._rejected: set[str] = set()
+        self._lock = threading.Lock()
+
+    def _read(self, name: str) -> dict[str, Any] | None:
+        try:
+            manifest = json.loads((self.bundles_dir / name / MANIFEST).read_text("utf-8"))
+        except (OSError, ValueError) as exc:
+            log.warning("skipping bundle folder %s: %s", name, exc)
+            return None
+        if not isinstance(manifest, dict) or not (
+            manifest.get("bundle_id") == name == bundle_id_of(manifest)
+        ):
+            log.warning("skipping bundle folder %s: manifest does not match its id", name)
+            return None
+        return manifest
+
+    def manifests(self) -> dict[str, dict[str, Any]]:
+        """bundle id -> manifest of every published bundle."""
+        try:
+            names = tuple(sorted(n for n in os.listdir(self.bundles_dir) if BUNDLE_ID.match(n)))
+        except OSError:
+            names = ()
+        with self._lock:
+            if names != self._listing:
+                # A new dict each time: callers may iterate the previous one meanwhile.
+                manifests = {k: v for k, v in self._manifests.items() if k in names}
+                for name in names:
+                    if name not in manifests and name not in self._rejected:
+                        manifest = self._read(name)
+                        if manifest is None:
+                            self._rejected.add(name)
+                        else:
+                            manifests[name] = manifest
+                self._rejected &= set(names)
+                self._manifests = manifests
+                self._listing = names
+            return self._manifests
+
+    def get(self, bundle_id: str) -> dict[str, Any] | None:
+        """The manifest of one published bundle, or None."""
+        if not BUNDLE_ID.match(bundle_id):
+            return None
+        return self.manifests().get(bundle_id)
+
+    def of_project(self, project: str) -> list[dict[str, Any]]:
+        """Published bundles of a project, newest first."""
+        found = [m for m in self.manifests().values() if m.get("project") == project]
+        return sorted(found, key=lambda m: (str(m.get("created_at", "")), m["bundle_id"]))[::-1]
+
+
+@dataclass(frozen=True)
+class ProjectState:
+    """What one project serves now; replaced as a whole, never mutated."""
+
+    bundle: Bundle | None = None
+    ledger_bundle_id: str | None = None  # what the ledger's pointer says
+    error: str | None = None
+    checked_at: dt.datetime | None = None
+    failed_bundle_id: str | None = None
+    failed_at: float = 0.0
+
+
+class ProductionService:
+    """The production bundle of every project, kept in step with the ledger by a thread."""
+
+    def __init__(
+        self,
+        projects: Iterable[str],
+        ledger: Ledger,
+        bundles_dir: Path,
+        *,
+        poll_seconds: float = 1.0,
+        retry_failed_seconds: float = 30.0,
+        on_swap: SwapHook | None = None,
+        on_refused: Callable[[str], None] | None = None,
+    ):
+        self.ledger = ledger
+        self.bundles_dir = bundles_dir
+        self.poll_seconds = poll_seconds
+        self.retry_failed_seconds = max(retry_failed_seconds, poll_seconds)
+        self._on_swap = on_swap
+        self._on_refused = on_refused
+        self._states: dict[str, ProjectState] = {p: ProjectState() for p in projects}
+        self._lock = threading.Lock()  # serialises writers; readers never take it
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def projects(self) -> list[str]:
+        return list(self._states)
+
+    def state(self, project: str) -> ProjectState:
+        """The project's current state (checks the ledger once if never done)."""
+        state = self._states[project]
+        if state.checked_at is None:
+            self.refresh(project)
+            state = self._states[project]
+        return state
+
+    def current(self, project: str) -> Bundle | None:
+        """The bundle to serve now. Read it once per request and use that object throughout."""
+        return self.state(project).bundle
+
+    def _short(self, message: str) -> str:
+        return message.replace(str(self.bundles_dir), "bundles")
+
+    def refresh(self, project: str, preloaded: Bundle | None = None) -> ProjectState:
+        """Follow the ledger's pointer: load + verify a new bundle, then swap it in."""
+        with self._lock:
+            state = self._states[project]
+            now = dt.datetime.now(dt.UTC)
+            try:
+                pointer = self.ledger.production(project)
+            except Exception as exc:
+                if state.error is None or not state.error.startswith("ledger"):
+                    log.error("%s: cannot read the ledger: %s", project, exc)
+                new = replace(state, error=f"ledger unavailable: {exc}", checked_at=now)
+                self._states[project] = new
+                return new
+            target = pointer.to_bundle if pointer is not None else None
+            current = state.bundle.bundle_id if state.bundle is not None else None
+            if target == current:
+                new = replace(state, ledger_bundle_id=target, error=None, checked_at=now)
+            elif (
+                target == state.failed_bundle_id
+                and time.monotonic() - state.failed_at < self.retry_failed_seconds
+            ):
+                new = replace(state, ledger_bundle_id=target, checked_at=now)
+            elif target is None:
+                new = ProjectState(checked_at=now)
+            else:
+                new = self._swap(project, state, target, preloaded, now)
+            self._states[project] = new
+            if new.bundle is not state.bundle and self._on_swap is not None:
+                self._on_swap(project, _id(state.bundle, None), _id(new.bundle, None))
+        return new
+
+    def _swap(
+        self,
+        project: str,
+        state: ProjectState,
+        target: str,
+        preloaded: Bundle | None,
+        now: dt.datetime,
+    ) -> ProjectState:
+        try:
+            if preloaded is not None and preloaded.bundle_id == target:
+                bundle = preloaded
+            elif not BUNDLE_ID.match(target):
+                raise BundleError(f"{target!r} is not a bundle id")
+            else:
+                bundle = load(self.bundles_dir / target)
+            if bundle.manifest.get("project") != project:
+                raise BundleError(f"bundle {target} belongs to {bundle.manifest.get('project')!r}")
+        except Exception as exc:  # verification, I/O or onnxruntime: keep the old bundle
+            message = self._short(f"production bundle {target} refused: {exc}")
+            log.error("%s: %s; still serving %s", project, message, _id(state.bundle))
+            if self._on_refused is not None:
+                self._on_refused(project)
+            return replace(
+                state,
+                ledger_bundle_id=target,
+                error=message,
+                checked_at=now,
+                failed_bundle_id=target,
+                failed_at=time.monotonic(),
+            )
+        log.info("%s: now serving bundle %s (was %s)", project, target, _id(state.bundle))
+        return ProjectState(bundle=bundle, ledger_bundle_id=target, checked_at=now)
+
+    def refresh_all(self) -> None:
+        for project in self.projects:
+            self.refresh(project)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.poll_seconds):
+            for project in self.projects:
+                if self._stop.is_set():
+                    return
+                try:
+                    self.refresh(project)
+                except Exception:  # never let the watcher die
+                    log.exception("%s: refreshing the production bundle failed", project)
+
+    def start(self) -> None:
+        """Start the polling thread (idempotent)."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="production-watcher", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    @property
+    def watching(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+
+def _id(bundle: Bundle | None, none: str | None = "nothing") -> str | None:
+    return bundle.bundle_id if bundle is not None else none

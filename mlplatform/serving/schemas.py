@@ -1,0 +1,352 @@
+"""Request and response models of the serving API, and predict-row validation per bundle.
+
+The rows a bundle accepts are described by its input schema; ``PredictValidator`` compiles
+that schema into a pydantic ``TypeAdapter`` once per bundle. A value is refused (422, naming
+its field path and the reason) when it has the wrong type for its column: a number column's
+value is not a (finite) number or numeric string, a bool column's value is not true/false-like,
+a category or date column's value is not a string, or the field is not a known column.
+Everything else is handled exactly as in training (``mlplatform.columns``): missing tokens are
+missing, an unknown category, an unparseable date or a fractional int counts as missing, and
+out-of-range numbers are clipped (or made missing, per the spec).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    TypeAdapter,
+    ValidationError,
+    WithJsonSchema,
+)
+from typing_extensions import TypedDict
+
+from mlplatform.columns import FALSE_TOKENS, MISSING_TOKENS, TRUE_TOKENS
+from mlplatform.serving.bundle import InputSchema
+from mlplatform.serving.scalars import bool_parser, numeric_parser
+from mlplatform.spec import Column
+
+MAX_ROWS = 10_000
+MAX_ERRORS = 100
+
+# -- predict requests ---------------------------------------------------------------------
+
+ACCEPTS = {
+    "float": "number or numeric string",
+    "int": "number or numeric string (a fraction counts as missing, as in training)",
+    "category": "string (a value outside 'values' counts as missing, as in training)",
+    "bool": "boolean or true/false-like string",
+    "date": "string in 'format' (an unparseable date counts as missing, as in training)",
+    "id": "any scalar (ignored)",
+}
+JSON_TYPES: dict[str, list[str]] = {
+    "float": ["number", "string", "null"],
+    "int": ["number", "string", "null"],
+    "category": ["string", "null"],
+    "bool": ["boolean", "string", "number", "null"],
+    "date": ["string", "null"],
+}
+_ANY_NUMBER = numeric_parser(Column(type="float"))
+
+
+def _shown(value: Any) -> str:
+    return repr(value if not isinstance(value, str) or len(value) <= 40 else value[:40] + "...")
+
+
+def _value_validator(column: Column) -> Any:
+    """A pydantic plain validator of one feature column (see the module docstring)."""
+    kind = column.type
+    accepts = ACCEPTS[kind].split(" (")[0]
+    parse_bool = bool_parser(column) if kind == "bool" else None
+
+    def validate(value: Any) -> Any:
+        if value is None:
+            return None
+        if kind in ("float", "int"):
+            if isinstance(value, bool) or not isinstance(value, int | float | str):
+                raise ValueError(f"expected a {accepts}, got {type(value).__name__}")
+            number, reason = _ANY_NUMBER(value)
+            if reason is not None:
+                raise ValueError(f"not a number: {_shown(value)}")
+            return number
+        if parse_bool is not None:
+            if not isinstance(value, bool | int | float | str):
+                raise ValueError(f"expected a {accepts}, got {type(value).__name__}")
+            flag, reason = parse_bool(value)
+            if reason is not None:
+                raise ValueError(f"{reason}: {_shown(value)}")
+            return flag
+        if not isinstance(value, str):
+            raise ValueError(f"expected a {accepts}, got {type(value).__name__}")
+        return value
+
+    return validate
+
+
+def _ignored(value: Any) -> Any:
+    if value is not None and not isinstance(value, bool | int | float | str):
+        raise ValueError("expected a scalar value")
+    return value
+
+
+def _column_json_schema(column: Column) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": JSON_TYPES[column.type], "description": ACCEPTS[column.type]}
+    if column.values is not None:
+        schema["examples"] = list(column.values)
+    if column.format is not None:
+        schema["description"] += f" in {column.format} format"
+    return schema
+
+
+class PredictValidator:
+    """Compiled validation of ``{"rows": [...]}`` against one bundle's input schema."""
+
+    def __init__(self, schema: InputSchema):
+        features = set(schema.feature_columns)
+        fields: dict[str, Any] = {}
+        for name, column in schema.columns.items():
+            if name in features:
+                fields[name] = Annotated[
+                    Any,
+                    PlainValidator(_value_validator(column)),
+                    WithJsonSchema(_column_json_schema(column)),
+                ]
+            else:  # known (id, target, excluded): accepted and ignored
+                fields[name] = Annotated[
+                    Any, PlainValidator(_ignored), WithJsonSchema({"description": "ignored"})
+                ]
+        row = TypedDict("Row", fields, total=False)  # type: ignore[misc]
+        row.__pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[attr-defined]
+        rows = Annotated[list[row], Field(min_length=1, max_length=MAX_ROWS)]  # type: ignore[valid-type]
+        body = TypedDict("PredictBody", {"rows": rows})  # type: ignore[misc]  # noqa: UP013
+        body.__pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[attr-defined]
+        self.adapter: TypeAdapter[Any] = TypeAdapter(body)
+
+    def rows(self, payload: bytes) -> list[dict[str, Any]]:
+        """Validated rows (values already parsed); raises pydantic's ValidationError."""
+        return self.adapter.validate_json(payload)["rows"]
+
+
+def error_details(exc: ValidationError, prefix: tuple[str | int, ...] = ()) -> list[dict]:
+    """422 details: ``field`` (dotted path such as ``rows.0.tenure_months``), ``msg``, ``type``."""
+    details = []
+    for err in exc.errors(include_url=False, include_input=False)[:MAX_ERRORS]:
+        loc = (*prefix, *err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field (not a column of the production bundle's input schema)"
+        details.append(
+            {
+                "field": ".".join(str(p) for p in loc) or "body",
+                "loc": list(loc),
+                "msg": msg,
+                "type": err["type"],
+            }
+        )
+    return details
+
+
+# -- API models ---------------------------------------------------------------------------
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class ColumnOut(_Out):
+    """One input column a prediction row may carry."""
+
+    name: str
+    type: str
+    accepts: str
+    nullable: bool = Field(description="Missing values are always accepted at serving time.")
+    values: list[str] | None = Field(default=None, description="Allowed category values.")
+    min: float | None = Field(default=None, description="Smaller numbers are clipped/missing.")
+    max: float | None = Field(default=None, description="Larger numbers are clipped/missing.")
+    format: str | None = Field(default=None, description="strptime format of a date.")
+    date_parts: list[str] | None = Field(default=None, description="Features derived.")
+
+
+class InputSchemaOut(_Out):
+    """What ``POST /v1/projects/{p}/predict`` accepts for the current production bundle."""
+
+    columns: list[ColumnOut]
+    ignored_columns: list[str] = Field(description="Known columns that are accepted and ignored.")
+    out_of_range: str = Field(description="clip or missing: what happens outside [min, max].")
+    missing_tokens: list[str] = list(MISSING_TOKENS)
+    true_tokens: list[str] = list(TRUE_TOKENS)
+    false_tokens: list[str] = list(FALSE_TOKENS)
+    classes: list[str] | None = None
+    max_rows: int = MAX_ROWS
+
+    @classmethod
+    def from_schema(cls, schema: InputSchema, classes: list[str] | None) -> InputSchemaOut:
+        columns = []
+        for name in schema.feature_columns:
+            col = schema.columns[name]
+            columns.append(
+                ColumnOut(
+                    name=name,
+                    type=col.type,
+                    accepts=ACCEPTS[col.type],
+                    nullable=col.nullable,
+                    values=list(col.values) if col.values is not None else None,
+                    min=col.min,
+                    max=col.max,
+                    format=col.format,
+                    date_parts=list(schema.features.date_parts.get(name, ()))
+                    if col.type == "date"
+                    else None,
+                )
+            )
+        features = set(schema.feature_columns)
+        return cls(
+            columns=columns,
+            ignored_columns=[c for c in schema.columns if c not in features],
+            out_of_range=schema.features.out_of_range,
+            classes=classes,
+        )
+
+
+class ProjectOut(_Out):
+    name: str
+    description: str
+    task: str
+    target: str
+    production_bundle_id: str | None
+    input_schema: InputSchemaOut | None
+
+
+class ProjectsOut(_Out):
+    projects: list[ProjectOut]
+
+
+class ProjectHealth(_Out):
+    bundle_id: str | None = Field(description="The bundle served now.")
+    ledger_bundle_id: str | None = Field(description="The ledger's production pointer.")
+    error: str | None = Field(description="Why the pointer's bundle is not served (if so).")
+    checked_at: dt.datetime | None
+
+
+class HealthOut(_Out):
+    status: Literal["ok", "degraded"]
+    watcher: bool = Field(description="The production watcher thread is running.")
+    projects: dict[str, ProjectHealth]
+
+
+class ClassPrediction(_Out):
+    label: str
+    probabilities: dict[str, float]
+
+
+class ValuePrediction(_Out):
+    value: float
+
+
+class PredictOut(_Out):
+    bundle_id: str
+    predictions: list[ClassPrediction | ValuePrediction]
+
+
+class DecisionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    comment: str = Field(default="", max_length=4000)
+
+
+class RollbackIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    to_bundle: str | None = Field(
+        default=None, description="Bundle id; null: the bundle production came from."
+    )
+    reason: str = Field(min_length=1, max_length=4000)
+
+
+class DecisionOut(_Out):
+    id: int
+    project: str
+    bundle_id: str
+    decision: Literal["approve", "reject"]
+    actor: str
+    comment: str
+    created_at: dt.datetime
+
+
+class PromotionOut(_Out):
+    id: int
+    project: str
+    seq: int
+    from_bundle: str | None
+    to_bundle: str
+    actor: str
+    reason: str
+    kind: Literal["promote", "rollback"]
+    created_at: dt.datetime
+
+
+class PromotionsOut(_Out):
+    project: str
+    production: str | None
+    promotions: list[PromotionOut] = Field(description="Oldest first; the last is production.")
+
+
+class BundleSummary(_Out):
+    bundle_id: str
+    candidate: str | None = None
+    cutoff: str | None = None
+    created_at: str | None = None
+    primary_metric: str | None = None
+    metrics: dict[str, float | None] = {}
+    gates: list[dict[str, Any]] = []
+
+    @classmethod
+    def from_manifest(cls, manifest: dict[str, Any]) -> BundleSummary:
+        return cls.model_validate(
+            {k: manifest.get(k) for k in cls.model_fields if manifest.get(k) is not None}
+        )
+
+
+class MetricComparison(_Out):
+    candidate: float | None
+    production: float | None
+    delta: float | None = Field(description="candidate - production")
+
+
+class CandidateOut(BundleSummary):
+    approvals: list[DecisionOut]
+    rejections: list[DecisionOut]
+    previously_production: bool
+    comparison: dict[str, MetricComparison]
+
+    @classmethod
+    def build(
+        cls,
+        manifest: dict[str, Any],
+        production: BundleSummary | None,
+        decisions: list[DecisionOut],
+        previously_production: bool,
+    ) -> CandidateOut:
+        summary = BundleSummary.from_manifest(manifest)
+        theirs = production.metrics if production is not None else {}
+        comparison = {}
+        for name in sorted(set(summary.metrics) | set(theirs)):
+            a, b = summary.metrics.get(name), theirs.get(name)
+            delta = a - b if a is not None and b is not None else None
+            comparison[name] = MetricComparison(candidate=a, production=b, delta=delta)
+        return cls(
+            **summary.model_dump(),
+            approvals=[d for d in decisions if d.decision == "approve"],
+            rejections=[d for d in decisions if d.decision == "reject"],
+            previously_production=previously_production,
+            comparison=comparison,
+        )
+
+
+class CandidatesOut(_Out):
+    project: str
+    production: BundleSummary | None
+    candidates: list[CandidateOut] = Field(description="Published, not production; newest first.")
