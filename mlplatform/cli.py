@@ -393,7 +393,7 @@ def rollback(
     home: HomeOption = None,
     projects: ProjectsOption = None,
 ) -> None:
-    """Point production back at an earlier published bundle, instantly and audited."""
+    """Point production back at a bundle that was production before, instantly and audited."""
     import getpass
 
     from mlplatform.ledger import LedgerError
@@ -409,6 +409,8 @@ def rollback(
     target = _resolve_bundle(settings, project, to) if to else current.from_bundle
     if not target:
         _fail(f"{project}: production {current.to_bundle[:12]} has no previous bundle")
+    if target not in {row.to_bundle for row in ledger.history(project)}:
+        _fail(f"{project}: {target[:12]} was never production; approve it instead")
     try:
         verify(settings.bundles_dir / target)
         row = ledger.promote(

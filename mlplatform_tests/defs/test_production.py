@@ -39,8 +39,9 @@ def trained(make_project: ProjectFactory, tmp_path: Path) -> tuple:
     return project, defs, instance, bundles
 
 
-def promote(defs: dg.Definitions, instance: dg.DagsterInstance, project: Project,
-            bundle_id: str = "") -> dg.ExecuteInProcessResult:
+def promote(
+    defs: dg.Definitions, instance: dg.DagsterInstance, project: Project, bundle_id: str = ""
+) -> dg.ExecuteInProcessResult:
     p = project.spec.name
     job = dg.define_asset_job("promote", selection=[dg.AssetKey([p, "production"])])
     resolved = dg.Definitions.merge(defs, dg.Definitions(jobs=[job])).resolve_job_def("promote")
@@ -53,7 +54,8 @@ def promote(defs: dg.Definitions, instance: dg.DagsterInstance, project: Project
 
 def failure_text(result: dg.ExecuteInProcessResult) -> str:
     return " ".join(
-        str(e.event_specific_data.error) for e in result.all_events
+        str(e.event_specific_data.error)
+        for e in result.all_events
         if e.event_type_value == "STEP_FAILURE"
     )
 
@@ -94,13 +96,16 @@ def test_policy_is_enforced_by_the_asset(trained: tuple) -> None:
 
 def test_sensor_turns_an_approval_into_a_promotion(trained: tuple) -> None:
     project, defs, instance, (_, second) = trained
-    ledger, mlflow, _ = resources(project)
+    ledger, _, _ = resources(project)
     p = project.spec.name
     sensor = defs.get_sensor_def(f"{p}__promotion")
 
     def tick(cursor: str | None) -> dg.SensorResult:
-        return sensor(dg.build_sensor_context(instance=instance, cursor=cursor,
-                                              definitions=defs, resources=defs.resources))
+        return sensor(
+            dg.build_sensor_context(
+                instance=instance, cursor=cursor, definitions=defs, resources=defs.resources
+            )
+        )
 
     first = tick(None)
     assert first.run_requests == []
