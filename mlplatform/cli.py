@@ -326,8 +326,15 @@ def _resolve_bundle(settings: Settings, project: str, prefix: str) -> str:
     return matches[0]
 
 
-def _decide(decision: str, project: str, bundle: str, comment: str, actor: str | None,
-            home: Path | None, projects: Path | None) -> None:
+def _decide(
+    decision: str,
+    project: str,
+    bundle: str,
+    comment: str,
+    actor: str | None,
+    home: Path | None,
+    projects: Path | None,
+) -> None:
     import getpass
 
     settings = _settings(home, projects)
@@ -414,7 +421,11 @@ def rollback(
     try:
         verify(settings.bundles_dir / target)
         row = ledger.promote(
-            project, target, actor or getpass.getuser(), reason, kind="rollback",
+            project,
+            target,
+            actor or getpass.getuser(),
+            reason,
+            kind="rollback",
             expected_from=current.to_bundle,
         )
     except (BundleError, LedgerError) as exc:

@@ -124,3 +124,46 @@ def make_project(tmp_path: Path) -> ProjectFactory:
 @pytest.fixture(scope="session")
 def churn_spec() -> ProjectSpec:
     return load_spec(EXAMPLE)
+
+
+@dataclass
+class Trained:
+    """A small binary project with data ingested and two cutoffs bundled, trained by 'ann'."""
+
+    project: Project
+    defs: Any
+    instance: Any
+    bundles: list[str]
+
+
+@pytest.fixture
+def two_bundles(make_project: ProjectFactory, tmp_path: Path) -> Trained:
+    import dagster as dg
+
+    from mlplatform.defs.build import build_defs, data_job_name, train_job_name
+
+    project = make_project("binary", months=5, rows=250)
+    (tmp_path / "dagster").mkdir()
+    instance = dg.DagsterInstance.local_temp(str(tmp_path / "dagster"))
+    defs = build_defs(project.settings, [project.spec])
+    p = project.spec.name
+    for f in project.files:
+        job = defs.resolve_job_def(data_job_name(p))
+        assert job.execute_in_process(partition_key=f.stem, instance=instance).success
+    bundles = []
+    for f in project.files[3:]:
+        result = defs.resolve_job_def(train_job_name(p)).execute_in_process(
+            partition_key=f.stem, instance=instance, tags={"mlplatform/user": "ann"}
+        )
+        assert result.success
+        mat = result.asset_materializations_for_node(f"{p}__bundle")[0]
+        bundles.append(str(mat.metadata["bundle_id"].value))
+    return Trained(project, defs, instance, bundles)
+
+
+def production_job(defs: Any, project: str) -> Any:
+    """A job that materializes ``<project>/production`` (config: the bundle id)."""
+    import dagster as dg
+
+    job = dg.define_asset_job("promote", selection=[dg.AssetKey([project, "production"])])
+    return dg.Definitions.merge(defs, dg.Definitions(jobs=[job])).resolve_job_def("promote")

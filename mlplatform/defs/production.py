@@ -6,6 +6,7 @@ the production pointer (a new ledger row) and the MLflow registry alias ``produc
 """
 
 import json
+from types import EllipsisType
 
 import dagster as dg
 
@@ -50,9 +51,11 @@ def promote_bundle(
     mlflow: MlflowTracking,
     store: ArtifactStore,
     bundle_id: str,
+    expected_from: str | EllipsisType | None = ...,
 ) -> dict[str, object]:
     """Check the policy and promote: ledger row first (compare-and-swap), then the alias.
 
+    ``expected_from`` is the production the decision was based on (default: read it now).
     Raises dg.Failure with the reasons and changes nothing when the policy says no or another
     promotion got there first. Promoting the current production only re-syncs the alias.
     """
@@ -63,6 +66,8 @@ def promote_bundle(
         raise dg.Failure(f"{spec.name}: bundle {bundle_id} cannot be promoted: {exc}") from None
     current = ledger.production(spec.name)
     current_id = current.to_bundle if current else None
+    if expected_from is not ...:
+        current_id = expected_from
     if current_id == bundle_id:
         version = mlflow.set_production_alias(spec.name, bundle_id)
         return {"bundle_id": bundle_id, "changed": False, "mlflow_version": version or ""}

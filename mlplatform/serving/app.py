@@ -26,6 +26,7 @@ from mlplatform.serving.auth import Approver, Authenticator, Public, Reader
 from mlplatform.serving.bundle import MANIFEST, Bundle, BundleError, load
 from mlplatform.serving.metrics import MetricsMiddleware, ServingMetrics
 from mlplatform.serving.production import BundleCatalog, ProductionService
+from mlplatform.serving.review import add_review_routes
 from mlplatform.serving.schemas import (
     BundleSummary,
     CandidateOut,
@@ -433,6 +434,9 @@ def create_app(
         service.refresh(project, preloaded=bundle)
         return PromotionOut.model_validate(row)
 
+    # -- the review page (public shell) and evaluation reports (readers) --------------------
+
+    add_review_routes(app, settings, specs)
     return app
 
 

@@ -4,48 +4,28 @@ ledger and the MLflow alias move together, and racing promotions have exactly on
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 import dagster as dg
 import pytest
 
-from mlplatform.defs.build import build_defs, data_job_name, train_job_name
 from mlplatform.defs.production import promote_bundle
 from mlplatform.ledger import Ledger
 from mlplatform.resources.mlflow import MlflowTracking
 from mlplatform.resources.store import ArtifactStore
-from mlplatform_tests.conftest import Project, ProjectFactory
+from mlplatform_tests.conftest import Project, Trained, production_job
 
 
 @pytest.fixture
-def trained(make_project: ProjectFactory, tmp_path: Path) -> tuple:
-    """Two bundles (cutoffs 4 and 5), trained by 'ann'."""
-    project = make_project("binary", months=5, rows=250)
-    (tmp_path / "dagster").mkdir()
-    instance = dg.DagsterInstance.local_temp(str(tmp_path / "dagster"))
-    defs = build_defs(project.settings, [project.spec])
-    p = project.spec.name
-    for f in project.files:
-        job = defs.resolve_job_def(data_job_name(p))
-        assert job.execute_in_process(partition_key=f.stem, instance=instance).success
-    bundles = []
-    for f in project.files[3:]:
-        result = defs.resolve_job_def(train_job_name(p)).execute_in_process(
-            partition_key=f.stem, instance=instance, tags={"mlplatform/user": "ann"}
-        )
-        assert result.success
-        mat = result.asset_materializations_for_node(f"{p}__bundle")[0]
-        bundles.append(str(mat.metadata["bundle_id"].value))
-    return project, defs, instance, bundles
+def trained(two_bundles: Trained) -> tuple:
+    t = two_bundles
+    return t.project, t.defs, t.instance, t.bundles
 
 
 def promote(
     defs: dg.Definitions, instance: dg.DagsterInstance, project: Project, bundle_id: str = ""
 ) -> dg.ExecuteInProcessResult:
     p = project.spec.name
-    job = dg.define_asset_job("promote", selection=[dg.AssetKey([p, "production"])])
-    resolved = dg.Definitions.merge(defs, dg.Definitions(jobs=[job])).resolve_job_def("promote")
-    return resolved.execute_in_process(
+    return production_job(defs, p).execute_in_process(
         instance=instance,
         raise_on_error=False,
         run_config={"ops": {f"{p}__production": {"config": {"bundle_id": bundle_id}}}},
@@ -136,7 +116,9 @@ def test_racing_promotions_have_one_winner(trained: tuple) -> None:
         own = Ledger(project.settings.ledger)
         barrier.wait()
         try:
-            outcomes[bundle] = promote_bundle(project.spec, own, mlflow, store, bundle)
+            outcomes[bundle] = promote_bundle(  # both decided with no production yet
+                project.spec, own, mlflow, store, bundle, expected_from=None
+            )
         except dg.Failure as exc:
             outcomes[bundle] = exc
 

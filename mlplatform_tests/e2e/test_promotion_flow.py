@@ -19,13 +19,12 @@ import dagster as dg
 import httpx
 import pytest
 
-from mlplatform.defs.build import build_defs, data_job_name, train_job_name
 from mlplatform.ledger import Ledger
 from mlplatform.resources.mlflow import MlflowTracking
 from mlplatform.serving.bundle import load
 from mlplatform.serving.client import Client
 from mlplatform.steps.ingest import read_landing_file
-from mlplatform_tests.conftest import Project, ProjectFactory
+from mlplatform_tests.conftest import Project, Trained, production_job
 
 CLI = [sys.executable, "-m", "mlplatform.cli"]
 TOKENS = {
@@ -45,25 +44,9 @@ def until(what: str, check: Callable[[], Any], seconds: float = 60) -> Any:
 
 
 @pytest.fixture
-def trained(
-    make_project: ProjectFactory, tmp_path: Path
-) -> tuple[Project, dg.Definitions, dg.DagsterInstance, list[str]]:
-    project = make_project("binary", months=5, rows=250)
-    (tmp_path / "dagster").mkdir()
-    instance = dg.DagsterInstance.local_temp(str(tmp_path / "dagster"))
-    defs = build_defs(project.settings, [project.spec])
-    p = project.spec.name
-    for f in project.files:
-        job = defs.resolve_job_def(data_job_name(p))
-        assert job.execute_in_process(partition_key=f.stem, instance=instance).success
-    bundles = []
-    for f in project.files[3:]:
-        result = defs.resolve_job_def(train_job_name(p)).execute_in_process(
-            partition_key=f.stem, instance=instance, tags={"mlplatform/user": "ann"}
-        )
-        mat = result.asset_materializations_for_node(f"{p}__bundle")[0]
-        bundles.append(str(mat.metadata["bundle_id"].value))
-    return project, defs, instance, bundles
+def trained(two_bundles: Trained) -> tuple:
+    t = two_bundles
+    return t.project, t.defs, t.instance, t.bundles
 
 
 @pytest.fixture
@@ -115,8 +98,7 @@ def sensor_promotes(
             instance=instance, cursor=cursor, definitions=defs, resources=defs.resources
         )
     )
-    job = dg.define_asset_job("promote", selection=[dg.AssetKey([p, "production"])])
-    resolved = dg.Definitions.merge(defs, dg.Definitions(jobs=[job])).resolve_job_def("promote")
+    resolved = production_job(defs, p)
     for request in result.run_requests:
         outcome = resolved.execute_in_process(
             instance=instance, run_config=request.run_config, tags=request.tags

@@ -1,0 +1,489 @@
+
+"use strict";
+(function () {
+  // The token lives in this tab's sessionStorage only; it is sent as a Bearer header to this
+  // origin's API and never put in a URL or written to the console.
+  const KEY = "mlplatform.review.token";
+  const config = JSON.parse(document.getElementById("review-config").textContent);
+  const LOWER = new Set(config.lower_is_better);
+  const KNOWN = config.metric_order;
+  const where = location.pathname.match(/^(.*?)\/review(?:\/([^/]+))?\/?$/);
+  const base = where ? where[1] : "";
+  const project = where && where[2] ? decodeURIComponent(where[2]) : null;
+  const projectApi = project ? base + "/v1/projects/" + encodeURIComponent(project) : null;
+  const $ = (id) => document.getElementById(id);
+  const content = $("content");
+  let generation = 0; // ignores answers to requests made before the last (re)load
+
+  // -- DOM and formatting helpers -------------------------------------------------------
+
+  function h(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(attrs || {})) {
+      if (value === null || value === undefined || value === false) continue;
+      if (key === "class") node.className = value;
+      else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+      else node.setAttribute(key, value === true ? "" : String(value));
+    }
+    for (const child of children.flat()) {
+      if (child !== null && child !== undefined && child !== false) node.append(child);
+    }
+    return node;
+  }
+
+  function num(v) {
+    return typeof v === "number" && Number.isFinite(v) ? v : null;
+  }
+
+  function fmt(v) {
+    const x = num(v);
+    if (x === null) return "—";
+    if (x !== 0 && (Math.abs(x) >= 1e6 || Math.abs(x) < 1e-3)) return x.toPrecision(4);
+    return x.toFixed(4);
+  }
+
+  function count(v) {
+    const x = num(v);
+    return x === null ? "—" : Math.round(x).toLocaleString("en-US");
+  }
+
+  function when(iso) {
+    if (!iso) return "—";
+    const d = new Date(iso);
+    return Number.isNaN(d.getTime()) ? String(iso) : d.toISOString().slice(0, 16).replace("T", " ") + " UTC";
+  }
+
+  function short(id, n) {
+    return id ? String(id).slice(0, n || 8) : "—";
+  }
+
+  function better(a, b, metric) {
+    return LOWER.has(metric) ? a < b : a > b;
+  }
+
+  function direction(metric) {
+    return LOWER.has(metric) ? "lower is better" : "higher is better";
+  }
+
+  function metricNames(primary, models) {
+    const present = new Set();
+    for (const m of models) for (const k of Object.keys(m.metrics || {})) present.add(k);
+    const out = primary && present.has(primary) ? [primary] : [];
+    for (const k of KNOWN) if (present.has(k) && !out.includes(k)) out.push(k);
+    for (const k of [...present].sort()) if (!out.includes(k)) out.push(k);
+    return out;
+  }
+
+  function bound(g) {
+    const lo = num(g.min), hi = num(g.max);
+    if (lo !== null && hi !== null) return "[" + fmt(lo) + ", " + fmt(hi) + "]";
+    if (lo !== null) return "≥ " + fmt(lo);
+    if (hi !== null) return "≤ " + fmt(hi);
+    return "—";
+  }
+
+  function modelName(m) {
+    return m.candidate || short(m.bundle_id);
+  }
+
+  function showAlert(node, text) {
+    node.textContent = text || "";
+    node.hidden = !text;
+  }
+
+  function setStatus(text) {
+    $("status").textContent = text || "";
+  }
+
+  // -- API ----------------------------------------------------------------------------
+
+  function getToken() {
+    try {
+      return sessionStorage.getItem(KEY) || "";
+    } catch (e) {
+      return "";
+    }
+  }
+
+  class ApiError extends Error {
+    constructor(status, detail) {
+      super(detail);
+      this.status = status;
+      this.detail = detail;
+    }
+  }
+
+  function detailText(body) {
+    const d = body && body.detail;
+    if (typeof d === "string") return d;
+    if (Array.isArray(d)) return d.map((e) => (e.field ? e.field + ": " : "") + (e.msg || "")).join("; ");
+    return d === undefined ? "" : JSON.stringify(d);
+  }
+
+  async function api(method, url, body, accept) {
+    const headers = { Accept: accept || "application/json" };
+    const token = getToken();
+    if (token) headers.Authorization = "Bearer " + token;
+    const init = { method, headers, cache: "no-store", credentials: "omit", referrerPolicy: "no-referrer" };
+    if (body !== undefined) {
+      headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
+    let resp;
+    try {
+      resp = await fetch(url, init);
+    } catch (e) {
+      throw new ApiError(0, "the server could not be reached");
+    }
+    if (!resp.ok) {
+      let detail = "";
+      try {
+        detail = detailText(await resp.json());
+      } catch (e) {
+        detail = "";
+      }
+      throw new ApiError(resp.status, detail || resp.statusText || "request failed");
+    }
+    return resp;
+  }
+
+  function describe(err) {
+    if (!(err instanceof ApiError)) return String(err && err.message ? err.message : err);
+    const text = err.status ? "HTTP " + err.status + ": " + err.detail : err.detail;
+    if (err.status === 401) return text + " — check the token.";
+    if (err.status === 403 && /approver/.test(err.detail)) {
+      return text + " — a reader token can view candidates but cannot approve or reject them.";
+    }
+    return text;
+  }
+
+  // -- page ---------------------------------------------------------------------------
+
+  function updateTokenState() {
+    const has = Boolean(getToken());
+    $("forget").hidden = !has;
+    $("token-state").textContent = has ? "A token is set for this tab." : "No token set.";
+    $("token").placeholder = has ? "paste another token to replace it" : "paste a reader or approver token";
+  }
+
+  async function load() {
+    const mine = ++generation;
+    showAlert($("alert"), "");
+    content.replaceChildren();
+    updateTokenState();
+    $("home").href = base + "/review";
+    if (project) {
+      $("title").textContent = "Review candidates of " + project;
+      document.title = "Review " + project + " — mlplatform";
+    }
+    if (!getToken()) {
+      setStatus("Paste a token above to load " + (project ? "the candidates of " + project : "the projects") + ".");
+      return;
+    }
+    setStatus("Loading…");
+    try {
+      if (project) await loadProject(mine);
+      else await loadIndex(mine);
+      if (mine === generation) setStatus("");
+    } catch (err) {
+      if (mine !== generation) return;
+      setStatus("");
+      showAlert($("alert"), "Could not load " + (project ? "the candidates of " + project : "the projects") + " — " + describe(err));
+    }
+  }
+
+  async function loadIndex(mine) {
+    const data = await (await api("GET", base + "/v1/projects")).json();
+    if (mine !== generation) return;
+    const items = data.projects.map((p) =>
+      h("li", {},
+        h("a", { href: base + "/review/" + encodeURIComponent(p.name) }, p.name),
+        " — ", p.description || p.task,
+        h("span", { class: "muted" }, " · production: "),
+        p.production_bundle_id ? h("code", { title: p.production_bundle_id }, short(p.production_bundle_id)) : "none yet"));
+    content.append(
+      h("h2", {}, "Projects"),
+      items.length ? h("ul", { class: "projects" }, items) : h("p", { class: "muted" }, "No projects."));
+  }
+
+  async function loadProject(mine) {
+    const data = await (await api("GET", projectApi + "/candidates")).json();
+    if (mine !== generation) return;
+    const prod = data.production;
+    const cands = data.candidates;
+    const primary = (prod && prod.primary_metric) || (cands[0] && cands[0].primary_metric) || null;
+    const cards = cands.map((c) => candidateCard(c, primary));
+    content.append(
+      summary(prod, cands, primary),
+      comparison(prod, cands, primary),
+      h("h2", { id: "candidates-heading" }, "Candidates"),
+      cards.length
+        ? h("div", { class: "cards", "aria-labelledby": "candidates-heading" }, cards.map((c) => c.node))
+        : h("p", { class: "muted" }, "No candidates are waiting for review."),
+      reports(prod, cands));
+    for (const card of cards) loadManifest(card, mine);
+  }
+
+  function summary(prod, cands, primary) {
+    const parts = [];
+    if (prod) {
+      parts.push(h("strong", {}, "Production: "), modelName(prod), " ",
+        h("code", { title: prod.bundle_id }, short(prod.bundle_id)),
+        " · cutoff " + (prod.cutoff || "—") + " · published " + when(prod.created_at));
+    } else {
+      parts.push(h("strong", {}, "No production bundle yet."));
+    }
+    parts.push(" · " + cands.length + " candidate" + (cands.length === 1 ? "" : "s"));
+    if (primary) parts.push(" · primary metric ", h("strong", {}, primary), " (" + direction(primary) + ")");
+    return h("p", { class: "summary", id: "summary" }, parts);
+  }
+
+  function comparison(prod, cands, primary) {
+    const models = (prod ? [prod] : []).concat(cands);
+    const names = metricNames(primary, models);
+    const head = h("tr", {}, h("th", { class: "l", scope: "col" }, "Metric"),
+      models.map((m, i) =>
+        h("th", { scope: "col" }, modelName(m),
+          prod && i === 0 ? h("span", { class: "tag" }, "production") : null,
+          h("span", { class: "sub" }, h("code", { title: m.bundle_id }, short(m.bundle_id)), " · " + (m.cutoff || "—")))));
+    const rows = names.map((metric) => {
+      const values = models.map((m) => num((m.metrics || {})[metric]));
+      const finite = values.filter((v) => v !== null);
+      let best = null;
+      if (models.length > 1 && finite.length) best = LOWER.has(metric) ? Math.min(...finite) : Math.max(...finite);
+      const cells = values.map((v, i) => {
+        const isBest = best !== null && v === best;
+        const cell = h("td", { class: isBest ? "best" : null }, fmt(v), isBest ? h("span", { class: "sr-only" }, " (best)") : null);
+        if (prod && i > 0 && v !== null) {
+          const p = num((prod.metrics || {})[metric]);
+          if (p !== null && v !== p) {
+            const d = v - p;
+            cell.append(h("span", { class: "delta " + (better(v, p, metric) ? "up" : "down") },
+              (d > 0 ? "+" : "−") + fmt(Math.abs(d)) + " vs production"));
+          }
+        }
+        return cell;
+      });
+      return h("tr", { class: metric === primary ? "primary" : null },
+        h("th", { class: "l", scope: "row", title: direction(metric) },
+          metric + (LOWER.has(metric) ? " ↓" : " ↑"),
+          metric === primary ? h("span", { class: "tag" }, "primary") : null),
+        cells);
+    });
+    const gates = h("tr", {}, h("th", { class: "l", scope: "row" }, "gates"),
+      models.map((m) => {
+        const gs = m.gates || [];
+        const failed = gs.filter((g) => !g.passed).length;
+        if (!gs.length) return h("td", {}, "—");
+        return h("td", { class: failed ? "fail" : "pass" }, failed ? failed + " failed" : "all passed");
+      }));
+    return h("section", { "aria-labelledby": "comparison-heading" },
+      h("h2", { id: "comparison-heading" }, "Holdout metrics: candidates vs production"),
+      h("div", { class: "scroll" },
+        h("table", { id: "comparison" },
+          h("caption", {}, "Best value per metric highlighted; ↑ higher is better, ↓ lower is better."),
+          h("thead", {}, head), h("tbody", {}, rows, gates))));
+  }
+
+  function gatesTable(c) {
+    const gs = c.gates || [];
+    if (!gs.length) return h("p", { class: "muted" }, "No gates configured.");
+    return h("table", { class: "gates" },
+      h("thead", {}, h("tr", {},
+        h("th", { class: "l", scope: "col" }, "Metric"), h("th", { scope: "col" }, "Value"),
+        h("th", { scope: "col" }, "Bound"), h("th", { scope: "col" }, "Result"))),
+      h("tbody", {}, gs.map((g) => h("tr", {},
+        h("td", { class: "l" }, g.metric), h("td", {}, fmt(g.value)), h("td", {}, bound(g)),
+        h("td", { class: g.passed ? "pass" : "fail" }, g.passed ? "pass" : "fail")))));
+  }
+
+  function renderDecisions(slot, c) {
+    const all = c.approvals.concat(c.rejections).sort((a, b) => a.id - b.id);
+    if (!all.length) {
+      slot.replaceChildren(h("p", { class: "muted" }, "No approvals or rejections yet."));
+      return;
+    }
+    slot.replaceChildren(h("ul", { class: "decisions" }, all.map((d) =>
+      h("li", { class: d.decision },
+        h("strong", {}, (d.decision === "approve" ? "✓ approved by " : "✗ rejected by ") + d.actor),
+        " · ", h("time", { datetime: d.created_at }, when(d.created_at)),
+        d.comment ? h("q", {}, d.comment) : null))));
+  }
+
+  function candidateCard(c, primary) {
+    const id = short(c.bundle_id, 12);
+    const headingId = "cand-" + id;
+    const gs = c.gates || [];
+    const failed = gs.filter((g) => !g.passed).length;
+    const training = h("div", { class: "training" }, h("p", { class: "muted" }, "Loading the training manifest…"));
+    const decisions = h("div", { class: "decision-list" });
+    const comment = h("textarea", { id: "comment-" + id, maxlength: "4000", rows: "2", placeholder: "Why approve or reject (stored with the decision)" });
+    const alert = h("div", { class: "alert", role: "alert", hidden: true });
+    const done = h("span", { class: "done", role: "status" });
+    const approve = h("button", { type: "button", class: "approve", "aria-describedby": headingId }, "Approve");
+    const reject = h("button", { type: "button", class: "reject", "aria-describedby": headingId }, "Reject");
+    const card = { c, training, decisions, comment, alert, done, buttons: [approve, reject] };
+    approve.addEventListener("click", () => decide(card, "approve"));
+    reject.addEventListener("click", () => decide(card, "reject"));
+    renderDecisions(decisions, c);
+    const p = primary ? num((c.metrics || {})[primary]) : null;
+    card.node = h("article", { class: "card candidate", "data-bundle-id": c.bundle_id, "aria-labelledby": headingId },
+      h("div", { class: "card-head" },
+        h("h3", { id: headingId }, modelName(c), " ", h("code", { title: c.bundle_id }, short(c.bundle_id))),
+        primary ? h("span", {}, primary + " " + fmt(p)) : null,
+        gs.length ? h("span", { class: "tag " + (failed ? "fail" : "pass") }, failed ? failed + " gate(s) failed" : "gates passed") : null,
+        c.previously_production ? h("span", { class: "tag" }, "was production before") : null,
+        h("span", { class: "meta" }, "cutoff " + (c.cutoff || "—") + " · published " + when(c.created_at)),
+        c.cutoff ? h("a", { href: "#report-" + c.cutoff, class: "meta" }, "evaluation report") : null),
+      h("div", { class: "card-body" },
+        h("section", {}, h("h4", {}, "Gates"), gatesTable(c)),
+        h("section", {}, h("h4", {}, "Training data"), training),
+        h("section", {}, h("h4", {}, "Decisions"), decisions)),
+      h("div", { class: "decide" },
+        h("label", { for: comment.id }, "Comment on " + modelName(c) + " (" + short(c.bundle_id) + ")"),
+        comment,
+        h("div", { class: "actions" }, approve, reject, done),
+        alert));
+    return card;
+  }
+
+  async function loadManifest(card, mine) {
+    const url = base + "/v1/bundles/" + encodeURIComponent(card.c.bundle_id) + "/files/manifest.json";
+    try {
+      const manifest = await (await api("GET", url)).json();
+      if (mine === generation) card.training.replaceChildren(trainingFacts(manifest.training_manifest || {}));
+    } catch (err) {
+      if (mine === generation) card.training.replaceChildren(h("p", { class: "fail" }, "Could not load the manifest — " + describe(err)));
+    }
+  }
+
+  function trainingFacts(tm) {
+    const parts = (tm.partitions || []).map(String).sort();
+    const rows = tm.rows || {};
+    const versions = tm.data_versions || {};
+    const total = parts.reduce((s, k) => s + (num(rows[k]) || 0), 0);
+    const span = !parts.length ? "—" : parts.length === 1 ? parts[0] : parts[0] + " – " + parts[parts.length - 1];
+    const table = h("table", { class: "partitions" },
+      h("thead", {}, h("tr", {},
+        h("th", { class: "l", scope: "col" }, "Partition"), h("th", { scope: "col" }, "Rows"),
+        h("th", { class: "l", scope: "col" }, "Data version"))),
+      h("tbody", {}, parts.map((k) => h("tr", {},
+        h("td", { class: "l" }, k), h("td", {}, count(rows[k])),
+        h("td", { class: "l" }, versions[k] ? h("code", { title: versions[k] }, short(versions[k], 12) + "…") : "—")))));
+    return h("div", {},
+      h("dl", { class: "facts" },
+        h("dt", {}, "Partitions"), h("dd", {}, span + " (" + parts.length + ")"),
+        h("dt", {}, "Rows"), h("dd", {}, count(total))),
+      parts.length ? h("details", { open: parts.length <= 4 }, h("summary", {}, "Per partition"), table) : null);
+  }
+
+  async function decide(card, verdict) {
+    const word = verdict === "approve" ? "Approve" : "Reject";
+    showAlert(card.alert, "");
+    card.done.textContent = verdict === "approve" ? "Approving…" : "Rejecting…";
+    for (const b of card.buttons) b.disabled = true;
+    try {
+      const url = projectApi + "/candidates/" + encodeURIComponent(card.c.bundle_id) + "/" + verdict;
+      const d = await (await api("POST", url, { comment: card.comment.value.trim() })).json();
+      (d.decision === "approve" ? card.c.approvals : card.c.rejections).push(d);
+      renderDecisions(card.decisions, card.c);
+      card.comment.value = "";
+      card.done.textContent = (d.decision === "approve" ? "approved by " : "rejected by ") + d.actor;
+    } catch (err) {
+      card.done.textContent = "";
+      showAlert(card.alert, word + " failed — " + describe(err));
+    } finally {
+      for (const b of card.buttons) b.disabled = false;
+    }
+  }
+
+  function reports(prod, cands) {
+    const byCutoff = new Map();
+    for (const c of cands) {
+      if (!c.cutoff) continue;
+      if (!byCutoff.has(c.cutoff)) byCutoff.set(c.cutoff, []);
+      byCutoff.get(c.cutoff).push(modelName(c));
+    }
+    if (prod && prod.cutoff && !byCutoff.has(prod.cutoff)) byCutoff.set(prod.cutoff, []);
+    const cutoffs = [...byCutoff.keys()].sort().reverse();
+    const section = h("section", { "aria-labelledby": "reports-heading" },
+      h("h2", { id: "reports-heading" }, "Evaluation reports"));
+    if (!cutoffs.length) section.append(h("p", { class: "muted" }, "No cutoffs to show."));
+    cutoffs.forEach((cutoff, i) => {
+      const body = h("div", {});
+      const names = byCutoff.get(cutoff);
+      const details = h("details", { class: "report", id: "report-" + cutoff },
+        h("summary", {}, "Cutoff " + cutoff + (names.length ? " — candidates " + names.join(", ") : " — production")),
+        body);
+      let loaded = false;
+      details.addEventListener("toggle", () => {
+        if (details.open && !loaded) {
+          loaded = true;
+          loadReport(cutoff, body);
+        }
+      });
+      if (i === 0) details.open = true;
+      section.append(details);
+    });
+    return section;
+  }
+
+  async function loadReport(cutoff, body) {
+    body.replaceChildren(h("p", { class: "muted" }, "Loading the report…"));
+    try {
+      const resp = await api("GET", projectApi + "/reports/" + encodeURIComponent(cutoff), undefined, "text/html");
+      const text = await resp.text();
+      // No scripts in the frame; same origin only so that the page can size it to its content.
+      const frame = h("iframe", {
+        class: "report-frame", title: "Evaluation report, cutoff " + cutoff,
+        sandbox: "allow-same-origin", referrerpolicy: "no-referrer",
+      });
+      frame.addEventListener("load", () => fit(frame));
+      frame.srcdoc = text;
+      const open = h("button", { type: "button", class: "secondary" }, "Open in a new tab");
+      open.addEventListener("click", () => {
+        const url = URL.createObjectURL(new Blob([text], { type: "text/html" }));
+        window.open(url, "_blank", "noopener");
+        setTimeout(() => URL.revokeObjectURL(url), 60000);
+      });
+      body.replaceChildren(h("p", {}, open), frame);
+    } catch (err) {
+      body.replaceChildren(err.status === 404
+        ? h("p", { class: "muted" }, "No evaluation report was found for cutoff " + cutoff + ".")
+        : h("p", { class: "fail" }, "Could not load the report — " + describe(err)));
+    }
+  }
+
+  function fit(frame) {
+    try {
+      const doc = frame.contentDocument;
+      if (doc && doc.documentElement) frame.style.height = Math.min(doc.documentElement.scrollHeight + 24, 30000) + "px";
+    } catch (e) {
+      // leave the default height
+    }
+  }
+
+  $("token-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const input = $("token");
+    const value = input.value.trim();
+    input.value = "";
+    if (!value) return;
+    try {
+      sessionStorage.setItem(KEY, value);
+    } catch (e) {
+      showAlert($("alert"), "This browser refuses session storage; the token cannot be kept.");
+      return;
+    }
+    load();
+  });
+  $("forget").addEventListener("click", () => {
+    try {
+      sessionStorage.removeItem(KEY);
+    } catch (e) {
+      // nothing stored
+    }
+    load();
+  });
+  load();
+})();
