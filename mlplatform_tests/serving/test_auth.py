@@ -31,6 +31,10 @@ P = f"/v1/projects/{PROJECT}"
 def samples(env: Env) -> dict[tuple[str, str], tuple[str, dict[str, Any] | None]]:
     """One valid request per route template: (method, template) -> (path, JSON body)."""
     a, c = env.ids["a"], env.ids["c"]
+    cutoff = "2023-04-01"
+    report = env.settings.reports_dir / PROJECT / f"{cutoff}.html"
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text("<!DOCTYPE html><title>report</title><p>plots</p>", "utf-8")
     return {
         ("GET", "/healthz"): ("/healthz", None),
         ("GET", "/metrics"): ("/metrics", None),
@@ -52,6 +56,9 @@ def samples(env: Env) -> dict[tuple[str, str], tuple[str, dict[str, Any] | None]
             {"comment": "too weak"},
         ),
         ("POST", "/v1/projects/{project}/rollback"): (f"{P}/rollback", {"reason": "walk"}),
+        ("GET", "/review"): ("/review", None),
+        ("GET", "/review/{project}"): (f"/review/{PROJECT}", None),
+        ("GET", "/v1/projects/{project}/reports/{cutoff}"): (f"{P}/reports/{cutoff}", None),
     }
 
 

@@ -361,7 +361,8 @@
     const parts = (tm.partitions || []).map(String).sort();
     const rows = tm.rows || {};
     const versions = tm.data_versions || {};
-    const total = parts.reduce((s, k) => s + (num(rows[k]) || 0), 0);
+    const counted = parts.map((k) => num(rows[k])).filter((v) => v !== null);
+    const total = counted.length ? counted.reduce((s, v) => s + v, 0) : null;
     const span = !parts.length ? "—" : parts.length === 1 ? parts[0] : parts[0] + " – " + parts[parts.length - 1];
     const table = h("table", { class: "partitions" },
       h("thead", {}, h("tr", {},
@@ -388,7 +389,8 @@
       (d.decision === "approve" ? card.c.approvals : card.c.rejections).push(d);
       renderDecisions(card.decisions, card.c);
       card.comment.value = "";
-      card.done.textContent = (d.decision === "approve" ? "approved by " : "rejected by ") + d.actor;
+      card.done.className = "done " + d.decision;
+      card.done.textContent = "Recorded: " + (d.decision === "approve" ? "approved by " : "rejected by ") + d.actor + ".";
     } catch (err) {
       card.done.textContent = "";
       showAlert(card.alert, word + " failed — " + describe(err));
