@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,6 +91,16 @@ class Project:
 ProjectFactory = Callable[..., Project]
 
 
+@pytest.fixture(autouse=True)
+def _forget_dagster_instance_context() -> Iterator[None]:
+    """Dagster keeps the defs-state storage of the last entered instance in a context var;
+    a test's temporary instance must not leak into the next test after it is gone."""
+    yield
+    from dagster._core.storage.defs_state.base import _current_storage
+
+    _current_storage.set(None)
+
+
 @pytest.fixture
 def make_project(tmp_path: Path) -> ProjectFactory:
     """Write a spec variant into a temp projects folder and generate its landing files."""
@@ -137,14 +147,18 @@ class Trained:
 
 
 @pytest.fixture
-def two_bundles(make_project: ProjectFactory, tmp_path: Path) -> Trained:
+def two_bundles(make_project: ProjectFactory, tmp_path: Path) -> Iterator[Trained]:
     import dagster as dg
-
-    from mlplatform.defs.build import build_defs, data_job_name, train_job_name
 
     project = make_project("binary", months=5, rows=250)
     (tmp_path / "dagster").mkdir()
-    instance = dg.DagsterInstance.local_temp(str(tmp_path / "dagster"))
+    with dg.DagsterInstance.local_temp(str(tmp_path / "dagster")) as instance:
+        yield _train_two(project, instance)
+
+
+def _train_two(project: Project, instance: Any) -> Trained:
+    from mlplatform.defs.build import build_defs, data_job_name, train_job_name
+
     defs = build_defs(project.settings, [project.spec])
     p = project.spec.name
     for f in project.files:

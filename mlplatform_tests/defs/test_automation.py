@@ -4,6 +4,7 @@ stale, read back from the instance's event log; code changes mark exactly the ri
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -20,9 +21,10 @@ Pairs = set[tuple[str, str]]
 
 
 @pytest.fixture
-def instance(tmp_path: Path) -> dg.DagsterInstance:
+def instance(tmp_path: Path) -> Iterator[dg.DagsterInstance]:
     (tmp_path / "dagster").mkdir()
-    return dg.DagsterInstance.local_temp(str(tmp_path / "dagster"))
+    with dg.DagsterInstance.local_temp(str(tmp_path / "dagster")) as instance:
+        yield instance
 
 
 def latest_storage_id(instance: dg.DagsterInstance) -> int:
