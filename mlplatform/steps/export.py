@@ -12,6 +12,8 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -45,9 +47,25 @@ def pipeline_to_onnx(pipeline: Pipeline, spec: ProjectSpec) -> onnx.ModelProto:
         for name, kind in layout(spec)
     ]
     options = None if spec.task == "regression" else {id(pipeline): {"zipmap": False}}
-    model = to_onnx(pipeline, initial_types=types, options=options)
+    with _without_bootstrap(pipeline):
+        model = to_onnx(pipeline, initial_types=types, options=options)
     model.doc_string = f"mlplatform {spec.name}"
     return model
+
+
+@contextmanager
+def _without_bootstrap(pipeline: Pipeline) -> Iterator[None]:
+    """skl2onnx reads every attribute of a forest, and ``estimators_samples_`` redraws each
+    tree's bootstrap sample (seconds on large training sets). ``bootstrap`` only matters for
+    fitting, so switch it off while converting and restore it afterwards."""
+    changed = [step for _, step in pipeline.steps if getattr(step, "bootstrap", False) is True]
+    for step in changed:
+        step.bootstrap = False
+    try:
+        yield
+    finally:
+        for step in changed:
+            step.bootstrap = True
 
 
 def onnx_predict(

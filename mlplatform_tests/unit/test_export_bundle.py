@@ -158,3 +158,15 @@ def test_edited_manifest_and_extra_file_are_refused(published: tuple, tmp_path: 
     (copy / "model" / "extra.py").write_text("print('hi')")
     with pytest.raises(BundleError, match="not listed"):
         load(copy)
+
+
+def test_forest_export_leaves_the_model_as_it_was(make_project: ProjectFactory) -> None:
+    project = make_project("binary", months=2, rows=150)
+    train, holdout, _ = frames(project.files, project.spec)
+    cand = Candidate(name="f", estimator="random_forest_classifier", params={"n_estimators": 5})
+    pipeline = train_sklearn.fit_candidate(train, project.spec, cand)
+    before = pipeline.predict_proba(holdout[[n for n, _ in layout(project.spec)]])
+    export.pipeline_to_onnx(pipeline, project.spec)
+    assert pipeline.named_steps["model"].bootstrap is True
+    after = pipeline.predict_proba(holdout[[n for n, _ in layout(project.spec)]])
+    np.testing.assert_array_equal(before, after)
