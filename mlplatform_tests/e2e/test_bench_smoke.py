@@ -1,0 +1,35 @@
+"""The benchmarks keep working: their --quick versions run and end with one JSON line.
+(No timing is asserted; the numbers only mean something at full size.)"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+@pytest.mark.parametrize(
+    ("script", "keys"),
+    [
+        ("backfill.py", {"bench", "platform_s", "bare_s", "ratio"}),
+        ("incremental.py", {"bench", "full_s", "incremental_s", "ratio", "materialized"}),
+    ],
+)
+def test_quick_bench_ends_with_json(script: str, keys: set[str]) -> None:
+    result = subprocess.run(
+        [sys.executable, str(BENCH / script), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    last = json.loads(result.stdout.strip().splitlines()[-1])
+    assert set(last) == keys and last["bench"] == script.removesuffix(".py")
+    if script == "incremental.py":
+        assets = {asset.split("/", 1)[1] for asset, _ in last["materialized"]}
+        assert assets == {"raw", "features", "model/logreg", "model/forest", "evaluation", "bundle"}
