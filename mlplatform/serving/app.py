@@ -25,6 +25,7 @@ from mlplatform.ledger import Ledger, LedgerError, PromotionConflict
 from mlplatform.serving.auth import Approver, Authenticator, Public, Reader
 from mlplatform.serving.bundle import MANIFEST, Bundle, BundleError, load
 from mlplatform.serving.metrics import MetricsMiddleware, ServingMetrics
+from mlplatform.serving.predictor import FastPredictor
 from mlplatform.serving.production import BundleCatalog, ProductionService
 from mlplatform.serving.review import add_review_routes
 from mlplatform.serving.schemas import (
@@ -50,6 +51,7 @@ from mlplatform.spec import ProjectSpec, load_specs
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 64 * 1024 * 1024
+INLINE_ROWS = 64  # predict batches up to this size run on the event loop
 IMMUTABLE = "public, max-age=31536000, immutable"
 PREDICT_BODY = {
     "required": True,
@@ -89,21 +91,22 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
     return False
 
 
-class Validators:
-    """Compiled predict validators, one per bundle id (a few bundles live at a time)."""
+class Compiled:
+    """Per bundle id, its compiled predict validator and fast predictor (a few bundles live
+    at a time)."""
 
     def __init__(self, limit: int = 16):
-        self._by_id: dict[str, PredictValidator] = {}
+        self._by_id: dict[str, tuple[PredictValidator, FastPredictor]] = {}
         self._limit = limit
         self._lock = threading.Lock()
 
-    def of(self, bundle: Bundle) -> PredictValidator:
+    def of(self, bundle: Bundle) -> tuple[PredictValidator, FastPredictor]:
         found = self._by_id.get(bundle.bundle_id)
         if found is None:
             with self._lock:
                 found = self._by_id.get(bundle.bundle_id)
                 if found is None:
-                    found = PredictValidator(bundle.schema)
+                    found = (PredictValidator(bundle.schema), FastPredictor(bundle))
                     if len(self._by_id) >= self._limit:
                         self._by_id.pop(next(iter(self._by_id)))
                     self._by_id[bundle.bundle_id] = found
@@ -141,7 +144,7 @@ def create_app(
         on_swap=metrics.production_changed,
         on_refused=lambda project: metrics.swap_failures.labels(project).inc(),
     )
-    validators = Validators()
+    compiled = Compiled()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -307,16 +310,23 @@ def create_app(
         openapi_extra={"requestBody": PREDICT_BODY},
         responses={422: {"description": "A row is invalid; `field` names it, `msg` says why"}},
     )
-    def predict(
+    async def predict(
         project: str, who: Reader, body: Annotated[bytes, Depends(raw_body)]
     ) -> Response | dict[str, Any]:
-        """Predict raw rows with the production bundle (``{"rows": [{column: value}]}``)."""
+        """Predict raw rows with the production bundle (``{"rows": [{column: value}]}``).
+
+        Small requests run on the event loop (a thread hop costs more than the prediction);
+        large batches go to the thread pool so they do not stall other requests."""
         bundle = production_bundle(project)  # read once: this request stays on this bundle
+        validator, predictor = compiled.of(bundle)
         try:
-            rows = validators.of(bundle).rows(body)
+            rows = validator.rows(body)
         except ValidationError as exc:
             return JSONResponse({"detail": error_details(exc)}, status_code=422)
-        predictions = bundle.predict_rows(rows)
+        if len(rows) <= INLINE_ROWS:
+            predictions = predictor.predict_rows(rows)
+        else:
+            predictions = await run_in_threadpool(predictor.predict_rows, rows)
         metrics.predictions.labels(project, bundle.bundle_id).inc(len(rows))
         return {"bundle_id": bundle.bundle_id, "predictions": predictions}
 

@@ -64,6 +64,8 @@ bearer = HTTPBearer(auto_error=False, description="A reader or approver token.")
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
 
+# The dependencies are ``async`` (they only compare tokens in memory) so FastAPI runs them on
+# the event loop instead of paying a thread-pool hop on every request.
 def _authenticator(request: Request) -> Authenticator:
     return request.app.state.authenticator
 
@@ -73,11 +75,11 @@ def _unauthorized(credentials: HTTPAuthorizationCredentials | None) -> HTTPExcep
     return HTTPException(status.HTTP_401_UNAUTHORIZED, reason, headers=CHALLENGE)
 
 
-def public() -> None:
+async def public() -> None:
     """Route dependency: no authentication (health and metrics)."""
 
 
-def reader(request: Request, credentials: Credentials) -> Identity:
+async def reader(request: Request, credentials: Credentials) -> Identity:
     """Route dependency: a reader or approver token; open when no tokens are configured."""
     auth = _authenticator(request)
     if auth.open_reads:
@@ -88,7 +90,7 @@ def reader(request: Request, credentials: Credentials) -> Identity:
     return identity
 
 
-def approver(request: Request, credentials: Credentials) -> Identity:
+async def approver(request: Request, credentials: Credentials) -> Identity:
     """Route dependency: an approver token (never open, even when no tokens are configured)."""
     auth = _authenticator(request)
     if not auth.has_approvers:

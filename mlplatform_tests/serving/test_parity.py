@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from mlplatform.columns import parse_column
 from mlplatform.serving.bundle import load
-from mlplatform.serving.client import FastPredictor
+from mlplatform.serving.predictor import FastPredictor
 from mlplatform.serving.scalars import scalar_parser
 from mlplatform.serving.schemas import PredictValidator
 from mlplatform.spec import Column
