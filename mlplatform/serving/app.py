@@ -25,6 +25,7 @@ from pydantic import ValidationError
 from mlplatform.ledger import Ledger, LedgerError, PromotionConflict
 from mlplatform.serving.auth import Approver, Authenticator, Public, Reader
 from mlplatform.serving.bundle import MANIFEST, Bundle, BundleError, load
+from mlplatform.serving.fastpath import PredictFastPath
 from mlplatform.serving.metrics import MetricsMiddleware, ServingMetrics
 from mlplatform.serving.predictor import FastPredictor
 from mlplatform.serving.production import BundleCatalog, ProductionService
@@ -130,9 +131,14 @@ async def raw_body(request: Request) -> bytes:
 
 
 def create_app(
-    settings: Settings, *, poll_seconds: float = 1.0, ledger: Ledger | None = None
+    settings: Settings,
+    *,
+    poll_seconds: float = 1.0,
+    ledger: Ledger | None = None,
+    fast_path: bool = True,
 ) -> FastAPI:
-    """The serving app for the projects in ``settings.projects_dir``."""
+    """The serving app for the projects in ``settings.projects_dir``. ``fast_path=False``
+    leaves every predict to the FastAPI route (the tests compare both)."""
     specs: dict[str, ProjectSpec] = {s.name: s for s in load_specs(settings.projects_dir)}
     own_ledger = ledger is None
     ledger = ledger if ledger is not None else Ledger(settings.ledger)
@@ -171,7 +177,6 @@ def create_app(
     app.state.production = service
     app.state.catalog = catalog
     app.state.metrics = metrics
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -452,6 +457,22 @@ def create_app(
     # -- the review page (public shell) and evaluation reports (readers) --------------------
 
     add_review_routes(app, settings, specs)
+    predict_route = next(
+        r for r in app.routes if getattr(r, "path", "") == "/v1/projects/{project}/predict"
+    )
+    if fast_path:
+        app.add_middleware(
+            PredictFastPath,
+            authenticator=app.state.authenticator,
+            production=lambda project: service.current(project) if project in specs else None,
+            compiled=compiled.of,
+            on_predicted=lambda project, bundle, n: metrics.predictions.labels(
+                project, bundle.bundle_id
+            ).inc(n),
+            route=predict_route,
+            inline_rows=INLINE_ROWS,
+        )
+    app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: counts both paths
     return app
 
 
