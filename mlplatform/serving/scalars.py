@@ -9,6 +9,7 @@ can predict one row in microseconds. Standard library and numpy only.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 from collections.abc import Callable
 from typing import Any
@@ -98,15 +99,19 @@ def date_parser(column: Column) -> ScalarParser:
     fmt = column.format or "%Y-%m-%d"
     reason = f"not a {fmt} date"
 
+    @functools.lru_cache(maxsize=4096)  # strptime is slow; request dates repeat a lot
+    def from_text(text: str) -> Parsed:
+        try:
+            return dt.datetime.strptime(text, fmt).date(), None
+        except ValueError:
+            return None, reason
+
     def parse(value: Any) -> Parsed:
         if is_missing(value):
             return None, None
         if isinstance(value, dt.datetime | dt.date | np.datetime64):
             return np.datetime64(value, "D").item(), None
-        try:
-            return dt.datetime.strptime(str(value).strip(), fmt).date(), None
-        except ValueError:
-            return None, reason
+        return from_text(str(value).strip())
 
     return parse
 
