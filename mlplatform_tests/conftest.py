@@ -91,13 +91,24 @@ class Project:
 ProjectFactory = Callable[..., Project]
 
 
+@pytest.fixture
+def instance(tmp_path: Path) -> Iterator[Any]:
+    """A temporary SQLite Dagster instance, entered (and left) as Dagster expects."""
+    import dagster as dg
+
+    (tmp_path / "dagster").mkdir()
+    with dg.DagsterInstance.local_temp(str(tmp_path / "dagster")) as instance:
+        yield instance
+
+
 @pytest.fixture(autouse=True)
 def _forget_dagster_instance_context() -> Iterator[None]:
     """Dagster keeps the defs-state storage of the last entered instance in a context var;
     a test's temporary instance must not leak into the next test after it is gone."""
-    yield
     from dagster._core.storage.defs_state.base import _current_storage
 
+    _current_storage.set(None)
+    yield
     _current_storage.set(None)
 
 

@@ -4,8 +4,6 @@ stale, read back from the instance's event log; code changes mark exactly the ri
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
-from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -18,13 +16,6 @@ from mlplatform.spec import Candidate
 from mlplatform_tests.conftest import Project, ProjectFactory
 
 Pairs = set[tuple[str, str]]
-
-
-@pytest.fixture
-def instance(tmp_path: Path) -> Iterator[dg.DagsterInstance]:
-    (tmp_path / "dagster").mkdir()
-    with dg.DagsterInstance.local_temp(str(tmp_path / "dagster")) as instance:
-        yield instance
 
 
 def latest_storage_id(instance: dg.DagsterInstance) -> int:

@@ -55,9 +55,10 @@ def tree_digest(root: Path) -> dict[str, str]:
     }
 
 
-def test_binary_graph_end_to_end(make_project: ProjectFactory) -> None:
+def test_binary_graph_end_to_end(
+    make_project: ProjectFactory, instance: dg.DagsterInstance
+) -> None:
     project = make_project("binary", months=5, rows=300)
-    instance = dg.DagsterInstance.ephemeral()
     ingest_all(project, instance)
     cutoff = project.files[-1].stem
     result = run(project, train_job_name(project.spec.name), cutoff, instance)
@@ -96,9 +97,10 @@ def test_binary_graph_end_to_end(make_project: ProjectFactory) -> None:
 
 
 @pytest.mark.parametrize("task", ["multiclass", "regression"])
-def test_other_tasks_graph(make_project: ProjectFactory, task: str) -> None:
+def test_other_tasks_graph(
+    make_project: ProjectFactory, task: str, instance: dg.DagsterInstance
+) -> None:
     project = make_project(task, months=4, rows=300)
-    instance = dg.DagsterInstance.ephemeral()
     ingest_all(project, instance)
     result = run(project, train_job_name(project.spec.name), project.files[-1].stem, instance)
     assert result.success, [e.message for e in result.all_events if "FAIL" in e.event_type_value]
@@ -112,10 +114,9 @@ def test_other_tasks_graph(make_project: ProjectFactory, task: str) -> None:
 
 
 def test_bad_partition_blocks_downstream_and_keeps_what_is_stored(
-    make_project: ProjectFactory,
+    make_project: ProjectFactory, instance: dg.DagsterInstance
 ) -> None:
     project = make_project("binary", months=5, rows=300)
-    instance = dg.DagsterInstance.ephemeral()
     p = project.spec.name
     for f in project.files[:4]:
         assert run(project, data_job_name(p), f.stem, instance).success
@@ -152,10 +153,9 @@ def test_bad_partition_blocks_downstream_and_keeps_what_is_stored(
 
 
 def test_failed_parity_publishes_nothing(
-    make_project: ProjectFactory, monkeypatch: pytest.MonkeyPatch
+    make_project: ProjectFactory, monkeypatch: pytest.MonkeyPatch, instance: dg.DagsterInstance
 ) -> None:
     project = make_project("binary", months=4, rows=300)
-    instance = dg.DagsterInstance.ephemeral()
     ingest_all(project, instance)
     monkeypatch.setattr(bundle_defs, "PARITY_TOLERANCE", -1.0)
     result = run(project, train_job_name(project.spec.name), project.files[-1].stem, instance)
@@ -166,14 +166,15 @@ def test_failed_parity_publishes_nothing(
     assert list((project.home / "staging").iterdir()) == []
 
 
-def test_failed_gate_blocks_the_bundle(make_project: ProjectFactory) -> None:
+def test_failed_gate_blocks_the_bundle(
+    make_project: ProjectFactory, instance: dg.DagsterInstance
+) -> None:
     project = make_project(
         "binary",
         months=4,
         rows=300,
         evaluation={"primary_metric": "roc_auc", "gates": [{"metric": "roc_auc", "min": 0.999}]},
     )
-    instance = dg.DagsterInstance.ephemeral()
     ingest_all(project, instance)
     result = run(project, train_job_name(project.spec.name), project.files[-1].stem, instance)
     p = project.spec.name
