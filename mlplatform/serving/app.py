@@ -334,7 +334,7 @@ def create_app(
             predictions = predictor.predict_rows(rows)
         else:
             predictions = await run_in_threadpool(predictor.predict_rows, rows)
-        metrics.predictions.labels(project, bundle.bundle_id).inc(len(rows))
+        metrics.predictions_child(project, bundle.bundle_id).inc(len(rows))
         # Our own plain JSON: the shape is PredictOut by construction (documented through
         # response_model), and re-validating every response would cost more than predicting.
         payload = {"bundle_id": bundle.bundle_id, "predictions": predictions}
@@ -466,7 +466,7 @@ def create_app(
             authenticator=app.state.authenticator,
             production=lambda project: service.current(project) if project in specs else None,
             compiled=compiled.of,
-            on_predicted=lambda project, bundle, n: metrics.predictions.labels(
+            on_predicted=lambda project, bundle, n: metrics.predictions_child(
                 project, bundle.bundle_id
             ).inc(n),
             route=predict_route,

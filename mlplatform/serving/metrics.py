@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -63,6 +64,15 @@ class ServingMetrics:
             registry=self.registry,
         )
 
+    @functools.cache  # noqa: B019 - one per app, few label sets; labels() is costly per call
+    def request_children(self, route: str, method: str, status: str) -> tuple[Any, Any]:
+        """The (counter, histogram) children of one route/method/status."""
+        return self.requests.labels(route, method, status), self.latency.labels(route, method)
+
+    @functools.cache  # noqa: B019
+    def predictions_child(self, project: str, bundle_id: str) -> Any:
+        return self.predictions.labels(project, bundle_id)
+
     def production_changed(self, project: str, old: str | None, new: str | None) -> None:
         """Move the project's info gauge from the old bundle to the new one."""
         if old is not None:
@@ -100,5 +110,6 @@ class MetricsMiddleware:
         finally:
             route = getattr(scope.get("route"), "path", UNMATCHED)
             method = scope.get("method", "")
-            self.metrics.requests.labels(route, method, str(status)).inc()
-            self.metrics.latency.labels(route, method).observe(time.perf_counter() - start)
+            counter, latency = self.metrics.request_children(route, method, str(status))
+            counter.inc()
+            latency.observe(time.perf_counter() - start)
