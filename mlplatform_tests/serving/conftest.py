@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -120,10 +121,9 @@ class Server:
         return r.json()["bundle_id"] if r.status_code == 200 else None
 
 
-@pytest.fixture(scope="session")
-def server(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    env = make_env(built, tmp_path_factory.mktemp("served"), **TOKENS)
-    app = create_app(env.settings, poll_seconds=POLL)
+@contextmanager
+def uvicorn_thread(app: FastAPI) -> Iterator[str]:
+    """Run ``app`` on a real uvicorn server in a thread on a free port; yield its base URL."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
@@ -135,10 +135,20 @@ def server(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
     try:
         wait_for(lambda: uv.started or not thread.is_alive(), what="uvicorn to start")
         assert uv.started, "uvicorn did not start"
-        yield Server(f"http://127.0.0.1:{port}", env, app)
+        yield f"http://127.0.0.1:{port}"
     finally:
         uv.should_exit = True
         thread.join(15)
         sock.close()
-        env.ledger.dispose()
         logging.getLogger(__name__).info("uvicorn stopped: %s", not thread.is_alive())
+
+
+@pytest.fixture(scope="session")
+def server(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    env = make_env(built, tmp_path_factory.mktemp("served"), **TOKENS)
+    app = create_app(env.settings, poll_seconds=POLL)
+    try:
+        with uvicorn_thread(app) as url:
+            yield Server(url, env, app)
+    finally:
+        env.ledger.dispose()

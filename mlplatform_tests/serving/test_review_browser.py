@@ -10,15 +10,12 @@ A few quick TestClient checks of the report route and the page's headers come fi
 from __future__ import annotations
 
 import json
-import socket
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 
 from mlplatform.serving.app import create_app
@@ -33,7 +30,7 @@ from mlplatform_tests.serving.conftest import (
     TOKENS,
     Env,
     make_env,
-    wait_for,
+    uvicorn_thread,
 )
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -144,21 +141,10 @@ def review(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Iterator[R
     env = make_env(built, tmp_path_factory.mktemp("review"), **TOKENS)
     cutoff = publish_report(env)
     app = create_app(env.settings, poll_seconds=POLL)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_config=None, lifespan="on", timeout_graceful_shutdown=5)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
     try:
-        wait_for(lambda: server.started or not thread.is_alive(), what="uvicorn to start")
-        assert server.started, "uvicorn did not start"
-        yield Review(f"http://127.0.0.1:{port}", env, cutoff)
+        with uvicorn_thread(app) as url:
+            yield Review(url, env, cutoff)
     finally:
-        server.should_exit = True
-        thread.join(15)
-        sock.close()
         env.ledger.dispose()
 
 
