@@ -224,10 +224,12 @@ def demo(
     typer.echo(f"  bundle:  {bundle}")
     typer.echo(f"  report:  {report}")
     typer.echo(
-        f"  load it: python -c \"import mlflow.pyfunc as p; print(p.load_model('{bundle}/model'))\""
+        f'  load it: {Path(sys.executable).parent / "python"} -c "import mlflow.pyfunc as p; '
+        f"print(p.load_model('{bundle}/model'))\""
     )
+    cli_path = Path(sys.executable).parent / "mlplatform"
     typer.echo(
-        f"  web UI:  MLPLATFORM_HOME={settings.home} .venv/bin/mlplatform ui  "
+        f"  web UI:  MLPLATFORM_HOME={settings.home} {cli_path} ui  "
         "(then open http://127.0.0.1:3000)"
     )
 
