@@ -187,10 +187,12 @@ def tick_landing_sensor(
     """One tick of a project's landing sensor, its runs executed in-process (as the daemon
     would launch them): the requests, whether each run succeeded, and the new cursor."""
     sensor = defs.get_sensor_def(f"{spec.name}__landing")
-    context = dg.build_sensor_context(
+    # entered and left here: a context left to the garbage collector later restores Dagster's
+    # instance context var to whatever it held before, possibly a dead instance
+    with dg.build_sensor_context(
         instance=instance, cursor=cursor, definitions=defs, resources=defs.resources
-    )
-    result = sensor(context)
+    ) as context:
+        result = sensor(context)
     assert isinstance(result, dg.SensorResult)
     everything = [*(defs.assets or []), *(defs.asset_checks or [])]
     outcomes = []

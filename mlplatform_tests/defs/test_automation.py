@@ -185,11 +185,10 @@ def test_sensor_reports_stray_files_and_reuses_run_keys(
     (project.files[0].parent / "readme.txt").write_text("hello")
 
     def tick(cursor: str | None) -> dg.SensorResult:
-        return sensor(
-            dg.build_sensor_context(
-                instance=instance, cursor=cursor, definitions=defs, resources=defs.resources
-            )
-        )
+        with dg.build_sensor_context(
+            instance=instance, cursor=cursor, definitions=defs, resources=defs.resources
+        ) as context:
+            return sensor(context)
 
     first = tick(None)
     keys = sorted(r.run_key for r in first.run_requests)
@@ -211,7 +210,8 @@ def test_retrain_schedule_skips_when_nothing_changed(
     repo = defs.get_repository_def()
 
     def evaluate() -> object:
-        return schedule(dg.build_schedule_context(instance=instance, repository_def=repo))
+        with dg.build_schedule_context(instance=instance, repository_def=repo) as context:
+            return schedule(context)
 
     assert isinstance(evaluate(), dg.SkipReason)
     changed = project.files[2]

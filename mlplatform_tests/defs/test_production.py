@@ -81,11 +81,10 @@ def test_sensor_turns_an_approval_into_a_promotion(trained: tuple) -> None:
     sensor = defs.get_sensor_def(f"{p}__promotion")
 
     def tick(cursor: str | None) -> dg.SensorResult:
-        return sensor(
-            dg.build_sensor_context(
-                instance=instance, cursor=cursor, definitions=defs, resources=defs.resources
-            )
-        )
+        with dg.build_sensor_context(
+            instance=instance, cursor=cursor, definitions=defs, resources=defs.resources
+        ) as context:
+            return sensor(context)
 
     first = tick(None)
     assert first.run_requests == []

@@ -93,11 +93,10 @@ def sensor_promotes(
 ) -> str | None:
     """One promotion-sensor tick; its run requests executed as the daemon would."""
     sensor = defs.get_sensor_def(f"{p}__promotion")
-    result = sensor(
-        dg.build_sensor_context(
-            instance=instance, cursor=cursor, definitions=defs, resources=defs.resources
-        )
-    )
+    with dg.build_sensor_context(
+        instance=instance, cursor=cursor, definitions=defs, resources=defs.resources
+    ) as context:
+        result = sensor(context)
     resolved = production_job(defs, p)
     for request in result.run_requests:
         outcome = resolved.execute_in_process(
