@@ -18,7 +18,6 @@ from __future__ import annotations
 import sys
 import time
 
-import dagster as dg
 from _common import (
     FULL,
     QUICK,
@@ -42,6 +41,8 @@ from mlplatform.defs.runs import (
     RunOutcome,
     instance_for,
     landed_partitions,
+    latest_storage_id,
+    materialized_since,
     run_automation,
     run_partitions,
     tick_landing_sensor,
@@ -49,29 +50,6 @@ from mlplatform.defs.runs import (
 )
 
 Pair = tuple[str, str]
-
-
-def latest_storage_id(instance: dg.DagsterInstance) -> int:
-    """Storage id of the newest materialization event (0 if none)."""
-    records = instance.get_event_records(
-        dg.EventRecordsFilter(event_type=dg.DagsterEventType.ASSET_MATERIALIZATION), limit=1
-    )
-    return records[0].storage_id if records else 0
-
-
-def materialized_since(instance: dg.DagsterInstance, storage_id: int) -> list[Pair]:
-    """(asset, partition) of every materialization after ``storage_id``, sorted."""
-    records = instance.get_event_records(
-        dg.EventRecordsFilter(
-            event_type=dg.DagsterEventType.ASSET_MATERIALIZATION, after_cursor=storage_id
-        )
-    )
-    pairs = set()
-    for record in records:
-        mat = record.asset_materialization
-        if mat is not None:
-            pairs.add((mat.asset_key.to_user_string(), mat.partition or ""))
-    return sorted(pairs)
 
 
 def show_run(i: int, n: int, outcome: RunOutcome) -> None:
@@ -145,7 +123,7 @@ def main() -> None:
                 ["incremental: automation until quiet", t2 - t1, len(runs)],
                 ["incremental total (incremental_s)", incremental_s, len(ok) + len(runs)],
             ]
-            materialized = materialized_since(instance, mark)
+            materialized = sorted(materialized_since(instance, mark))
 
     p = spec.name
     expected = sorted(

@@ -209,3 +209,28 @@ def tick_landing_sensor(
         )
         outcomes.append(outcome.success)
     return list(result.run_requests or []), outcomes, result.cursor
+
+
+def latest_storage_id(instance: dg.DagsterInstance) -> int:
+    """Storage id of the newest materialization event (0 if none): a mark to diff against."""
+    records = instance.get_event_records(
+        dg.EventRecordsFilter(event_type=dg.DagsterEventType.ASSET_MATERIALIZATION), limit=1
+    )
+    return records[0].storage_id if records else 0
+
+
+def materialized_since(instance: dg.DagsterInstance, storage_id: int) -> set[tuple[str, str]]:
+    """(asset, partition) of every materialization recorded after ``storage_id``."""
+    records = instance.get_event_records(
+        dg.EventRecordsFilter(
+            event_type=dg.DagsterEventType.ASSET_MATERIALIZATION, after_cursor=storage_id
+        )
+    )
+    return {
+        (
+            r.asset_materialization.asset_key.to_user_string(),
+            r.asset_materialization.partition or "",
+        )
+        for r in records
+        if r.asset_materialization is not None
+    }

@@ -10,33 +10,17 @@ import pytest
 
 from mlplatform.defs import features as features_defs
 from mlplatform.defs.build import build_defs, train_job_name
-from mlplatform.defs.runs import run_automation, tick_landing_sensor
+from mlplatform.defs.runs import (
+    latest_storage_id,
+    materialized_since,
+    run_automation,
+    tick_landing_sensor,
+)
 from mlplatform.defs.status import project_status
 from mlplatform.spec import Candidate
 from mlplatform_tests.conftest import Project, ProjectFactory
 
 Pairs = set[tuple[str, str]]
-
-
-def latest_storage_id(instance: dg.DagsterInstance) -> int:
-    records = instance.get_event_records(
-        dg.EventRecordsFilter(event_type=dg.DagsterEventType.ASSET_MATERIALIZATION), limit=1
-    )
-    return records[0].storage_id if records else 0
-
-
-def materialized_since(instance: dg.DagsterInstance, storage_id: int) -> Pairs:
-    records = instance.get_event_records(
-        dg.EventRecordsFilter(
-            event_type=dg.DagsterEventType.ASSET_MATERIALIZATION, after_cursor=storage_id
-        )
-    )
-    out = set()
-    for record in records:
-        mat = record.asset_materialization
-        assert mat is not None
-        out.add((mat.asset_key.to_user_string(), mat.partition or ""))
-    return out
 
 
 def downstream_of_cutoff(p: str, cutoff: str) -> Pairs:
