@@ -30,7 +30,7 @@ ui: $(STAMP)
 
 # Regenerate the lock after editing requirements.in (needs `pip install uv`).
 lock:
-	uv pip compile requirements.in --python-version 3.11 -o requirements.lock
+	uv pip compile requirements.in --python-version 3.11 --find-links /opt/wheels --emit-find-links -o requirements.lock
 
 clean:
 	rm -rf $(VENV) .mlplatform .pytest_cache .ruff_cache
