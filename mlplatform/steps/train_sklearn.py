@@ -7,6 +7,8 @@ import json
 import zipfile
 from pathlib import Path
 
+import numpy as np
+import onnx
 import pandas as pd
 import skops.io as sio
 from sklearn.compose import ColumnTransformer
@@ -85,7 +87,7 @@ TRUSTED_TYPES = sorted(
 
 
 def _estimator(spec: ProjectSpec, candidate: Candidate) -> object:
-    cls = ESTIMATORS[candidate.estimator]
+    cls = ESTIMATORS[str(candidate.estimator)]
     params = dict(candidate.params)
     if "random_state" in inspect.signature(cls).parameters:
         params.setdefault("random_state", spec.training.seed)
@@ -121,12 +123,23 @@ def candidate_problems(spec: ProjectSpec) -> list[tuple[str, str]]:
     """Candidate params the estimator does not accept, as (field path, reason)."""
     problems = []
     for i, cand in enumerate(spec.candidates):
+        if cand.kind != "sklearn":
+            continue
         try:
             build_pipeline(spec, cand)
         except TypeError as exc:
             problems.append((f"candidates.{i}.params", f"{cand.estimator}: {exc}"))
         except (ValueError, KeyError) as exc:
             problems.append((f"candidates.{i}", str(exc)))
+        accepted = inspect.signature(ESTIMATORS[str(cand.estimator)]).parameters
+        for name in cand.search.space if cand.search else ():
+            if name not in accepted:
+                problems.append(
+                    (
+                        f"candidates.{i}.search.space.{name}",
+                        f"{cand.estimator} has no parameter {name!r}",
+                    )
+                )
     return problems
 
 
@@ -177,3 +190,35 @@ def load_pipeline(path: Path) -> Pipeline:
     if untrusted:
         raise ValueError(f"{path}: refusing to load untrusted types {sorted(untrusted)}")
     return sio.load(path, trusted=TRUSTED_TYPES)
+
+
+class SklearnModel:
+    """A fitted pipeline behind the common ``FittedModel`` interface."""
+
+    def __init__(self, pipeline: Pipeline, spec: ProjectSpec):
+        self.pipeline = pipeline
+        self.spec = spec
+
+    @property
+    def classes(self) -> list[str] | None:
+        if self.spec.task == "regression":
+            return None
+        return [str(c) for c in self.pipeline.classes_]
+
+    @property
+    def history(self) -> list:
+        return []
+
+    def predict(self, features: pd.DataFrame) -> np.ndarray:
+        X = features[[n for n, _ in layout(self.spec)]]
+        if self.spec.task == "regression":
+            return np.asarray(self.pipeline.predict(X), dtype=np.float64)
+        return np.asarray(self.pipeline.predict_proba(X), dtype=np.float64)
+
+    def to_onnx(self) -> onnx.ModelProto:
+        from mlplatform.steps.export import pipeline_to_onnx
+
+        return pipeline_to_onnx(self.pipeline, self.spec)
+
+    def save(self, path: Path) -> None:
+        save_pipeline(self.pipeline, path)
