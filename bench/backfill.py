@@ -46,6 +46,7 @@ from sklearn.pipeline import Pipeline
 
 from mlplatform.defs.build import build_defs, data_job_name, train_job_name
 from mlplatform.defs.bundles import bundle_manifest
+from mlplatform.defs.evaluation import model_predictor
 from mlplatform.defs.runs import (
     RunOutcome,
     instance_for,
@@ -56,7 +57,7 @@ from mlplatform.defs.runs import (
 from mlplatform.settings import Settings
 from mlplatform.spec import ProjectSpec
 from mlplatform.steps import evaluate, export, ingest, report, split, train_sklearn
-from mlplatform.steps.features import build_features, layout
+from mlplatform.steps.features import build_features
 
 PARITY_TOLERANCE = 1e-4  # as the platform's bundle parity check
 
@@ -80,18 +81,7 @@ def write_json(path: Path, data: object) -> None:
 
 
 def sklearn_predictor(pipeline: Pipeline, spec: ProjectSpec) -> evaluate.Predictor:
-    """Like ``mlplatform.defs.evaluation.sklearn_predictor``."""
-    names = [n for n, _ in layout(spec)]
-
-    def predict(frame: object) -> evaluate.Prediction:
-        X = frame[names]  # type: ignore[index]
-        if spec.task == "regression":
-            return evaluate.Prediction(values=pipeline.predict(X))
-        return evaluate.Prediction(
-            classes=[str(c) for c in pipeline.classes_], proba=pipeline.predict_proba(X)
-        )
-
-    return predict
+    return model_predictor(train_sklearn.SklearnModel(pipeline, spec))
 
 
 def run_bare(spec: ProjectSpec, home: Path, keys: list[str], cutoffs: list[str]) -> Side:
@@ -155,7 +145,7 @@ def run_bare(spec: ProjectSpec, home: Path, keys: list[str], cutoffs: list[str])
         stage = export.write_bundle(
             home / "staging", export.pipeline_to_onnx(winner, spec), spec, manifest
         )
-        audit = export.audit_bundle(stage, winner, holdout, spec)
+        audit = export.audit_bundle(stage, train_sklearn.SklearnModel(winner, spec), holdout, spec)
         if not audit["parity_error"] <= PARITY_TOLERANCE:
             export.discard_bundle(stage)
             raise SystemExit(f"bare: ONNX parity {audit['parity_error']:.2e} for {cutoff}")

@@ -93,7 +93,7 @@ class Production:
 def build_production(root: Path, size: Size) -> Production:
     """Train, evaluate, export and publish one bundle; make it production in the ledger."""
     from mlplatform.defs.bundles import bundle_manifest
-    from mlplatform.defs.evaluation import sklearn_predictor
+    from mlplatform.defs.evaluation import model_predictor
     from mlplatform.steps import evaluate, export, ingest, split, train_sklearn
     from mlplatform.steps.features import build_features
 
@@ -116,7 +116,9 @@ def build_production(root: Path, size: Size) -> Production:
         pipelines[cand.name] = train_sklearn.fit_candidate(train, spec, cand)
         manifests[cand.name] = {**base, "cutoff": cutoff, "candidate": cand.name}
     holdout = features[cutoff]
-    predictors = {n: sklearn_predictor(p, spec) for n, p in pipelines.items()}
+    predictors = {
+        n: model_predictor(train_sklearn.SklearnModel(p, spec)) for n, p in pipelines.items()
+    }
     result = evaluate.evaluate(holdout, predictors, spec, cutoff)
     if not result.winner:
         raise SystemExit(f"no candidate passed the gates for {cutoff}: {result.reasons}")
@@ -126,7 +128,7 @@ def build_production(root: Path, size: Size) -> Production:
     stage = export.write_bundle(
         settings.staging_dir, export.pipeline_to_onnx(winner, spec), spec, manifest
     )
-    audit = export.audit_bundle(stage, winner, holdout, spec)
+    audit = export.audit_bundle(stage, train_sklearn.SklearnModel(winner, spec), holdout, spec)
     if not audit["parity_error"] <= PARITY_TOLERANCE:
         raise SystemExit(f"ONNX parity {audit['parity_error']:.2e} for {cutoff}")
     bundle_id = export.publish_bundle(stage, settings.bundles_dir).name

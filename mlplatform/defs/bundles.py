@@ -1,6 +1,7 @@
 """``<project>/bundle``: the winning candidate exported, audited, then published."""
 
 from collections.abc import Iterator
+from types import ModuleType
 
 import dagster as dg
 import pandas as pd
@@ -8,6 +9,7 @@ import pandas as pd
 import mlplatform.columns
 from mlplatform.defs.automation import condition_for
 from mlplatform.defs.checks import check_results, check_specs, fail_if_any
+from mlplatform.defs.models import kind_modules
 from mlplatform.defs.partitions import cutoff_partitions
 from mlplatform.defs.versions import code_version
 from mlplatform.resources.mlflow import MlflowTracking
@@ -15,7 +17,7 @@ from mlplatform.resources.store import ArtifactStore
 from mlplatform.serving import bundle as serving_bundle
 from mlplatform.serving.bundle import InputSchema
 from mlplatform.spec import ProjectSpec
-from mlplatform.steps import export, train_sklearn
+from mlplatform.steps import candidates, export
 from mlplatform.steps.features import layout
 
 PARITY_TOLERANCE = 1e-4
@@ -55,6 +57,12 @@ def bundle_manifest(spec: ProjectSpec, cutoff: str, evaluation: dict, code: str)
     }
 
 
+def export_modules(spec: ProjectSpec) -> list[ModuleType]:
+    """The training modules (they hold the ONNX export) of the spec's candidate kinds."""
+    kinds = sorted({c.kind for c in spec.candidates})
+    return list(dict.fromkeys(m for kind in kinds for m in kind_modules(kind)))
+
+
 def bundle_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
     key = dg.AssetKey([spec.name, "bundle"])
 
@@ -65,7 +73,9 @@ def bundle_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
         deps=[dg.AssetKey([spec.name, "evaluation"])],
         check_specs=check_specs(key, BUNDLE_CHECKS, cutoff_partitions(spec)),
         code_version=code_version(
-            spec, [export, serving_bundle, mlplatform.columns], ["columns", "features"]
+            spec,
+            [export, serving_bundle, mlplatform.columns, *export_modules(spec)],
+            ["columns", "features"],
         ),
         group_name=spec.name,
         automation_condition=condition_for(spec),
@@ -84,14 +94,14 @@ def bundle_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
         winner = evaluation["result"]["winner"]
         if not winner:
             raise dg.Failure(f"{spec.name} {cutoff}: no candidate passed the evaluation gates")
-        pipeline = train_sklearn.load_pipeline(store.model_file(spec.name, winner, cutoff))
+        cand = next(c for c in spec.candidates if c.name == winner)
+        path = store.model_file(spec.name, winner, cutoff, candidates.model_suffix(cand))
+        model = candidates.load(path, spec, cand)
         code = context.assets_def.code_versions_by_key[context.asset_key] or ""
         manifest = bundle_manifest(spec, cutoff, evaluation, code)
-        stage = export.write_bundle(
-            store.staging_dir, export.pipeline_to_onnx(pipeline, spec), spec, manifest
-        )
+        stage = export.write_bundle(store.staging_dir, model.to_onnx(), spec, manifest)
         try:
-            audit = export.audit_bundle(stage, pipeline, holdout, spec)
+            audit = export.audit_bundle(stage, model, holdout, spec)
             problems = {"parity": []}
             if not audit["parity_error"] <= PARITY_TOLERANCE:
                 problems["parity"].append(

@@ -2,7 +2,6 @@
 
 import dagster as dg
 import pandas as pd
-from sklearn.pipeline import Pipeline
 
 from mlplatform.defs.automation import condition_for
 from mlplatform.defs.checks import check_results, check_specs
@@ -13,20 +12,18 @@ from mlplatform.resources.ledger import LedgerResource
 from mlplatform.resources.store import ArtifactStore
 from mlplatform.serving.bundle import Bundle, BundleError, load
 from mlplatform.spec import ProjectSpec
-from mlplatform.steps import evaluate, report, train_sklearn
-from mlplatform.steps.features import layout
+from mlplatform.steps import candidates, evaluate, report
+from mlplatform.steps.candidates import FittedModel
 
 
-def sklearn_predictor(pipeline: Pipeline, spec: ProjectSpec) -> evaluate.Predictor:
-    names = [n for n, _ in layout(spec)]
+def model_predictor(model: FittedModel) -> evaluate.Predictor:
+    """Score a trained candidate of any kind."""
 
     def predict(frame: pd.DataFrame) -> evaluate.Prediction:
-        X = frame[names]
-        if spec.task == "regression":
-            return evaluate.Prediction(values=pipeline.predict(X))
-        return evaluate.Prediction(
-            classes=[str(c) for c in pipeline.classes_], proba=pipeline.predict_proba(X)
-        )
+        out = model.predict(frame)
+        if model.classes is None:
+            return evaluate.Prediction(values=out)
+        return evaluate.Prediction(classes=list(model.classes), proba=out)
 
     return predict
 
@@ -79,7 +76,7 @@ def evaluation_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
         group_name=spec.name,
         automation_condition=condition_for(spec),
         backfill_policy=dg.BackfillPolicy.multi_run(1),
-        kinds={"sklearn", "html"},
+        kinds={"html"},
         description="Candidates scored on the cutoff partition; HTML report; winner.",
     )
     def evaluation(
@@ -92,8 +89,8 @@ def evaluation_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
         predictors: dict[str, evaluate.Predictor] = {}
         manifests = {}
         for cand in spec.candidates:
-            path = store.model_file(spec.name, cand.name, cutoff)
-            predictors[cand.name] = sklearn_predictor(train_sklearn.load_pipeline(path), spec)
+            path = store.model_file(spec.name, cand.name, cutoff, candidates.model_suffix(cand))
+            predictors[cand.name] = model_predictor(candidates.load(path, spec, cand))
             manifests[cand.name] = store.read_json(path.with_suffix(".json"))
         production, production_note = production_predictor(spec, ledger, store, holdout)
         if production is not None:

@@ -1,6 +1,7 @@
-"""``<project>/model/<candidate>``: one fitted pipeline per training cutoff."""
+"""``<project>/model/<candidate>``: one fitted candidate (sklearn or torch) per training cutoff."""
 
 import time
+from types import ModuleType
 
 import dagster as dg
 import pandas as pd
@@ -11,7 +12,8 @@ from mlplatform.defs.versions import code_version
 from mlplatform.resources.mlflow import MlflowTracking
 from mlplatform.resources.store import ArtifactStore
 from mlplatform.spec import Candidate, ProjectSpec
-from mlplatform.steps import split, train_sklearn
+from mlplatform.steps import candidates, split
+from mlplatform.steps.candidates import EpochLog
 
 
 def triggered_by(tags: dict[str, str]) -> str:
@@ -31,8 +33,28 @@ def model_key(spec: ProjectSpec, candidate: str) -> dg.AssetKey:
     return dg.AssetKey([spec.name, "model", candidate])
 
 
+def kind_modules(kind: str) -> list[ModuleType]:
+    """The step modules whose code trains (and exports) a candidate kind."""
+    if kind == "torch":
+        from mlplatform.steps import train_torch
+
+        return [candidates, train_torch]
+    from mlplatform.steps import train_sklearn
+
+    return [candidates, train_sklearn]
+
+
+def epoch_line(candidate: str, log: EpochLog, metric: str) -> str:
+    value = log.val_metrics.get(metric, float("nan"))
+    return (
+        f"{candidate} epoch {log.epoch}: train_loss {log.train_loss:.4f}, "
+        f"val_loss {log.val_loss:.4f}, val {metric} {value:.4f} ({log.seconds:.2f} s)"
+    )
+
+
 def model_asset(spec: ProjectSpec, candidate: Candidate) -> dg.AssetsDefinition:
     window = spec.training.window
+    metric = spec.evaluation.primary_metric
 
     @dg.asset(
         key=model_key(spec, candidate.name),
@@ -48,13 +70,13 @@ def model_asset(spec: ProjectSpec, candidate: Candidate) -> dg.AssetsDefinition:
         backfill_policy=dg.BackfillPolicy.multi_run(1),
         code_version=code_version(
             spec,
-            [train_sklearn, split],
+            [*kind_modules(candidate.kind), split],
             ["training", "features", "task"],
             extra=candidate.model_dump(mode="json"),
         ),
         group_name=spec.name,
-        kinds={"sklearn"},
-        description=f"{candidate.estimator} trained on the {window} partitions before the cutoff.",
+        kinds={candidate.kind},
+        description=f"{candidate.label} trained on the {window} partitions before the cutoff.",
     )
     def model(
         context: dg.AssetExecutionContext,
@@ -69,43 +91,76 @@ def model_asset(spec: ProjectSpec, candidate: Candidate) -> dg.AssetsDefinition:
             window, {k: f.attrs.get("raw_sha256") for k, f in window.items()}
         )
         context.log.info(
-            f"training {candidate.name} ({candidate.estimator}) on {len(train)} rows from "
+            f"training {candidate.name} ({candidate.label}) on {len(train)} rows from "
             f"{manifest['partitions'][0]} to {manifest['partitions'][-1]}"
         )
-        started = time.perf_counter()
-        pipeline = train_sklearn.fit_candidate(train, spec, candidate)
-        fit_seconds = time.perf_counter() - started
-        path = store.model_file(spec.name, candidate.name, cutoff)
-        train_sklearn.save_pipeline(pipeline, path)
+        chosen = candidate
+        run_id = mlflow.start_training(
+            spec.name,
+            run_name=f"{candidate.name}-{cutoff}",
+            params={"kind": candidate.kind, "estimator": candidate.label, "cutoff": cutoff},
+            tags={"mlplatform.candidate": candidate.name, "mlplatform.cutoff": cutoff},
+        )
+
+        def on_epoch(log: EpochLog) -> None:
+            context.log.info(epoch_line(candidate.name, log, metric))
+            mlflow.log_step(
+                run_id,
+                {
+                    "train_loss": log.train_loss,
+                    "val_loss": log.val_loss,
+                    **{f"val_{k}": v for k, v in log.val_metrics.items()},
+                },
+                step=log.epoch,
+            )
+
+        try:
+            started = time.perf_counter()
+            fitted = candidates.fit(train, spec, chosen, on_epoch=on_epoch)
+            fit_seconds = time.perf_counter() - started
+            path = store.model_file(
+                spec.name, candidate.name, cutoff, candidates.model_suffix(candidate)
+            )
+            fitted.save(path)
+        except BaseException:
+            mlflow.fail_run(run_id)
+            raise
+        history = [log.to_json() for log in fitted.history]
         manifest = {
             **manifest,
             "cutoff": cutoff,
             "candidate": candidate.name,
-            "estimator": candidate.estimator,
-            "params": candidate.params,
+            "kind": candidate.kind,
+            "estimator": candidate.label,
+            "params": chosen.params,
             "code_version": context.assets_def.code_versions_by_key[context.asset_key],
             "dagster_run_id": context.run.run_id,
             "triggered_by": triggered_by(context.run.tags),
+            "mlflow_run_id": run_id,
         }
-        run_id = mlflow.log_training(
-            spec.name,
-            run_name=f"{candidate.name}-{cutoff}",
-            params={"estimator": candidate.estimator, **candidate.params, "cutoff": cutoff},
+        if history:
+            manifest["history"] = history
+            manifest["best_epoch"] = min(history, key=lambda h: h["val_loss"])["epoch"]
+        model_files = sorted(
+            p for p in path.parent.glob(f"{cutoff}.*") if p.name != f"{cutoff}.json"
+        )
+        mlflow.finish_training(
+            run_id,
             metrics={"train_rows": float(len(train)), "fit_seconds": fit_seconds},
             manifest=manifest,
-            tags={"mlplatform.candidate": candidate.name, "mlplatform.cutoff": cutoff},
-            model_file=path,
+            model_files=model_files,
         )
-        manifest["mlflow_run_id"] = run_id
         store.write_json(path.with_suffix(".json"), manifest)
-        return dg.MaterializeResult(
-            metadata={
-                "path": dg.MetadataValue.path(str(path)),
-                "train_rows": len(train),
-                "window": f"{manifest['partitions'][0]} .. {manifest['partitions'][-1]}",
-                "fit_seconds": round(fit_seconds, 3),
-                "mlflow_run_id": run_id,
-            }
-        )
+        metadata: dict[str, object] = {
+            "path": dg.MetadataValue.path(str(path)),
+            "train_rows": len(train),
+            "window": f"{manifest['partitions'][0]} .. {manifest['partitions'][-1]}",
+            "fit_seconds": round(fit_seconds, 3),
+            "mlflow_run_id": run_id,
+        }
+        if history:
+            metadata["epochs"] = len(history)
+            metadata["best_epoch"] = manifest["best_epoch"]
+        return dg.MaterializeResult(metadata=metadata)
 
     return model

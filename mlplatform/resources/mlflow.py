@@ -39,22 +39,30 @@ class MlflowTracking(dg.ConfigurableResource):
         location.mkdir(parents=True, exist_ok=True)
         return str(self.client.create_experiment(project, artifact_location=location.as_uri()))
 
-    def log_training(
+    def start_training(
+        self, project: str, run_name: str, params: dict[str, Any], tags: dict[str, str]
+    ) -> str:
+        """Open a training run (so per-epoch metrics stream into it while training runs)."""
+        run = self.client.create_run(self.experiment_id(project), run_name=run_name, tags=tags)
+        for key, value in params.items():
+            self.client.log_param(run.info.run_id, key, str(value)[:6000])
+        return str(run.info.run_id)
+
+    def log_step(self, run_id: str, metrics: dict[str, float], step: int) -> None:
+        """Step metrics of an iterative trainer (one call per epoch)."""
+        for key, value in metrics.items():
+            if value == value:
+                self.client.log_metric(run_id, key, float(value), step=step)
+
+    def finish_training(
         self,
-        project: str,
-        run_name: str,
-        params: dict[str, Any],
+        run_id: str,
         metrics: dict[str, float],
         manifest: dict[str, Any],
-        tags: dict[str, str],
-        model_file: Path | None = None,
-    ) -> str:
-        """One finished run with params, metrics, the training manifest and the model file."""
-        run = self.client.create_run(self.experiment_id(project), run_name=run_name, tags=tags)
-        run_id = run.info.run_id
+        model_files: list[Path] | None = None,
+    ) -> None:
+        """Final metrics, the training manifest and the model files; then close the run."""
         try:
-            for key, value in params.items():
-                self.client.log_param(run_id, key, str(value)[:6000])
             for key, value in metrics.items():
                 if value == value:
                     self.client.log_metric(run_id, key, float(value))
@@ -62,13 +70,15 @@ class MlflowTracking(dg.ConfigurableResource):
                 path = Path(tmp) / "training_manifest.json"
                 path.write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
                 self.client.log_artifact(run_id, str(path))
-            if model_file is not None:
+            for model_file in model_files or []:
                 self.client.log_artifact(run_id, str(model_file), artifact_path="model")
         except Exception:
-            self.client.set_terminated(run_id, status="FAILED")
+            self.fail_run(run_id)
             raise
         self.client.set_terminated(run_id, status="FINISHED")
-        return run_id
+
+    def fail_run(self, run_id: str) -> None:
+        self.client.set_terminated(run_id, status="FAILED")
 
     def register_bundle(self, project: str, bundle_dir: Path, manifest: dict[str, Any]) -> str:
         """Log the bundle's MLflow model to a run and register it as a model version."""

@@ -1,4 +1,4 @@
-"""Export a fitted pipeline to ONNX and write, audit and publish a content-addressed bundle.
+"""Export a fitted sklearn pipeline to ONNX and write, audit and publish a content-addressed bundle.
 
 Write-audit-publish: a bundle is written to a staging folder, audited (parity, size,
 latency), and only then moved atomically to ``bundles/<sha256>``.
@@ -34,6 +34,7 @@ from mlplatform.serving.bundle import (
     onnx_inputs,
 )
 from mlplatform.spec import ProjectSpec
+from mlplatform.steps.candidates import FittedModel
 from mlplatform.steps.features import layout
 
 PYFUNC_ENTRY = Path(__file__).with_name("bundle_pyfunc.py")
@@ -77,13 +78,6 @@ def onnx_predict(
     if spec.task == "regression":
         return np.asarray(outputs[0], dtype=np.float64).reshape(-1)
     return np.asarray(outputs[1], dtype=np.float64)
-
-
-def pipeline_predict(pipeline: Pipeline, features: pd.DataFrame, spec: ProjectSpec) -> np.ndarray:
-    X = features[[n for n, _ in layout(spec)]]
-    if spec.task == "regression":
-        return np.asarray(pipeline.predict(X), dtype=np.float64)
-    return np.asarray(pipeline.predict_proba(X), dtype=np.float64)
 
 
 def parity_error(expected: np.ndarray, got: np.ndarray, spec: ProjectSpec) -> float:
@@ -163,13 +157,13 @@ def write_bundle(
 
 
 def audit_bundle(
-    stage: Path, pipeline: Pipeline, holdout: pd.DataFrame, spec: ProjectSpec
+    stage: Path, model: FittedModel, holdout: pd.DataFrame, spec: ProjectSpec
 ) -> dict[str, float]:
-    """Parity of the bundle's ONNX graph with the fitted pipeline on the holdout, size and
+    """Parity of the bundle's ONNX graph with the fitted model on the holdout, size and
     single-row latency."""
     onnx_file = next(stage.glob(f"{MODEL_DIR}/**/{ONNX_FILE}"))
     session = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
-    expected = pipeline_predict(pipeline, holdout, spec)
+    expected = model.predict(holdout)
     got = onnx_predict(session, holdout, spec)
     one = holdout.iloc[:1]
     onnx_predict(session, one, spec)

@@ -42,7 +42,7 @@ def _publish(
     bundles_dir: Path,
 ) -> str:
     pipeline = train_sklearn.fit_candidate(train, spec, candidate)
-    proba = export.pipeline_predict(pipeline, holdout, spec)
+    proba = train_sklearn.SklearnModel(pipeline, spec).predict(holdout)
     classes = [str(c) for c in pipeline.classes_]
     pred = evaluate.Prediction(classes=classes, proba=proba)
     y = holdout[spec.target].to_numpy(dtype=object)
@@ -68,7 +68,7 @@ def _publish(
             "classes": classes,
         },
     )
-    audit = export.audit_bundle(stage, pipeline, holdout, spec)
+    audit = export.audit_bundle(stage, train_sklearn.SklearnModel(pipeline, spec), holdout, spec)
     assert audit["parity_error"] <= 1e-4
     return export.publish_bundle(stage, bundles_dir).name
 

@@ -57,7 +57,7 @@ def test_every_estimator_converts_with_parity(make_project: ProjectFactory, task
         session = ort.InferenceSession(
             model.SerializeToString(), providers=["CPUExecutionProvider"]
         )
-        expected = export.pipeline_predict(pipeline, holdout, spec)
+        expected = train_sklearn.SklearnModel(pipeline, spec).predict(holdout)
         got = export.onnx_predict(session, holdout, spec)
         assert export.parity_error(expected, got, spec) <= 1e-4, name
 
@@ -99,7 +99,7 @@ def published(make_project: ProjectFactory, tmp_path: Path) -> tuple[Path, objec
             "classes": [str(c) for c in pipeline.classes_],
         },
     )
-    audit = export.audit_bundle(stage, pipeline, holdout, spec)
+    audit = export.audit_bundle(stage, train_sklearn.SklearnModel(pipeline, spec), holdout, spec)
     assert audit["max_abs_diff"] <= 1e-4
     path = export.publish_bundle(stage, tmp_path / "bundles")
     assert not stage.exists() and path.parent.name == "bundles"
