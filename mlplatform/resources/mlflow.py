@@ -35,6 +35,10 @@ class MlflowTracking(dg.ConfigurableResource):
         exp = self.client.get_experiment_by_name(project)
         if exp is not None:
             return str(exp.experiment_id)
+        if self.tracking_uri.startswith(("http://", "https://")):
+            # a tracking server decides where artifacts go (``mlflow server --serve-artifacts``:
+            # uploads through the server to its --artifacts-destination)
+            return str(self.client.create_experiment(project))
         location = Path(self.artifact_root) / project
         location.mkdir(parents=True, exist_ok=True)
         return str(self.client.create_experiment(project, artifact_location=location.as_uri()))
