@@ -397,6 +397,44 @@ def _training_table(manifests: Mapping[str, Mapping[str, object]], names: list[s
     )
 
 
+def _learning_curve(name: str, manifest: Mapping[str, object]) -> str | None:
+    """Train and validation loss per epoch of an iterative trainer, best epoch marked."""
+    history = manifest.get("history")
+    if not isinstance(history, list) or not history:
+        return None
+    logs = [h for h in history if isinstance(h, Mapping)]
+    epochs = _floats(h.get("epoch") for h in logs)
+    train = _floats(h.get("train_loss") for h in logs)
+    val = _floats(h.get("val_loss") for h in logs)
+    if not np.isfinite(epochs).any():
+        return None
+    fig, ax = plt.subplots(figsize=(4.4, 3.4))
+    ax.plot(epochs, train, marker=".", label="train loss")
+    ax.plot(epochs, val, marker=".", label="validation loss")
+    best = _num(manifest.get("best_epoch"))
+    caption = f"Learning curve: {name}"
+    if best is not None:
+        ax.axvline(best, color="#1a7f37", linestyle="--", linewidth=1, label=f"best epoch {best:g}")
+        at = np.flatnonzero(epochs == best)
+        if at.size:
+            ax.plot([best], [val[at[0]]], marker="o", color="#1a7f37")
+        caption += f" (best epoch {best:g} of {len(logs)})"
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.set_title(_plain(name))
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    return _figure(_png(fig), caption)
+
+
+def _learning_curves(manifests: Mapping[str, Mapping[str, object]], names: list[str]) -> str:
+    order = [n for n in names if n in manifests] + [n for n in manifests if n not in names]
+    figs = [f for n in order if (f := _learning_curve(n, manifests[n] or {})) is not None]
+    if not figs:
+        return ""
+    return f'<h2>Learning curves</h2><div class="plots" id="learning">{"".join(figs)}</div>'
+
+
 def _footer(extra: Mapping[str, str]) -> str:
     rows = "".join(
         f'<tr><th class="l">{_e(k)}</th><td class="l">{_e(v)}</td></tr>' for k, v in extra.items()
@@ -427,6 +465,7 @@ def render_report(
     body.append(_slices_table(result, names))
     if training_manifests:
         body.append(_training_table(training_manifests, names))
+        body.append(_learning_curves(training_manifests, names))
     if extra:
         body.append(_footer(extra))
     return (

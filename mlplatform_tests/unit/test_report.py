@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt
 import pytest
 
 from mlplatform.steps import report
+from mlplatform.steps.candidates import EpochLog
 from mlplatform.steps.evaluate import EvaluationResult, GateResult, ModelScores
 from mlplatform.steps.report import render_report, write_report
 
@@ -328,6 +329,27 @@ def test_training_manifests_section() -> None:
     assert "training" not in tables(render_report(binary_result(), project="churn"))
 
 
+def test_learning_curves_for_models_with_a_history() -> None:
+    history = [  # as the training manifest stores it
+        EpochLog(e, train_loss=1 / e, val_loss=0.5 + abs(e - 3) / 10, seconds=0.1).to_json()
+        for e in range(1, 7)
+    ]
+    manifests = {
+        "cand_a": {"partitions": ["2024-01-01"], "rows": {"2024-01-01": 1}},
+        "cand_b": {"partitions": ["2024-01-01"], "history": history, "best_epoch": 3},
+    }
+    html = render_report(binary_result(), project="churn", training_manifests=manifests)
+    section = html[html.index("<h2>Learning curves</h2>") :]
+    assert section.count(IMG) == 1
+    assert "Learning curve: cand_b (best epoch 3 of 6)" in section
+    assert "cand_a" not in section
+    assert html.count(IMG) == render_report(binary_result(), project="churn").count(IMG) + 1
+    # no history anywhere (sklearn only): no section; a malformed history is skipped
+    manifests["cand_b"] = {"history": [{"epoch": None}], "best_epoch": None}
+    html = render_report(binary_result(), project="churn", training_manifests=manifests)
+    assert "Learning curves" not in html
+
+
 def test_extra_footer(binary_html: str) -> None:
     assert "<footer>" not in binary_html
     html = render_report(binary_result(), project="churn", extra={"run_id": "abc123", "git": "f00"})
@@ -336,7 +358,14 @@ def test_extra_footer(binary_html: str) -> None:
 
 
 def test_sections_in_order() -> None:
-    manifests = {"cand_a": {"partitions": ["2024-01-01"], "rows": {"2024-01-01": 1}}}
+    manifests = {
+        "cand_a": {
+            "partitions": ["2024-01-01"],
+            "rows": {"2024-01-01": 1},
+            "history": [{"epoch": 1, "train_loss": 0.7, "val_loss": 0.6}],
+            "best_epoch": 1,
+        }
+    }
     html = render_report(
         binary_result(), project="churn", training_manifests=manifests, extra={"k": "v"}
     )
@@ -349,6 +378,7 @@ def test_sections_in_order() -> None:
         "ROC and precision-recall",
         'id="slices"',
         'id="training"',
+        'id="learning"',
         'id="extra"',
     ]
     positions = [html.index(m) for m in marks]
