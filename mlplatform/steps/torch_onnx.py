@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 OPSET = 22  # what skl2onnx emits for the sklearn bundles; onnxruntime 1.32 runs it
 ML_OPSET = 2  # LabelEncoder with string keys -> int64 values
-NET_PREFIX = "net."
+NET_PREFIX = "__net."  # internal names start with "__": feature names keep theirs
 
 
 def export_network(model: TorchModel) -> onnx.ModelProto:
@@ -86,29 +86,25 @@ def _model(graph: onnx.GraphProto, net: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def _front(model: TorchModel, net: onnx.ModelProto) -> onnx.ModelProto:
-    """Per-feature inputs -> ``numeric`` [N, n] float32 and ``codes`` [N, m] int64."""
+    """Per-feature inputs -> ``__numeric`` [N, n] float32 and ``__codes`` [N, m] int64."""
     pre = model.pre
     inputs, nodes, outputs = [], [], []
     for name, kind in layout(model.spec):
         elem = TensorProto.FLOAT if kind == "numeric" else TensorProto.STRING
         inputs.append(helper.make_tensor_value_info(name, elem, [None, 1]))
     if pre.numeric:
-        nodes.append(helper.make_node("Concat", pre.numeric, ["numeric"], axis=1))
+        nodes.append(helper.make_node("Concat", pre.numeric, ["__numeric"], axis=1))
         outputs.append(
-            helper.make_tensor_value_info("numeric", TensorProto.FLOAT, [None, len(pre.numeric)])
+            helper.make_tensor_value_info("__numeric", TensorProto.FLOAT, [None, len(pre.numeric)])
         )
     if pre.categorical:
         coded = []
         for i, (name, vocab) in enumerate(zip(pre.categorical, pre.vocabularies, strict=True)):
-            keys, values = (
-                (vocab, list(range(1, len(vocab) + 1)))
-                if vocab
-                else (
-                    [MISSING_CATEGORY],
-                    [0],
-                )
-            )
-            coded.append(f"code_{i}")
+            # index i + 1 for the i-th known value, 0 for anything else; LabelEncoder
+            # needs at least one key, so a category with no known value maps one to 0
+            keys = vocab or [MISSING_CATEGORY]
+            values = list(range(1, len(vocab) + 1)) or [0]
+            coded.append(f"__code_{i}")
             nodes.append(
                 helper.make_node(
                     "LabelEncoder",
@@ -120,9 +116,11 @@ def _front(model: TorchModel, net: onnx.ModelProto) -> onnx.ModelProto:
                     default_int64=0,
                 )
             )
-        nodes.append(helper.make_node("Concat", coded, ["codes"], axis=1))
+        nodes.append(helper.make_node("Concat", coded, ["__codes"], axis=1))
         outputs.append(
-            helper.make_tensor_value_info("codes", TensorProto.INT64, [None, len(pre.categorical)])
+            helper.make_tensor_value_info(
+                "__codes", TensorProto.INT64, [None, len(pre.categorical)]
+            )
         )
     return _model(helper.make_graph(nodes, "front", inputs, outputs), net)
 
@@ -131,22 +129,22 @@ def _back(model: TorchModel, net: onnx.ModelProto) -> onnx.ModelProto:
     """Network output -> ``label`` + ``probabilities``, or ``variable``."""
     classes = model.classes
     if classes is None:
-        inputs = [helper.make_tensor_value_info("out", TensorProto.FLOAT, [None, 1])]
-        nodes = [helper.make_node("Identity", ["out"], ["variable"])]
+        inputs = [helper.make_tensor_value_info("__out", TensorProto.FLOAT, [None, 1])]
+        nodes = [helper.make_node("Identity", ["__out"], ["variable"])]
         outputs = [helper.make_tensor_value_info("variable", TensorProto.FLOAT, [None, 1])]
         return _model(helper.make_graph(nodes, "back", inputs, outputs), net)
     n = len(classes)
     labels = helper.make_tensor(
-        "class_labels",
+        "__class_labels",
         TensorProto.STRING,
         [n],
         [c.encode("utf-8") for c in classes],
     )
-    inputs = [helper.make_tensor_value_info("out", TensorProto.FLOAT, [None, n])]
+    inputs = [helper.make_tensor_value_info("__out", TensorProto.FLOAT, [None, n])]
     nodes = [
-        helper.make_node("ArgMax", ["out"], ["best"], axis=1, keepdims=0),
-        helper.make_node("Gather", ["class_labels", "best"], ["label"], axis=0),
-        helper.make_node("Identity", ["out"], ["probabilities"]),
+        helper.make_node("ArgMax", ["__out"], ["__best"], axis=1, keepdims=0),
+        helper.make_node("Gather", ["__class_labels", "__best"], ["label"], axis=0),
+        helper.make_node("Identity", ["__out"], ["probabilities"]),
     ]
     outputs = [
         helper.make_tensor_value_info("label", TensorProto.STRING, [None]),
@@ -160,10 +158,10 @@ def model_to_onnx(model: TorchModel) -> onnx.ModelProto:
     """The whole torch candidate as one graph with the sklearn bundles' inputs and outputs."""
     net = onnx.compose.add_prefix(export_network(model), NET_PREFIX)
     front = _front(model, net)
-    io_map = [(o.name, NET_PREFIX + o.name) for o in front.graph.output]
+    io_map = [(o.name, NET_PREFIX + o.name.removeprefix("__")) for o in front.graph.output]
     joined = onnx.compose.merge_models(front, net, io_map=io_map)
     full = onnx.compose.merge_models(
-        joined, _back(model, net), io_map=[(NET_PREFIX + "out", "out")]
+        joined, _back(model, net), io_map=[(NET_PREFIX + "out", "__out")]
     )
     opsets = {o.domain: o.version for o in full.opset_import}  # merging repeats them
     del full.opset_import[:]

@@ -14,6 +14,7 @@ import hashlib
 import json
 import math
 import os
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -230,21 +231,29 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+_FIT_LOCK = threading.Lock()
+
+
 @contextmanager
 def deterministic(seed: int, device: torch.device) -> Iterator[None]:
     """Seeded, deterministic torch for the duration of a fit; global state restored after.
 
-    One intra-op thread on CPU: results must not depend on how many cores a machine has.
+    One intra-op thread: results must not depend on how many cores a machine has. The RNG,
+    thread count and deterministic mode are process-wide, so fits in threads of one process
+    (e.g. parallel search trials) take turns; processes run in parallel.
+    On CUDA, deterministic mode only warns where an op has no deterministic kernel (or cuBLAS
+    was initialized before ``CUBLAS_WORKSPACE_CONFIG`` could be set): bit-identical weights
+    are promised on CPU.
     """
-    if device.type == "cuda":
+    cuda = device.type == "cuda"
+    if cuda:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    was_enabled = torch.are_deterministic_algorithms_enabled()
-    was_warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
-    threads = torch.get_num_threads()
-    cuda_devices = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda_devices):
+    with _FIT_LOCK, torch.random.fork_rng(devices=[device.index or 0] if cuda else []):
+        was_enabled = torch.are_deterministic_algorithms_enabled()
+        was_warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+        threads = torch.get_num_threads()
         torch.manual_seed(seed)
-        torch.use_deterministic_algorithms(True)
+        torch.use_deterministic_algorithms(True, warn_only=cuda)
         torch.set_num_threads(1)
         try:
             yield
@@ -273,7 +282,9 @@ def _tensors(
     )
 
 
-def _target(frame: pd.DataFrame, spec: ProjectSpec, pre: Preprocessing, classes: list[str]):
+def _target(
+    frame: pd.DataFrame, spec: ProjectSpec, pre: Preprocessing, classes: list[str]
+) -> np.ndarray:
     if spec.task == "regression":
         y = frame[spec.target].to_numpy(np.float64)
         return ((y - pre.target_mean) / pre.target_std).astype(np.float32).reshape(-1, 1)
@@ -335,20 +346,21 @@ def fit_torch(
             t0 = time.perf_counter()
             mlp.train()
             order = torch.randperm(len(fit_y), generator=generator).to(device)
-            total = 0.0
+            total = torch.zeros((), device=device)
             for start in range(0, len(fit_y), params.batch_size):
                 numeric, codes, target = fit_t.rows(order[start : start + params.batch_size])
                 loss = loss_fn(mlp(numeric, codes), target)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                total += float(loss.detach()) * len(target)
+                total += loss.detach() * len(target)
             mlp.eval()
             with torch.no_grad():
                 out = mlp(val_t.numeric, val_t.codes)
                 val_loss = float(loss_fn(out, val_t.target))
             metrics = _val_metrics(out.cpu(), val_part, spec, pre, classes)
-            log = EpochLog(epoch, total / len(fit_y), val_loss, metrics, time.perf_counter() - t0)
+            train_loss = float(total) / len(fit_y)
+            log = EpochLog(epoch, train_loss, val_loss, metrics, time.perf_counter() - t0)
             history.append(log)
             if val_loss < best_loss:
                 best_loss, best_epoch = val_loss, epoch
