@@ -20,7 +20,7 @@ from mlplatform.spec import Candidate, ProjectSpec, Training
 from mlplatform.steps import candidates, export, train_torch
 from mlplatform.steps.candidates import EpochLog
 from mlplatform.steps.features import layout
-from mlplatform_tests.conftest import Project, ProjectFactory
+from mlplatform_tests.conftest import Project, ProjectFactory, example_dict
 from mlplatform_tests.unit.test_export_bundle import frames
 
 REPO = Path(__file__).resolve().parents[2]
@@ -320,3 +320,33 @@ def test_bundle_loads_with_stock_mlflow(binary: tuple, tmp_path: Path) -> None:
     stock = mlflow.pyfunc.load_model(str(stage / "model")).predict(raw)
     np.testing.assert_allclose(stock["proba_yes"].to_numpy(), expected[:, 1], atol=1e-5)
     assert list(stock["label"]) == list(np.array(["no", "yes"])[expected.argmax(axis=1)])
+
+
+@pytest.mark.parametrize(
+    "dropped",
+    [
+        ["tenure_months", "monthly_charges", "support_calls", "autopay", "signup_date"],
+        ["plan", "region", "payment_method"],
+    ],
+    ids=["categories-only", "numerics-only"],
+)
+def test_onnx_graph_with_one_kind_of_feature(
+    make_project: ProjectFactory, dropped: list[str]
+) -> None:
+    features = example_dict()["features"]
+    features["exclude"] = [*features["exclude"], *dropped]
+    project = make_project("binary", months=2, rows=150, features=features)
+    spec = project.spec
+    assert {kind for _, kind in layout(spec)} == (
+        {"numeric"} if "plan" in dropped else {"category"}
+    )
+    train, holdout, _ = frames(project.files, spec)
+    model = train_torch.fit_torch(train, spec, mlp(max_epochs=2))
+    session = ort.InferenceSession(
+        model.to_onnx().SerializeToString(), providers=["CPUExecutionProvider"]
+    )
+    rows = awkward(holdout, spec)
+    assert (
+        export.parity_error(model.predict(rows), export.onnx_predict(session, rows, spec), spec)
+        <= 1e-4
+    )
