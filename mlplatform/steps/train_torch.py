@@ -150,7 +150,8 @@ def balanced_class_weights(codes: np.ndarray, n_classes: int) -> np.ndarray:
 
 
 def embedding_dim(n_values: int, params: TorchParams) -> int:
-    """Embedding size of a category with ``n_values`` known values."""
+    """Embedding size of a category with ``n_values`` known values: the param, or
+    min(16, ⌈n/2⌉) with n counting the known values and the missing/unseen index."""
     return params.embedding_dim or min(16, math.ceil((n_values + 1) / 2))
 
 
@@ -208,11 +209,12 @@ class Inference(nn.Module):
         it = iter(inputs)
         numeric = next(it) if self.has_numeric else None
         codes = next(it) if self.has_codes else None
-        n = (numeric if numeric is not None else codes).shape[0]  # type: ignore[union-attr]
+        ref = numeric if numeric is not None else codes
+        assert ref is not None, "a model has at least one feature"
         if numeric is None:
-            numeric = torch.zeros((n, 0), dtype=torch.float32)
+            numeric = torch.zeros((ref.shape[0], 0), dtype=torch.float32, device=ref.device)
         if codes is None:
-            codes = torch.zeros((n, 0), dtype=torch.int64)
+            codes = torch.zeros((ref.shape[0], 0), dtype=torch.int64, device=ref.device)
         out = self.mlp(numeric, codes)
         if self.task == "regression":
             return out * self.target_std + self.target_mean
