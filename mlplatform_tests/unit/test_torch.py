@@ -185,6 +185,9 @@ def test_device_auto_is_cpu_without_a_gpu() -> None:
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert train_torch.resolve_device("auto").type == expected
     assert train_torch.resolve_device("cpu").type == "cpu"
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            train_torch.resolve_device("cuda")
 
 
 def test_single_class_window_is_refused(binary: tuple) -> None:
