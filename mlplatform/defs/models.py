@@ -140,7 +140,7 @@ def model_asset(spec: ProjectSpec, candidate: Candidate) -> dg.AssetsDefinition:
         }
         if history:
             manifest["history"] = history
-            manifest["best_epoch"] = min(history, key=lambda h: h["val_loss"])["epoch"]
+            manifest["best_epoch"] = getattr(fitted, "best_epoch", None)
         model_files = sorted(
             p for p in path.parent.glob(f"{cutoff}.*") if p.name != f"{cutoff}.json"
         )

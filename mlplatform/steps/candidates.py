@@ -6,6 +6,7 @@ trained it is decided here, from the candidate's ``kind``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,11 +32,16 @@ class EpochLog:
     seconds: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
+        """Strict JSON: a metric undefined on the slice (NaN) becomes null."""
+
+        def finite(value: float) -> float | None:
+            return value if math.isfinite(value) else None
+
         return {
             "epoch": self.epoch,
-            "train_loss": self.train_loss,
-            "val_loss": self.val_loss,
-            "val_metrics": dict(self.val_metrics),
+            "train_loss": finite(self.train_loss),
+            "val_loss": finite(self.val_loss),
+            "val_metrics": {k: finite(v) for k, v in self.val_metrics.items()},
             "seconds": self.seconds,
         }
 

@@ -19,6 +19,21 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
         ("backfill.py", {"bench", "platform_s", "bare_s", "ratio"}),
         ("incremental.py", {"bench", "full_s", "incremental_s", "ratio", "materialized"}),
         (
+            "torch_train.py",
+            {
+                "bench",
+                "device",
+                "train_rows",
+                "epochs",
+                "fit_s",
+                "epochs_per_s",
+                "rows_per_s",
+                "torch_p50_us",
+                "onnx_p50_us",
+                "ratio",
+            },
+        ),
+        (
             "serving.py",
             {
                 "bench",
