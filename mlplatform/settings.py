@@ -26,6 +26,11 @@ class Settings(BaseSettings):
         default=None,
         description="SQLAlchemy URL of the promotion ledger; default: SQLite file under home.",
     )
+    search_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the hyperparameter-search (Optuna) database; "
+        "default: SQLite file under home.",
+    )
     reader_tokens: dict[str, str] = Field(
         default_factory=dict,
         description="identity -> token of API readers (JSON in MLPLATFORM_READER_TOKENS).",
@@ -72,6 +77,10 @@ class Settings(BaseSettings):
     @property
     def ledger(self) -> str:
         return self.ledger_url or f"sqlite:///{(self.home / 'ledger.db').resolve()}"
+
+    @property
+    def search(self) -> str:
+        return self.search_url or f"sqlite:///{(self.home / 'search.db').resolve()}"
 
     @property
     def mlflow_artifacts_dir(self) -> Path:

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 from mlflow.tracking import MlflowClient
 from pydantic import PrivateAttr
 
+if TYPE_CHECKING:
+    from mlplatform.steps.search import SearchResult, TrialRecord
+
+log = logging.getLogger(__name__)
+
 BUNDLE_ARTIFACT = "bundle"
+TRIAL_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
 PRODUCTION_ALIAS = "production"
 
 
@@ -22,6 +29,8 @@ class MlflowTracking(dg.ConfigurableResource):
     artifact_root: str
 
     _client: MlflowClient | None = PrivateAttr(default=None)
+    _search_runs: dict[str, str] = PrivateAttr(default_factory=dict)
+    _search_down: set[str] = PrivateAttr(default_factory=set)
 
     @property
     def client(self) -> MlflowClient:
@@ -128,3 +137,159 @@ class MlflowTracking(dg.ConfigurableResource):
         except Exception:  # no registered model or no alias yet
             return None
         return version.tags.get("bundle_id")
+
+    # Hyperparameter searches: one parent run per Optuna study (found again by its tag when a
+    # search resumes), one nested child run per finished trial. Logging never fails a search:
+    # MLflow errors are logged as warnings and the methods return None.
+
+    def log_trial(
+        self,
+        project: str,
+        candidate: str,
+        cutoff: str,
+        study: str,
+        metric: str,
+        record: TrialRecord,
+    ) -> str | None:
+        """Stream one finished trial (an ``on_trial`` callback) as a nested run; idempotent.
+
+        After one failure the study's further trials are not streamed (an unreachable server
+        would cost minutes of retries per trial); ``log_search`` catches up at the end."""
+        if study in self._search_down:
+            return None
+        try:
+            parent = self._search_parent(project, candidate, cutoff, study)
+            return self._trial_run(project, parent, candidate, cutoff, study, metric, record)
+        except Exception:
+            self._search_down.add(study)
+            log.warning(
+                "MLflow: could not log trial %s of %s; not streaming its other trials",
+                record.number,
+                study,
+                exc_info=True,
+            )
+            return None
+
+    def log_search(self, project: str, cutoff: str, result: SearchResult) -> str | None:
+        """The search's parent run with every finished trial nested under it (trials already
+        streamed by ``log_trial`` are not logged twice); returns the parent run id."""
+        try:
+            parent = self._search_parent(project, result.candidate, cutoff, result.study_name)
+            logged = self._logged_trials(project, parent)
+            for record in result.trials:
+                if record.number not in logged:
+                    self._trial_run(
+                        project,
+                        parent,
+                        result.candidate,
+                        cutoff,
+                        result.study_name,
+                        result.metric,
+                        record,
+                    )
+            for key in ("metric", "direction", "n_trials", "storage"):
+                self._param_once(parent, key, getattr(result, key))
+            for key, value in result.best_params.items():
+                self.client.set_tag(parent, f"best.{key}", str(value)[:5000])
+            self.client.set_tag(parent, "mlplatform.best_trial", str(result.best_trial))
+            step = result.finished
+            self.client.log_metric(parent, f"best_{result.metric}", result.best_value, step=step)
+            for key in ("complete", "pruned", "failed", "resumed_from", "ran"):
+                self.client.log_metric(parent, key, float(getattr(result, key)), step=step)
+            self.client.set_terminated(parent, status="FINISHED")
+            return parent
+        except Exception:
+            log.warning("MLflow: could not log search %s", result.study_name, exc_info=True)
+            return None
+
+    def _search_parent(self, project: str, candidate: str, cutoff: str, study: str) -> str:
+        if study in self._search_runs:
+            return self._search_runs[study]
+        experiment = self.experiment_id(project)
+        found = self.client.search_runs(
+            [experiment], filter_string=f"tags.`mlplatform.study` = '{study}'", max_results=1
+        )
+        if found:
+            run_id = str(found[0].info.run_id)
+        else:
+            run = self.client.create_run(
+                experiment,
+                run_name=f"{candidate}-{cutoff}-search",
+                tags={
+                    "mlplatform.kind": "search",
+                    "mlplatform.study": study,
+                    "mlplatform.candidate": candidate,
+                    "mlplatform.cutoff": cutoff,
+                },
+            )
+            run_id = str(run.info.run_id)
+            self.client.log_param(run_id, "study", study)
+        self._search_runs[study] = run_id
+        return run_id
+
+    def _logged_trials(self, project: str, parent: str) -> set[int]:
+        runs = self.client.search_runs(
+            [self.experiment_id(project)],
+            filter_string=f"tags.`mlflow.parentRunId` = '{parent}'",
+            max_results=50_000,
+        )
+        return {
+            int(r.data.tags["mlplatform.trial"]) for r in runs if "mlplatform.trial" in r.data.tags
+        }
+
+    def _param_once(self, run_id: str, key: str, value: object) -> None:
+        if key not in self.client.get_run(run_id).data.params:
+            self.client.log_param(run_id, key, str(value)[:6000])
+
+    def _trial_run(
+        self,
+        project: str,
+        parent: str,
+        candidate: str,
+        cutoff: str,
+        study: str,
+        metric: str,
+        record: TrialRecord,
+    ) -> str | None:
+        status = TRIAL_STATUS.get(record.state)
+        if status is None:  # still RUNNING (maybe in another process): not logged yet
+            return None
+        existing = self.client.search_runs(
+            [self.experiment_id(project)],
+            filter_string=f"tags.`mlflow.parentRunId` = '{parent}' "
+            f"and tags.`mlplatform.trial` = '{record.number}'",
+            max_results=1,
+        )
+        if existing:
+            return str(existing[0].info.run_id)
+        tags = {
+            "mlflow.parentRunId": parent,
+            "mlplatform.kind": "trial",
+            "mlplatform.study": study,
+            "mlplatform.trial": str(record.number),
+            "mlplatform.candidate": candidate,
+            "mlplatform.cutoff": cutoff,
+            "optuna.state": record.state,
+        }
+        if record.error:
+            tags["mlplatform.error"] = record.error[:5000]
+        start = int(record.started * 1000) if record.started else None
+        run = self.client.create_run(
+            self.experiment_id(project),
+            run_name=f"{candidate}-{cutoff}-trial-{record.number}",
+            tags=tags,
+            start_time=start,
+        )
+        run_id = str(run.info.run_id)
+        for key, value in record.params.items():
+            self.client.log_param(run_id, key, str(value)[:6000])
+        for step, value in sorted(record.intermediate.items()):
+            if value == value:
+                self.client.log_metric(run_id, f"val_{metric}", value, step=step)
+        if record.value is not None and record.value == record.value:
+            self.client.log_metric(run_id, metric, record.value)
+        if record.seconds is not None:
+            self.client.log_metric(run_id, "seconds", record.seconds)
+        end = int(record.finished * 1000) if record.finished else None
+        self.client.set_terminated(run_id, status=status, end_time=end)
+        return run_id
