@@ -139,13 +139,17 @@ def study_name(spec: ProjectSpec, candidate: Candidate, cutoff: str, data: str) 
 
     The hash covers the candidate (kind, estimator, base params, search section), the spec
     sections that decide what the training frame and the metric mean, the seed and ``data``
-    (e.g. ``data_key(manifest)``): change any of them and a new study starts.
+    (e.g. ``data_key(manifest)``): change any of them and a new study starts. ``n_trials`` and
+    ``timeout_seconds`` are left out: they say how long to search, not what a trial means, so
+    raising ``n_trials`` continues the same study.
     """
     if candidate.search is None:
         raise ValueError(f"candidate {candidate.name!r} has no 'search' section")
     ident = {
         "version": SEARCH_VERSION,
-        "candidate": candidate.model_dump(mode="json"),
+        "candidate": candidate.model_dump(
+            mode="json", exclude={"search": {"n_trials", "timeout_seconds"}}
+        ),
         "task": spec.task,
         "target": spec.target,
         "columns": spec.section("columns"),

@@ -405,7 +405,11 @@ def test_study_name_follows_what_a_trial_means(binary: tuple[ProjectSpec, pd.Dat
     assert search.study_name(spec, logreg(), "2023-04-01", "d1") == base
     assert search.study_name(spec, logreg(), "2023-05-01", "d1") != base
     assert search.study_name(spec, logreg(), "2023-04-01", "d2") != base
-    assert search.study_name(spec, logreg(n_trials=7), "2023-04-01", "d1") != base
+    assert search.study_name(spec, logreg(pruning=False), "2023-04-01", "d1") != base
+    assert search.study_name(spec, logreg(validation_fraction=0.3), "2023-04-01", "d1") != base
+    # how long to search is not what a trial means: more trials continue the same study
+    assert search.study_name(spec, logreg(n_trials=7), "2023-04-01", "d1") == base
+    assert search.study_name(spec, logreg(timeout_seconds=9), "2023-04-01", "d1") == base
     wider = logreg(space={"C": SearchParam(type="float", low=1e-4, high=10.0, log=True)})
     assert search.study_name(spec, wider, "2023-04-01", "d1") != base
     manifest = {"partitions": ["a"], "rows": {"a": 1}, "data_versions": {"a": "h"}}
@@ -589,3 +593,26 @@ def test_validate_command_reports_bad_search_sections(tmp_path: Path) -> None:
     )
     result = CliRunner().invoke(app, ["validate", str(good)])
     assert result.exit_code == 0, result.output
+
+
+def test_raising_n_trials_continues_the_study(
+    binary: tuple[ProjectSpec, pd.DataFrame], tmp_path: Path
+) -> None:
+    spec, train = binary
+    name = search.study_name(spec, logreg(n_trials=3), "2023-04-01", "d")
+    first = search.run_search(train, spec, logreg(n_trials=3), url(tmp_path), name)
+    assert search.study_name(spec, logreg(n_trials=5), "2023-04-01", "d") == name
+    more = search.run_search(train, spec, logreg(n_trials=5), url(tmp_path), name)
+    assert (first.ran, more.resumed_from, more.ran, more.complete) == (3, 3, 2, 5)
+    assert [t.params for t in more.trials[:3]] == [t.params for t in first.trials]
+
+
+def test_readme_torch_search_example_validates(tmp_path: Path) -> None:
+    import re
+
+    readme = Path(__file__).resolve().parents[2] / "README.md"
+    blocks = re.findall(r"```yaml\n(.*?)```", readme.read_text(encoding="utf-8"), re.S)
+    example = next(b for b in blocks if "search:" in b and "kind: torch" in b)
+    spec = load_spec(spec_with(tmp_path, yaml.safe_load(example)[0]))
+    assert spec.candidates[0].search is not None
+    assert spec.candidates[0].search.space["hidden_layers"].choices == ([64], [64, 32], [128, 64])
