@@ -1,0 +1,86 @@
+"""Torch candidates through the real asset graph: trained next to sklearn, compared in one
+report, progress in the run log and MLflow, and exported to a bundle that passes parity."""
+
+from __future__ import annotations
+
+import json
+
+import dagster as dg
+from mlflow.tracking import MlflowClient
+
+from mlplatform.defs.build import train_job_name
+from mlplatform.serving.bundle import load
+from mlplatform_tests.conftest import ProjectFactory
+from mlplatform_tests.defs.test_materialize import checks, ingest_all, materialized, run
+
+MLP = {
+    "name": "mlp",
+    "kind": "torch",
+    "params": {"hidden_layers": [16], "max_epochs": 4, "patience": 10, "batch_size": 64},
+}
+LOGREG = {"name": "logreg", "estimator": "logistic_regression", "params": {"max_iter": 300}}
+
+
+def test_torch_and_sklearn_compared_in_one_report(
+    make_project: ProjectFactory, instance: dg.DagsterInstance
+) -> None:
+    project = make_project("binary", months=4, rows=300, candidates=[LOGREG, MLP])
+    p, cutoff = project.spec.name, project.files[-1].stem
+    ingest_all(project, instance)
+    result = run(project, train_job_name(p), cutoff, instance)
+    assert result.success
+    assert {f"{p}/model/mlp", f"{p}/model/logreg", f"{p}/evaluation"} <= materialized(result)
+
+    models = project.home / "models" / p / "mlp"
+    assert (models / f"{cutoff}.safetensors").is_file()
+    assert (models / f"{cutoff}.torch.json").is_file()
+    assert not list(models.glob("*.skops"))
+    manifest = json.loads((models / f"{cutoff}.json").read_text())
+    assert manifest["kind"] == "torch" and [h["epoch"] for h in manifest["history"]] == [
+        1,
+        2,
+        3,
+        4,
+    ]
+    assert 1 <= manifest["best_epoch"] <= 4
+
+    evaluation = json.loads((project.home / "evaluations" / p / f"{cutoff}.json").read_text())
+    assert set(evaluation["result"]["models"]) == {"logreg", "mlp"}
+    assert all("roc_auc" in m["metrics"] for m in evaluation["result"]["models"].values())
+    html = (project.home / "reports" / p / f"{cutoff}.html").read_text()
+    assert "mlp" in html and "logreg" in html and "earning curve" in html
+
+    epoch_lines = [
+        e.user_message
+        for e in instance.all_logs(result.run_id)
+        if e.user_message.startswith("mlp epoch ")
+    ]
+    assert len(epoch_lines) == 4 and "val_loss" in epoch_lines[0]
+    client = MlflowClient(project.settings.tracking_uri, project.settings.tracking_uri)
+    steps = client.get_metric_history(manifest["mlflow_run_id"], "val_loss")
+    assert sorted(m.step for m in steps) == [1, 2, 3, 4]
+    assert client.get_run(manifest["mlflow_run_id"]).info.status == "FINISHED"
+
+
+def test_torch_winner_is_bundled_with_parity(
+    make_project: ProjectFactory, instance: dg.DagsterInstance
+) -> None:
+    project = make_project(
+        "binary",
+        months=4,
+        rows=300,
+        candidates=[MLP],
+        evaluation={"primary_metric": "roc_auc", "gates": [{"metric": "roc_auc", "min": 0.5}]},
+    )
+    p, cutoff = project.spec.name, project.files[-1].stem
+    ingest_all(project, instance)
+    result = run(project, train_job_name(p), cutoff, instance)
+    assert result.success
+    assert checks(result)[f"{p}/bundle:parity"] is True
+    (bundle_dir,) = (project.home / "bundles").iterdir()
+    bundle = load(bundle_dir)
+    assert bundle.manifest["candidate"] == "mlp"
+    rows = bundle.predict_rows([{"tenure_months": "3", "plan": "basic"}, {"plan": "unheard-of"}])
+    for row in rows:
+        assert set(row["probabilities"]) == {"no", "yes"}
+        assert abs(sum(row["probabilities"].values()) - 1) < 1e-5
