@@ -15,6 +15,7 @@ from mlplatform.defs.schedules import retrain_schedule
 from mlplatform.defs.sensors import landing_sensor
 from mlplatform.resources.ledger import LedgerResource
 from mlplatform.resources.mlflow import MlflowTracking
+from mlplatform.resources.search import SearchStorage
 from mlplatform.resources.store import ArtifactStore, ParquetIOManager
 from mlplatform.settings import Settings
 from mlplatform.spec import ProjectSpec, load_specs
@@ -65,6 +66,7 @@ def resources(settings: Settings) -> dict[str, object]:
         "io_manager": parquet,  # anything not routed elsewhere is a DataFrame or fails: no pickle
         "store": ArtifactStore(home=str(settings.home), assets_dir=str(settings.assets_dir)),
         "ledger": LedgerResource(url=settings.ledger),
+        "search_db": SearchStorage(url=settings.search),
         "mlflow": MlflowTracking(
             tracking_uri=settings.tracking_uri, artifact_root=str(settings.mlflow_artifacts_dir)
         ),

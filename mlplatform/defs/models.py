@@ -2,6 +2,7 @@
 
 import time
 from types import ModuleType
+from typing import Any
 
 import dagster as dg
 import pandas as pd
@@ -10,9 +11,10 @@ from mlplatform.defs.automation import condition_for
 from mlplatform.defs.partitions import cutoff_partitions, window_and_holdout
 from mlplatform.defs.versions import code_version
 from mlplatform.resources.mlflow import MlflowTracking
+from mlplatform.resources.search import SearchStorage
 from mlplatform.resources.store import ArtifactStore
 from mlplatform.spec import Candidate, ProjectSpec
-from mlplatform.steps import candidates, split
+from mlplatform.steps import candidates, search, split
 from mlplatform.steps.candidates import EpochLog
 
 
@@ -52,6 +54,44 @@ def epoch_line(candidate: str, log: EpochLog, metric: str) -> str:
     )
 
 
+def run_search(
+    context: dg.AssetExecutionContext,
+    spec: ProjectSpec,
+    train: pd.DataFrame,
+    manifest: dict[str, Any],
+    candidate: Candidate,
+    url: str,
+    mlflow: MlflowTracking,
+) -> search.SearchResult:
+    """The candidate's hyperparameter search (resumed if an earlier run was cut short)."""
+    spec_search = candidate.search
+    assert spec_search is not None
+    cutoff = context.partition_key
+    name = search.study_name(spec, candidate, cutoff, search.data_key(manifest))
+    metric, _ = search.search_metric(spec, candidate)
+    context.log.info(
+        f"search {candidate.name}: study {name}, {spec_search.n_trials} trials on "
+        f"{search.safe_url(url)}"
+    )
+
+    def on_trial(record: search.TrialRecord) -> None:
+        value = "-" if record.value is None else f"{record.value:.4f}"
+        context.log.info(
+            f"{candidate.name} trial {record.number} {record.state}: {metric} {value} "
+            f"params {record.params}"
+        )
+        mlflow.log_trial(spec.name, candidate.name, cutoff, name, metric, record)
+
+    result = search.run_search(train, spec, candidate, url, name, on_trial=on_trial)
+    mlflow.log_search(spec.name, cutoff, result)
+    context.log.info(
+        f"search {candidate.name}: best trial {result.best_trial} {metric} "
+        f"{result.best_value:.4f} with {result.best_params} ({result.complete} complete, "
+        f"{result.pruned} pruned, {result.failed} failed, {result.resumed_from} resumed)"
+    )
+    return result
+
+
 def model_asset(spec: ProjectSpec, candidate: Candidate) -> dg.AssetsDefinition:
     window = spec.training.window
     metric = spec.evaluation.primary_metric
@@ -70,7 +110,7 @@ def model_asset(spec: ProjectSpec, candidate: Candidate) -> dg.AssetsDefinition:
         backfill_policy=dg.BackfillPolicy.multi_run(1),
         code_version=code_version(
             spec,
-            [*kind_modules(candidate.kind), split],
+            [*kind_modules(candidate.kind), split, *([search] if candidate.search else [])],
             ["training", "features", "task"],
             extra=candidate.model_dump(mode="json"),
         ),
@@ -83,6 +123,7 @@ def model_asset(spec: ProjectSpec, candidate: Candidate) -> dg.AssetsDefinition:
         partitions: dict[str, pd.DataFrame],
         store: ArtifactStore,
         mlflow: MlflowTracking,
+        search_db: SearchStorage,
     ) -> dg.MaterializeResult:
         cutoff = context.partition_key
         window = {k: frame for k, frame in partitions.items() if k != cutoff}
@@ -94,11 +135,19 @@ def model_asset(spec: ProjectSpec, candidate: Candidate) -> dg.AssetsDefinition:
             f"training {candidate.name} ({candidate.label}) on {len(train)} rows from "
             f"{manifest['partitions'][0]} to {manifest['partitions'][-1]}"
         )
-        chosen = candidate
+        chosen, found = candidate, None
+        if candidate.search is not None:
+            found = run_search(context, spec, train, manifest, candidate, search_db.url, mlflow)
+            chosen = found.chosen(candidate)
         run_id = mlflow.start_training(
             spec.name,
             run_name=f"{candidate.name}-{cutoff}",
-            params={"kind": candidate.kind, "estimator": candidate.label, "cutoff": cutoff},
+            params={
+                "kind": candidate.kind,
+                "estimator": candidate.label,
+                "cutoff": cutoff,
+                **chosen.params,
+            },
             tags={"mlplatform.candidate": candidate.name, "mlplatform.cutoff": cutoff},
         )
 
@@ -138,6 +187,8 @@ def model_asset(spec: ProjectSpec, candidate: Candidate) -> dg.AssetsDefinition:
             "triggered_by": triggered_by(context.run.tags),
             "mlflow_run_id": run_id,
         }
+        if found is not None:
+            manifest["search"] = found.to_json()
         if history:
             manifest["history"] = history
             manifest["best_epoch"] = getattr(fitted, "best_epoch", None)
@@ -158,6 +209,12 @@ def model_asset(spec: ProjectSpec, candidate: Candidate) -> dg.AssetsDefinition:
             "fit_seconds": round(fit_seconds, 3),
             "mlflow_run_id": run_id,
         }
+        if found is not None:
+            metadata["search"] = (
+                f"{found.finished} trials ({found.pruned} pruned, {found.resumed_from} resumed); "
+                f"best {found.metric} {found.best_value:.4f}"
+            )
+            metadata["best_params"] = dg.MetadataValue.json(found.best_params)
         if history:
             metadata["epochs"] = len(history)
             metadata["best_epoch"] = manifest["best_epoch"]

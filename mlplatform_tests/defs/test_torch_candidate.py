@@ -84,3 +84,46 @@ def test_torch_winner_is_bundled_with_parity(
     for row in rows:
         assert set(row["probabilities"]) == {"no", "yes"}
         assert abs(sum(row["probabilities"].values()) - 1) < 1e-5
+
+
+def test_search_picks_params_logs_trials_and_resumes(
+    make_project: ProjectFactory, instance: dg.DagsterInstance
+) -> None:
+    searched = {
+        **MLP,
+        "params": {**MLP["params"], "max_epochs": 3},
+        "search": {
+            "n_trials": 3,
+            "pruning": False,
+            "space": {
+                "learning_rate": {"type": "float", "low": 0.0005, "high": 0.05, "log": True},
+                "hidden_layers": {"type": "categorical", "choices": [[8], [16, 8]]},
+            },
+        },
+    }
+    project = make_project("binary", months=4, rows=300, candidates=[searched])
+    p, cutoff = project.spec.name, project.files[-1].stem
+    ingest_all(project, instance)
+    assert run(project, train_job_name(p), cutoff, instance).success
+
+    manifest_path = project.home / "models" / p / "mlp" / f"{cutoff}.json"
+    manifest = json.loads(manifest_path.read_text())
+    found = manifest["search"]
+    assert found["complete"] == 3 and found["resumed_from"] == 0 and found["metric"] == "roc_auc"
+    best = next(t for t in found["trials"] if t["number"] == found["best_trial"])
+    assert manifest["params"]["learning_rate"] == best["params"]["learning_rate"]
+    assert manifest["params"]["hidden_layers"] == best["params"]["hidden_layers"]
+    assert (project.home / "search.db").is_file()
+
+    client = MlflowClient(project.settings.tracking_uri, project.settings.tracking_uri)
+    experiment = client.get_experiment_by_name(p).experiment_id
+    (parent,) = client.search_runs([experiment], "tags.`mlplatform.kind` = 'search'")
+    trials = client.search_runs([experiment], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    assert sorted(int(t.data.tags["mlplatform.trial"]) for t in trials) == [0, 1, 2]
+
+    # the same window again: the finished study is loaded, not searched anew
+    assert run(project, train_job_name(p), cutoff, instance).success
+    again = json.loads(manifest_path.read_text())["search"]
+    assert again["study_name"] == found["study_name"]
+    assert again["resumed_from"] == 3 and again["ran"] == 0
+    assert again["best_params"] == found["best_params"]
