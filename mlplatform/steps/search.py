@@ -19,6 +19,7 @@ they are never pruned (each of their trials runs to the end).
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import logging
@@ -333,8 +334,13 @@ def _owner() -> dict[str, Any]:
 
 
 def _owner_dead(trial: FrozenTrial) -> bool:
-    """Was the trial's process on this host and is it gone? (False when unknown.)"""
+    """Is the trial's process gone? True when it ran on this host and its pid is dead (or
+    reused), or when it never recorded an owner although it started ``GRACE_SECONDS`` ago (it
+    died between being created and starting); False when unknown (the heartbeat decides)."""
     attrs = trial.user_attrs
+    if PID_ATTR not in attrs:
+        age = dt.datetime.now() - trial.datetime_start if trial.datetime_start else None
+        return age is not None and age.total_seconds() > GRACE_SECONDS
     if attrs.get(HOST_ATTR) != socket.gethostname() or not isinstance(attrs.get(PID_ATTR), int):
         return False
     pid = attrs[PID_ATTR]
@@ -354,7 +360,10 @@ def _owner_dead(trial: FrozenTrial) -> bool:
 
 def fail_orphans(study: optuna.Study) -> list[int]:
     """Mark FAIL the RUNNING trials whose process is gone: on this host when its pid is dead,
-    elsewhere when its heartbeat is older than ``GRACE_SECONDS``. Returns their numbers."""
+    elsewhere when its heartbeat is older than ``GRACE_SECONDS``. Returns their numbers.
+
+    Heartbeats alone would leave a trial killed a moment ago RUNNING until its grace period
+    ended; the pid check fails it at once when the search resumes on the same machine."""
     failed: list[int] = []
     store = study._storage
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):

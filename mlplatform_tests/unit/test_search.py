@@ -621,3 +621,34 @@ def test_readme_torch_search_example_validates(tmp_path: Path) -> None:
     spec = load_spec(spec_with(tmp_path, yaml.safe_load(example)[0]))
     assert spec.candidates[0].search is not None
     assert spec.candidates[0].search.space["hidden_layers"].choices == ([64], [64, 32], [128, 64])
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used")
+def test_only_trials_of_dead_processes_are_failed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = search.storage(url(tmp_path))
+    study = optuna.create_study(storage=store, study_name="o")
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        owner = {
+            search.HOST_ATTR: search.socket.gethostname(),
+            search.PID_ATTR: sleeper.pid,
+            search.START_ATTR: search._process_start(sleeper.pid),
+        }
+        alive, reused, anonymous = study.ask(), study.ask(), study.ask()
+        for key, value in owner.items():
+            alive.set_user_attr(key, value)
+            reused.set_user_attr(key, value if key != search.START_ATTR else "12345")
+        assert search.fail_orphans(study) == [reused.number]
+        monkeypatch.setattr(search, "GRACE_SECONDS", 0)  # a trial that never named its owner
+        assert search.fail_orphans(study) == [anonymous.number]
+        sleeper.kill()
+        sleeper.wait(timeout=30)
+        assert search.fail_orphans(study) == [alive.number]
+        states = [t.state.name for t in study.get_trials()]
+        assert states == ["FAIL", "FAIL", "FAIL"]
+    finally:
+        sleeper.kill()
+        sleeper.wait(timeout=30)
+        store.engine.dispose()
