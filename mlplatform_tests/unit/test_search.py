@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -246,6 +247,9 @@ def test_categorical_list_choices_round_trip(
     assert all(c.params["max_epochs"] == 2 for c in fitted)
     assert {c.params["class_weights"] for c in fitted} <= {"balanced", "none"}
     assert result.best_params["hidden_layers"] in layers
+    manifest = json.loads(json.dumps(result.to_json(), allow_nan=False))  # as the manifest has it
+    assert manifest["best_params"] == result.best_params
+    assert [t["params"] for t in manifest["trials"]] == [t.params for t in result.trials]
     assert result.chosen(cand).torch_params().hidden_layers == tuple(
         result.best_params["hidden_layers"]
     )
