@@ -158,7 +158,7 @@ class Process:
 def running(
     command: Sequence[str], env: Mapping[str, str], log: Path, cwd: Path
 ) -> Iterator[Process]:
-    """Start ``command`` in its own session; on exit SIGTERM the group (SIGKILL after 20 s)."""
+    """Start ``command`` in its own session; on exit SIGTERM the group (SIGKILL after 5 s)."""
     with log.open("wb") as out:
         proc = subprocess.Popen(
             list(command),
@@ -174,7 +174,7 @@ def running(
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
             try:
-                proc.wait(timeout=20)
+                proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=10)

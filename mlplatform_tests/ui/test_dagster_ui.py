@@ -224,6 +224,7 @@ def test_materialize_one_partition_from_the_asset_graph(
         page.get_by_role("button", name="Materialize selected…").click()
         dialog = page.get_by_role("dialog").filter(has_text="Launch runs to materialize")
         expect(dialog).to_contain_text(f"{PROJECT} / raw")
+        expect(dialog.get_by_text("Partition selection")).to_be_visible()
         show_all = dialog.get_by_text("Show all partitions")
         if show_all.is_visible():
             show_all.click()
