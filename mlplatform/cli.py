@@ -656,6 +656,7 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=UserWarning, module="mlflow")
     for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    logging.getLogger("optuna").setLevel(logging.WARNING)  # trials are logged by the asset
 
 
 if __name__ == "__main__":

@@ -125,6 +125,7 @@ def test_ui_serves_the_asset_graph(tmp_path: Path) -> None:
             "churn/features",
             "churn/model/logreg",
             "churn/model/forest",
+            "churn/model/mlp",
             "churn/evaluation",
             "churn/bundle",
         } <= keys
