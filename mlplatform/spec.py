@@ -251,6 +251,8 @@ class SearchParam(_Frozen):
             raise ValueError("a log-scaled dimension needs 'low' > 0")
         if self.log and self.step is not None:
             raise ValueError("'step' and 'log' cannot be combined")
+        if self.type == "int" and self.step is not None and not float(self.step).is_integer():
+            raise ValueError("an int dimension needs a whole-number 'step'")
         if self.type == "int" and not (
             float(self.low).is_integer() and float(self.high).is_integer()
         ):
@@ -525,12 +527,15 @@ def _loc(loc: tuple[int | str, ...]) -> str:
 
 
 def _problems(exc: ValidationError) -> Iterator[tuple[str, str]]:
-    for err in exc.errors():
+    errors = exc.errors()
+    locs = [_loc(e["loc"]) for e in errors]
+    for err, loc in zip(errors, locs, strict=True):
         msg = err["msg"].removeprefix("Value error, ")
-        loc = _loc(err["loc"])
+        if err["type"] == "too_short" and any(o != loc and o.startswith(f"{loc}.") for o in locs):
+            continue  # a list whose items are invalid is not also "too short"
         if err["type"] == "extra_forbidden":
             msg = "unknown field (check the spelling; see the README's spec reference)"
-        if err["type"] == "value_error" and "\n" in msg:
+        if err["type"] == "value_error" and ("\n" in msg or not loc):
             for part in msg.split("\n"):
                 field, sep, reason = part.partition(": ")
                 if sep and re.match(r"^[\w.]+$", field):

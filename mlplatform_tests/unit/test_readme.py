@@ -29,10 +29,12 @@ def spec_fields(model: type, prefix: str = "") -> list[str]:
             continue
         args = getattr(info.annotation, "__args__", (info.annotation,))
         sub = next((a for a in args if isinstance(a, type) and hasattr(a, "model_fields")), None)
-        if sub is None or name == "columns":
+        origin = getattr(info.annotation, "__origin__", None)
+        if sub is None or origin is dict:
             out.append(f"{prefix}{name}")
-        elif getattr(info.annotation, "__origin__", None) is tuple:
+        elif origin is tuple:
             out.append(f"{prefix}{name}[]")
+            out += spec_fields(sub, f"{prefix}{name}[].")
         else:
             out += spec_fields(sub, f"{prefix}{name}.")
     return out
@@ -42,4 +44,5 @@ def test_readme_documents_every_spec_field() -> None:
     text = README.read_text(encoding="utf-8")
     fields = spec_fields(ProjectSpec)
     assert "partitions.granularity" in fields and "candidates[]" in fields
+    assert "candidates[].search.n_trials" in fields and "evaluation.gates[].metric" in fields
     assert [f for f in fields if f"`{f}" not in text] == []
