@@ -1,7 +1,6 @@
 """``<project>/bundle``: the winning candidate exported, audited, then published."""
 
 from collections.abc import Iterator
-from types import ModuleType
 
 import dagster as dg
 import pandas as pd
@@ -57,7 +56,7 @@ def bundle_manifest(spec: ProjectSpec, cutoff: str, evaluation: dict, code: str)
     }
 
 
-def export_modules(spec: ProjectSpec) -> list[ModuleType]:
+def export_modules(spec: ProjectSpec) -> list[str]:
     """The training modules (they hold the ONNX export) of the spec's candidate kinds."""
     kinds = sorted({c.kind for c in spec.candidates})
     return list(dict.fromkeys(m for kind in kinds for m in kind_modules(kind)))

@@ -1,7 +1,6 @@
 """``<project>/model/<candidate>``: one fitted candidate (sklearn or torch) per training cutoff."""
 
 import time
-from types import ModuleType
 from typing import Any
 
 import dagster as dg
@@ -35,15 +34,15 @@ def model_key(spec: ProjectSpec, candidate: str) -> dg.AssetKey:
     return dg.AssetKey([spec.name, "model", candidate])
 
 
-def kind_modules(kind: str) -> list[ModuleType]:
+def kind_modules(kind: str) -> list[str]:
     """The step modules whose code trains (and exports) a candidate kind."""
     if kind == "torch":
-        from mlplatform.steps import train_torch
-
-        return [candidates, train_torch]
-    from mlplatform.steps import train_sklearn
-
-    return [candidates, train_sklearn]
+        return [
+            "mlplatform.steps.candidates",
+            "mlplatform.steps.train_torch",
+            "mlplatform.steps.torch_onnx",
+        ]
+    return ["mlplatform.steps.candidates", "mlplatform.steps.train_sklearn"]
 
 
 def epoch_line(candidate: str, log: EpochLog, metric: str) -> str:

@@ -76,3 +76,22 @@ def test_code_version_follows_module_source_and_spec_section(churn_spec: Project
     assert code_version(churn_spec, [types], ["training"]) == code_version(
         changed, [types], ["training"]
     )
+
+
+def test_code_version_reads_a_module_by_name_without_importing_it(
+    churn_spec: ProjectSpec,
+) -> None:
+    import subprocess
+    import sys
+
+    from mlplatform.steps import split
+
+    by_name = code_version(churn_spec, ["mlplatform.steps.split"], ["training"])
+    assert by_name == code_version(churn_spec, [split], ["training"])
+    probe = (
+        "import sys; from mlplatform.defs.build import build_defs; "
+        "from mlplatform.settings import load_settings; build_defs(load_settings()); "
+        "print(sorted(m for m in ('torch', 'skops.io') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
