@@ -72,3 +72,14 @@ promotions = sa.Table(
     sa.UniqueConstraint("project", "seq", name="uq_ledger_promotions_project_seq"),
     sa.Index("ix_ledger_promotions_project_to_bundle", "project", "to_bundle"),
 )
+
+
+def own_objects(
+    obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
+) -> bool:
+    """Alembic ``include_object``: only the ledger's tables (the database it lives in may also
+    hold MLflow's or Optuna's)."""
+    if type_ == "table":
+        return name in metadata.tables
+    table = getattr(obj, "table", None)
+    return table is None or table.name in metadata.tables

@@ -17,7 +17,7 @@ from alembic.runtime.migration import MigrationContext
 
 import mlplatform.ledger.store as store
 from mlplatform.ledger import Decision, Ledger, LedgerError, Promotion, PromotionConflict
-from mlplatform.ledger.schema import VERSION_TABLE, metadata
+from mlplatform.ledger.schema import VERSION_TABLE, metadata, own_objects
 from mlplatform.ledger.store import head_revision
 
 PROJECT = "churn"
@@ -390,7 +390,12 @@ def schema_drift(url: str) -> list[Any]:
     try:
         with engine.connect() as conn:
             context = MigrationContext.configure(
-                conn, opts={"version_table": VERSION_TABLE, "compare_type": True}
+                conn,
+                opts={
+                    "version_table": VERSION_TABLE,
+                    "compare_type": True,
+                    "include_object": own_objects,
+                },
             )
             return list(compare_metadata(context, metadata))
     finally:
@@ -399,6 +404,17 @@ def schema_drift(url: str) -> list[Any]:
 
 def test_schema_module_matches_the_migrations(ledger: Ledger, url: str) -> None:
     assert schema_drift(url) == []
+
+
+def test_other_tables_in_the_database_are_not_the_ledgers(ledger: Ledger, url: str) -> None:
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:  # e.g. Optuna's studies share the database in production
+        conn.execute(sa.text("CREATE TABLE studies (study_id INTEGER PRIMARY KEY)"))
+    engine.dispose()
+    assert schema_drift(url) == []
+    Ledger(url)  # migrating again leaves foreign tables alone
+    with sa.create_engine(url).connect() as conn:
+        assert sa.inspect(conn).has_table("studies")
 
 
 def test_migrations_ship_as_packages() -> None:

@@ -11,7 +11,7 @@ from alembic import context
 from sqlalchemy import create_engine
 from sqlalchemy.engine import Connection
 
-from mlplatform.ledger.schema import VERSION_TABLE, metadata
+from mlplatform.ledger.schema import VERSION_TABLE, metadata, own_objects
 
 config = context.config
 
@@ -21,6 +21,7 @@ def _configure(connection: Connection) -> None:
         connection=connection,
         target_metadata=metadata,
         version_table=VERSION_TABLE,
+        include_object=own_objects,
         render_as_batch=connection.dialect.name == "sqlite",
     )
     with context.begin_transaction():
@@ -33,6 +34,7 @@ def run_offline() -> None:
         url=config.get_main_option("sqlalchemy.url"),
         target_metadata=metadata,
         version_table=VERSION_TABLE,
+        include_object=own_objects,
         literal_binds=True,
     )
     with context.begin_transaction():
