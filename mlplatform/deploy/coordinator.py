@@ -42,9 +42,30 @@ class ProjectQueuedRunCoordinator(dg.QueuedRunCoordinator):
 
     def submit_run(self, context: dg.SubmitRunContext) -> dg.DagsterRun:
         run = context.dagster_run
-        project = project_of_run(run.job_name, run.asset_selection, run.asset_check_selection)
-        if project is not None and PROJECT_TAG not in run.tags:
-            self._instance.add_run_tags(run.run_id, {PROJECT_TAG: project})
-            run = self._instance.get_run_by_id(run.run_id) or run
-            context = dg.SubmitRunContext(run, context.workspace)
+        if PROJECT_TAG not in run.tags:
+            project = project_of_run(
+                run.job_name,
+                run.asset_selection or self._planned_asset_keys(run),
+                run.asset_check_selection,
+            )
+            if project is not None:
+                self._instance.add_run_tags(run.run_id, {PROJECT_TAG: project})
+                run = self._instance.get_run_by_id(run.run_id) or run
+                context = dg.SubmitRunContext(run, context.workspace)
         return super().submit_run(context)
+
+    def _planned_asset_keys(self, run: dg.DagsterRun) -> list[dg.AssetKey]:
+        """Asset keys of the run's execution plan (a sensor's or schedule's asset selection
+        becomes a job of its own, whose runs name no asset selection)."""
+        if not run.execution_plan_snapshot_id:
+            return []
+        plan = self._instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id)
+        keys = []
+        for step in plan.steps:
+            for output in step.outputs:
+                props = output.properties
+                if props is not None and props.asset_key is not None:
+                    keys.append(props.asset_key)
+                elif props is not None and props.asset_check_key is not None:
+                    keys.append(props.asset_check_key.asset_key)
+        return keys

@@ -9,7 +9,6 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 
 from mlplatform.deploy import DAGSTER_YAML, WORKSPACE_YAML
 from mlplatform.stack import processes, services
@@ -279,6 +278,6 @@ def leftover_pids(config: StackConfig) -> dict[str, list[int]]:
             if members:
                 out[service] = members
     pid = cluster(config).pid()
-    if pid is not None and Path(f"/proc/{pid}").exists():
+    if pid is not None and processes.alive(pid):
         out["postgres"] = [pid]
     return out

@@ -70,11 +70,19 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
+def alive(pid: int, ticks: int | None = None) -> bool:
+    """A process with this pid exists and has not exited (a zombie has); with ``ticks``, it
+    must also be the process that started then (not a later one that reused the pid)."""
+    fields = _stat(pid)
+    if not fields or fields[0] in "ZX":
+        return False
+    return ticks is None or int(fields[19]) == ticks
+
+
 def is_running(record: ProcessRecord) -> bool:
     """The recorded process still exists, is the one we started, and has not exited."""
     _reap(record.pid)
-    fields = _stat(record.pid)
-    return bool(fields) and int(fields[19]) == record.start_ticks and fields[0] not in "ZX"
+    return alive(record.pid, record.start_ticks)
 
 
 def group_members(record: ProcessRecord) -> list[int]:
