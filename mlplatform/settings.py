@@ -31,6 +31,11 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL of the hyperparameter-search (Optuna) database; "
         "default: SQLite file under home.",
     )
+    dagster_home_dir: Path | None = Field(
+        default=None,
+        description="DAGSTER_HOME the CLI uses (e.g. a team stack's PostgreSQL instance); "
+        "default: $MLPLATFORM_HOME/dagster with the embedded SQLite instance.",
+    )
     reader_tokens: dict[str, str] = Field(
         default_factory=dict,
         description="identity -> token of API readers (JSON in MLPLATFORM_READER_TOKENS).",
@@ -42,7 +47,7 @@ class Settings(BaseSettings):
 
     @property
     def dagster_home(self) -> Path:
-        return self.home / "dagster"
+        return self.dagster_home_dir or self.home / "dagster"
 
     @property
     def assets_dir(self) -> Path:

@@ -159,6 +159,7 @@ def platform_env(config: StackConfig, password: str) -> dict[str, str]:
         "MLPLATFORM_LEDGER_URL": ours,
         "MLPLATFORM_SEARCH_URL": ours,
         "DAGSTER_HOME": str(config.dagster_home),
+        "MLPLATFORM_DAGSTER_HOME_DIR": str(config.dagster_home),
         "DAGSTER_PG_HOST": host,
         "DAGSTER_PG_PORT": str(config.port("postgres")),
         "DAGSTER_PG_USER": DB_USER,

@@ -217,9 +217,7 @@ def wait_until(what: str, ready: Callable[[], bool], seconds: float, *procs: Pro
 
 def base_env(**extra: str) -> dict[str, str]:
     """This environment without any MLPLATFORM_/DAGSTER_ settings, plus ``extra``."""
-    clean = {
-        k: v for k, v in os.environ.items() if not k.startswith(("MLPLATFORM_", "DAGSTER_"))
-    }
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("MLPLATFORM_", "DAGSTER_"))}
     return {**clean, **extra}
 
 

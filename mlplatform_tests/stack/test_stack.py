@@ -318,6 +318,27 @@ def test_landed_files_become_a_promoted_bundle_on_postgres(stack: Stack) -> None
     stack.wait_for("the serving app to swap to the promoted bundle", served, 60, "serving")
 
 
+def test_cli_status_reads_the_stack_instance(stack: Stack) -> None:
+    """With the stack's environment (``mlplatform stack env``) the CLI reads PostgreSQL: the
+    partitions the daemon materialized show as materialized (the embedded instance has none)."""
+    import subprocess
+    import sys
+
+    assert stack.env["MLPLATFORM_DAGSTER_HOME_DIR"] == str(stack.config.dagster_home)
+    result = subprocess.run(
+        [sys.executable, "-m", "mlplatform.cli", "status", "live", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **stack.env},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    raw = {r["partition"]: r["state"] for r in rows if r["asset"] == "live/raw"}
+    assert len(raw) >= LANDED and set(raw.values()) == {"materialized"}, raw
+    assert not (stack.home / "dagster" / "history").exists()
+
+
 def max_overlap(intervals: list[tuple[float, float]]) -> int:
     """The largest number of intervals open at one instant."""
     events = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals])
