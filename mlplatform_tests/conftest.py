@@ -16,6 +16,7 @@ from mlplatform.settings import EXAMPLES_DIR, Settings, load_settings
 from mlplatform.spec import ProjectSpec, load_spec
 
 EXAMPLE = EXAMPLES_DIR / "churn.yaml"
+pytest_plugins = ["mlplatform_tests.browser"]  # the `browser` fixture (Debian Chromium)
 
 
 def example_dict() -> dict[str, Any]:

@@ -33,17 +33,6 @@ from mlplatform_tests.serving.conftest import (
     uvicorn_thread,
 )
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SCREENSHOT = Path("/tmp/review.png")
 P = f"/v1/projects/{PROJECT}"
 
@@ -146,26 +135,6 @@ def review(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Iterator[R
             yield Review(url, env, cutoff)
     finally:
         env.ledger.dispose()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not CHROMIUM.is_file():
-        pytest.fail(
-            f"{CHROMIUM} is missing: the review page tests drive Debian's Chromium "
-            "(install it with `apt-get install chromium`; never `playwright install`)",
-            pytrace=False,
-        )
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
-        )
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 @dataclass

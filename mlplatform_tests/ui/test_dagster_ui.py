@@ -29,17 +29,6 @@ from mlplatform.spec import load_spec
 from mlplatform_tests.conftest import variant
 from mlplatform_tests.docker import files
 
-CHROMIUM = Path("/usr/bin/chromium")  # Debian's; Playwright never downloads a browser
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 PROJECT = "webui"
 RUN_SECONDS = 120  # launch to success (the run process loads the definitions first)
 
@@ -150,26 +139,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             webserver=web,
             health={"code-server": code_server_healthy, "webserver": webserver_healthy},
         )
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not CHROMIUM.is_file():
-        pytest.fail(
-            f"{CHROMIUM} is missing: the UI tests drive Debian's Chromium "
-            "(install it with `apt-get install chromium`; never `playwright install`)",
-            pytrace=False,
-        )
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
-        )
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 def test_compose_commands_pass_their_health_checks(stack: Stack) -> None:
