@@ -128,7 +128,8 @@ def main() -> None:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     print(
         f"torch {torch.__version__} on {device}, {len(train):,} window rows "
-        f"({fit_rows:,} fit + validation), {len(logs)} epochs, threads {torch.get_num_threads()}"
+        f"({fit_rows:,} fit + validation), {len(logs)} epochs; training runs on 1 thread "
+        f"(deterministic), inference on {torch.get_num_threads()}"
     )
     print(
         table(
