@@ -656,7 +656,9 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=UserWarning, module="mlflow")
     for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.ERROR)
-    logging.getLogger("optuna").setLevel(logging.WARNING)  # trials are logged by the asset
+    import optuna  # its own handler is set up on first use; trials are logged by the asset
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 if __name__ == "__main__":
