@@ -397,6 +397,36 @@ def _training_table(manifests: Mapping[str, Mapping[str, object]], names: list[s
     )
 
 
+def _search_table(manifests: Mapping[str, Mapping[str, object]], names: list[str]) -> str:
+    """One row per model tuned by a hyperparameter search: trials, best value, chosen params."""
+    order = [n for n in names if n in manifests] + [n for n in manifests if n not in names]
+    rows = []
+    for name in order:
+        found = (manifests[name] or {}).get("search")
+        if not isinstance(found, Mapping):
+            continue
+        best = found.get("best_params")
+        params = ", ".join(f"{k}={v}" for k, v in best.items()) if isinstance(best, Mapping) else ""
+        rows.append(
+            f'<tr><td class="l">{_e(name)}</td><td class="l">{_e(found.get("metric"))}</td>'
+            f"<td>{_e(_fmt(found.get('best_value')))}</td>"
+            f"<td>{_e(_fmt_int(found.get('complete')))}</td>"
+            f"<td>{_e(_fmt_int(found.get('pruned')))}</td>"
+            f"<td>{_e(_fmt_int(found.get('failed')))}</td>"
+            f"<td>{_e(_fmt_int(found.get('resumed_from')))}</td>"
+            f'<td class="l">{_e(params)}</td></tr>'
+        )
+    if not rows:
+        return ""
+    return (
+        "<h2>Hyperparameter search</h2><p>Trials are scored on the last rows of the training "
+        'window, never on the holdout.</p><table id="search"><thead><tr><th class="l">Model</th>'
+        '<th class="l">Metric</th><th>Best</th><th>Complete</th><th>Pruned</th><th>Failed</th>'
+        '<th>Resumed</th><th class="l">Chosen params</th></tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
 def _learning_curve(name: str, manifest: Mapping[str, object]) -> str | None:
     """Train and validation loss per epoch of an iterative trainer, best epoch marked."""
     history = manifest.get("history")
@@ -465,6 +495,7 @@ def render_report(
     body.append(_slices_table(result, names))
     if training_manifests:
         body.append(_training_table(training_manifests, names))
+        body.append(_search_table(training_manifests, names))
         body.append(_learning_curves(training_manifests, names))
     if extra:
         body.append(_footer(extra))

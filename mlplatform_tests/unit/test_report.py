@@ -350,6 +350,36 @@ def test_learning_curves_for_models_with_a_history() -> None:
     assert "Learning curves" not in html
 
 
+def test_search_section_for_tuned_models() -> None:
+    found = {
+        "metric": "roc_auc",
+        "best_value": 0.81234,
+        "complete": 4,
+        "pruned": 2,
+        "failed": 1,
+        "resumed_from": 3,
+        "best_params": {"learning_rate": 0.002, "hidden_layers": [32, 16]},
+    }
+    manifests = {"cand_a": {"partitions": ["2024-01-01"]}, "cand_b": {"search": found}}
+    html = render_report(binary_result(), project="churn", training_manifests=manifests)
+    rows = [texts(r) for r in tables(html)["search"]]
+    assert rows[1:] == [
+        [
+            "cand_b",
+            "roc_auc",
+            "0.8123",
+            "4",
+            "2",
+            "1",
+            "3",
+            "learning_rate=0.002, hidden_layers=[32, 16]",
+        ]
+    ]
+    del manifests["cand_b"]["search"]
+    html = render_report(binary_result(), project="churn", training_manifests=manifests)
+    assert "search" not in tables(html) and "Hyperparameter search" not in html
+
+
 def test_extra_footer(binary_html: str) -> None:
     assert "<footer>" not in binary_html
     html = render_report(binary_result(), project="churn", extra={"run_id": "abc123", "git": "f00"})
