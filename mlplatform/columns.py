@@ -155,7 +155,9 @@ def parse_date(values: np.ndarray, column: Column) -> Parsed:
     fmt = column.format or "%Y-%m-%d"
 
     def one(v: object) -> tuple[object, bool]:
-        if isinstance(v, dt.datetime | dt.date | np.datetime64):
+        if isinstance(v, np.datetime64):
+            return v.astype("datetime64[D]"), True
+        if isinstance(v, dt.datetime | dt.date):
             return np.datetime64(v, "D"), True
         try:
             return np.datetime64(dt.datetime.strptime(str(v).strip(), fmt).date(), "D"), True

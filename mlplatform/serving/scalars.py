@@ -109,7 +109,9 @@ def date_parser(column: Column) -> ScalarParser:
     def parse(value: Any) -> Parsed:
         if is_missing(value):
             return None, None
-        if isinstance(value, dt.datetime | dt.date | np.datetime64):
+        if isinstance(value, np.datetime64):
+            return value.astype("datetime64[D]").item(), None
+        if isinstance(value, dt.datetime | dt.date):
             return np.datetime64(value, "D").item(), None
         return from_text(str(value).strip())
 
