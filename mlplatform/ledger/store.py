@@ -165,7 +165,7 @@ def head_revision() -> str:
     return head
 
 
-def _decision(row: Mapping[str, Any]) -> Decision:
+def _decision(row: Mapping[Any, Any]) -> Decision:
     return Decision(
         id=row["id"],
         project=row["project"],
@@ -177,7 +177,7 @@ def _decision(row: Mapping[str, Any]) -> Decision:
     )
 
 
-def _promotion(row: Mapping[str, Any]) -> Promotion:
+def _promotion(row: Mapping[Any, Any]) -> Promotion:
     return Promotion(
         id=row["id"],
         project=row["project"],
