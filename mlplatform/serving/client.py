@@ -245,10 +245,11 @@ class Client:
             self.pull(project)
             predictor = self._predictors[project]
         if hasattr(rows, "columns") and hasattr(rows, "to_numpy"):  # a DataFrame
+            frame: Any = rows  # duck-typed: no pandas import in serving
             columns = predictor.bundle.schema.feature_columns
-            n = len(rows)
+            n = len(frame)
             raw = {
-                c: rows[c].to_numpy(dtype=object) if c in rows.columns else [None] * n
+                c: frame[c].to_numpy(dtype=object) if c in frame.columns else [None] * n
                 for c in columns
             }
             if n == 0:

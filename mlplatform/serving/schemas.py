@@ -122,10 +122,10 @@ class PredictValidator:
                 ]
         row = TypedDict("Row", fields, total=False)  # type: ignore[misc]
         row.__pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[attr-defined]
-        rows = Annotated[list[row], Field(min_length=1, max_length=MAX_ROWS)]  # type: ignore[valid-type]
-        body = TypedDict("PredictBody", {"rows": rows})  # type: ignore[misc]  # noqa: UP013
-        body.__pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[attr-defined]
-        self.adapter: TypeAdapter[Any] = TypeAdapter(body)
+        rows = Annotated[list[row], Field(min_length=1, max_length=MAX_ROWS)]
+        PredictBody = TypedDict("PredictBody", {"rows": rows})  # noqa: UP013
+        PredictBody.__pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[attr-defined]
+        self.adapter: TypeAdapter[Any] = TypeAdapter(PredictBody)
 
     def rows(self, payload: bytes) -> list[dict[str, Any]]:
         """Validated rows (values already parsed); raises pydantic's ValidationError."""
