@@ -14,12 +14,13 @@ import numpy as np
 import onnxruntime as ort
 import pandas as pd
 from mlflow.pyfunc import PythonModel
+from mlflow.pyfunc.model import PythonModelContext
 
 from mlplatform.serving.bundle import InputSchema
 
 
 class OnnxTabularModel(PythonModel):
-    def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
+    def load_context(self, context: PythonModelContext) -> None:
         with open(context.artifacts["input_schema"], encoding="utf-8") as fh:
             data = json.load(fh)
         self.schema = InputSchema.from_json(data)

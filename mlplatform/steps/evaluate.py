@@ -71,7 +71,7 @@ class EvaluationResult:
     reasons: list[str]
 
     def to_json(self) -> dict[str, object]:
-        return _finite(asdict(self))
+        return {k: _finite(v) for k, v in asdict(self).items()}
 
 
 def _finite(obj: object) -> object:

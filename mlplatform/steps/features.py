@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from mlplatform.columns import MISSING_CATEGORY, derive_features, feature_layout
+from mlplatform.columns import MISSING_CATEGORY, FeatureKind, derive_features, feature_layout
 from mlplatform.spec import ProjectSpec
 
 LEAKAGE_CORRELATION = 0.98
 LEAKAGE_PURITY = 0.995
 
 
-def layout(spec: ProjectSpec) -> list[tuple[str, str]]:
+def layout(spec: ProjectSpec) -> list[tuple[str, FeatureKind]]:
     """The model's input features as (name, numeric|category), in graph input order."""
     return feature_layout(spec.columns, spec.features, spec.feature_columns)
 

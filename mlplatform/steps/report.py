@@ -80,6 +80,15 @@ def _fmt_int(value: object) -> str:
     return DASH if v is None else f"{round(v):,}"
 
 
+def _items(value: object) -> Iterable[object]:
+    """A JSON array's items; none for a missing (falsy) value."""
+    if not value:
+        return ()
+    if not isinstance(value, Iterable):
+        raise TypeError(f"{type(value).__name__!r} object is not iterable")
+    return value
+
+
 def _plain(text: object) -> str:
     """Text safe for matplotlib labels (no mathtext)."""
     return str(text).replace("$", r"\$")
@@ -229,7 +238,7 @@ def _gates_table(result: EvaluationResult, names: list[str]) -> str:
 
 
 def _confusion_plot(name: str, confusion: Mapping[str, object]) -> str | None:
-    labels = [str(v) for v in confusion.get("labels") or []]  # type: ignore[union-attr]
+    labels = [str(v) for v in _items(confusion.get("labels"))]
     matrix = np.asarray(confusion.get("matrix") or [], dtype=float)
     if not labels or matrix.ndim != 2 or matrix.shape != (len(labels), len(labels)):
         return None
@@ -339,7 +348,8 @@ def _regression_plots(result: EvaluationResult, names: list[str]) -> str:
         bins = np.histogram_bin_edges(pooled, bins=30)
         for name, resid in resids.items():
             if resid.size:
-                ax.hist(resid, bins=bins, alpha=0.5, label=_plain(name))
+                # matplotlib's stub says Sequence[float]; it takes any array-like (as numpy does)
+                ax.hist(resid, bins=bins, alpha=0.5, label=_plain(name))  # type: ignore[arg-type]
     ax.set_xlabel("predicted - actual")
     ax.set_ylabel("rows")
     ax.set_title("Residuals")
@@ -379,7 +389,7 @@ def _training_table(manifests: Mapping[str, Mapping[str, object]], names: list[s
     rows = []
     for name in order:
         m = manifests[name] or {}
-        parts = sorted(str(p) for p in (m.get("partitions") or []))  # type: ignore[union-attr]
+        parts = sorted(str(p) for p in _items(m.get("partitions")))
         span = DASH if not parts else parts[0] if len(parts) == 1 else f"{parts[0]} – {parts[-1]}"
         counts = m.get("rows")
         total: float | None = None

@@ -31,7 +31,7 @@ import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import optuna
@@ -171,7 +171,9 @@ def safe_url(url: str) -> str:
         return url.split("://", 1)[0] + "://..."
 
 
-def search_metric(spec: ProjectSpec, candidate: Candidate) -> tuple[str, str]:
+def search_metric(
+    spec: ProjectSpec, candidate: Candidate
+) -> tuple[str, Literal["minimize", "maximize"]]:
     """(metric, direction) a candidate's search optimizes."""
     assert candidate.search is not None
     metric = candidate.search.metric or spec.evaluation.primary_metric

@@ -138,7 +138,7 @@ def _back(model: TorchModel, net: onnx.ModelProto) -> onnx.ModelProto:
         "__class_labels",
         TensorProto.STRING,
         [n],
-        [c.encode("utf-8") for c in classes],
+        [c.encode("utf-8") for c in classes],  # type: ignore[misc]  # onnx's stub: no bytes (STRING)
     )
     inputs = [helper.make_tensor_value_info("__out", TensorProto.FLOAT, [None, n])]
     nodes = [

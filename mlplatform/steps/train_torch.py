@@ -163,6 +163,11 @@ class MLP(nn.Module):
     standardized regression value). Preprocessing constants are non-persistent buffers: the
     state dict (safetensors) holds only what was learned."""
 
+    # buffers (register_buffer below); typed here, as nn.Module.__getattr__ says Tensor | Module
+    fill: torch.Tensor
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, pre: Preprocessing, arch: dict[str, Any], n_outputs: int):
         super().__init__()
         self.register_buffer("fill", torch.tensor(pre.fill, dtype=torch.float32), False)
