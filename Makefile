@@ -21,6 +21,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 test: lint
 	$(BIN)/python -m pytest
@@ -33,4 +34,4 @@ lock:
 	uv pip compile requirements.in --python-version 3.11 --find-links /opt/wheels --emit-find-links -o requirements.lock
 
 clean:
-	rm -rf $(VENV) .mlplatform .pytest_cache .ruff_cache
+	rm -rf $(VENV) .mlplatform .pytest_cache .ruff_cache .mypy_cache
