@@ -371,7 +371,7 @@ def test_eight_runs_queued_at_once_respect_the_limit(stack: Stack) -> None:
     assert all(r.dagster_run.tags.get(PROJECT_TAG) == "live" for r in records)
     intervals = [(r.start_time, r.end_time) for r in records]
     assert all(s is not None and e is not None for s, e in intervals)
-    assert 1 <= max_overlap(intervals) <= MAX_RUNS, intervals
+    assert max_overlap(intervals) <= MAX_RUNS, intervals
     for service in ("daemon", "webserver", "code_server", "postgres"):
         log = stack.config.log_file(service).read_text(errors="replace").lower()
         assert not [s for s in BAD_SIGNS if s in log], stack.logs(service)

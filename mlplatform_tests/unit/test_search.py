@@ -402,7 +402,8 @@ def test_timeout_stops_starting_trials(
 
     cand = logreg(n_trials=30, timeout_seconds=0.5)
     result = search.run_search(train, spec, cand, url(tmp_path), "t", fit=slow)
-    assert 1 <= result.ran < 30 and result.complete == result.ran
+    assert result.ran < 30, "the timeout did not stop the search"
+    assert result.ran > 0 and result.complete == result.ran
     more = search.run_search(train, spec, cand, url(tmp_path), "t", fit=slow)
     assert more.resumed_from == result.ran and more.complete == result.ran + more.ran
 
