@@ -11,7 +11,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from mlplatform_tests import waiting
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"
@@ -200,19 +201,24 @@ def running(
 
 def wait_until(what: str, ready: Callable[[], bool], seconds: float, *procs: Process) -> None:
     """Poll ``ready`` until true; fail with the processes' log tails on timeout or exit."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+
+    def check() -> bool:
         if ready():
-            return
+            return True
         for p in procs:
             if p.proc.poll() is not None:
                 raise AssertionError(
                     f"{p.log.name} exited ({p.proc.returncode}) while waiting for {what}:\n"
                     + p.tail()
                 )
-        time.sleep(0.5)
-    logs = "\n".join(f"--- {p.log.name}:\n{p.tail()}" for p in procs)
-    raise AssertionError(f"timed out after {seconds}s waiting for {what}\n{logs}")
+        return False
+
+    waiting.wait_for(
+        what,
+        check,
+        seconds,
+        details=lambda: "\n".join(f"--- {p.log.name}:\n{p.tail()}" for p in procs),
+    )
 
 
 def base_env(**extra: str) -> dict[str, str]:

@@ -10,7 +10,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from mlplatform.resources.mlflow import MlflowTracking
 from mlplatform.serving.bundle import load
 from mlplatform.serving.client import Client
 from mlplatform.steps.ingest import read_landing_file
+from mlplatform_tests import waiting
 from mlplatform_tests.conftest import Project, Trained, production_job
 
 CLI = [sys.executable, "-m", "mlplatform.cli"]
@@ -34,13 +34,7 @@ TOKENS = {
 
 
 def until(what: str, check: Callable[[], Any], seconds: float = 60) -> Any:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.5)
-    pytest.fail(f"timed out waiting for {what}")
+    return waiting.wait_for(what, check, seconds)
 
 
 @pytest.fixture

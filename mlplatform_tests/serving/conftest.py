@@ -6,7 +6,6 @@ import logging
 import shutil
 import socket
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from fastapi.testclient import TestClient
 from mlplatform.ledger import Ledger
 from mlplatform.serving.app import create_app
 from mlplatform.settings import Settings, load_settings
+from mlplatform_tests import waiting
 from mlplatform_tests.serving.builders import PROJECT, Built, build
 
 READER_TOKEN = "reader-secret-6c1f0e"
@@ -34,14 +34,7 @@ POLL = 0.05
 
 def wait_for(condition: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
     """Poll until ``condition()`` is truthy (returned) or fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.01)
+    return waiting.wait_for(what, condition, timeout, interval=0.01)
 
 
 def flip_byte(path: Path) -> Callable[[], None]:

@@ -16,7 +16,6 @@ import shutil
 import signal
 import socket
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +36,7 @@ from mlplatform.ledger import Ledger
 from mlplatform.resources.mlflow import MlflowTracking
 from mlplatform.stack import control, processes
 from mlplatform.stack.config import PROCESS_SERVICES, StackConfig, platform_env
+from mlplatform_tests import waiting
 from mlplatform_tests.conftest import variant
 
 MAX_RUNS = 2
@@ -78,13 +78,9 @@ class Stack:
         )
 
     def wait_for(self, what: str, check: Callable[[], Any], seconds: float, *services: str) -> Any:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            value = check()
-            if value:
-                return value
-            time.sleep(1)
-        pytest.fail(f"timed out after {seconds}s waiting for {what}\n{self.logs(*services)}")
+        return waiting.wait_for(
+            what, check, seconds, interval=1, details=lambda: self.logs(*services)
+        )
 
     def sql(self, database: str, query: str) -> list[Any]:
         url = self.env["MLPLATFORM_LEDGER_URL"].rsplit("/", 1)[0] + f"/{database}"
