@@ -77,9 +77,16 @@ class Stack:
             for s in services or ("daemon", "code_server")
         )
 
-    def wait_for(self, what: str, check: Callable[[], Any], seconds: float, *services: str) -> Any:
+    def wait_for(
+        self,
+        what: str,
+        check: Callable[[], Any],
+        seconds: float,
+        *services: str,
+        interval: float = 1,
+    ) -> Any:
         return waiting.wait_for(
-            what, check, seconds, interval=1, details=lambda: self.logs(*services)
+            what, check, seconds, interval=interval, details=lambda: self.logs(*services)
         )
 
     def sql(self, database: str, query: str) -> list[Any]:
@@ -393,20 +400,22 @@ def test_killed_daemon_and_run_worker_are_detected_and_retried(stack: Stack) -> 
     p = "bulk"
     landing = stack.home / "landing" / p
     (big,) = generate_example(
-        landing, start=datetime.date(2023, 9, 1), months=1, rows_per_month=60_000, seed=5
+        landing, start=datetime.date(2023, 9, 1), months=1, rows_per_month=150_000, seed=5
     )
     run_id = submit(stack, f"{p}__data", big.stem)
+    # poll quickly from here on: the kills must land while the run is still working
     stack.wait_for(
         "the run's raw step to start",
         lambda: step_started(stack, run_id, f"{p}__raw"),
         120,
         "daemon",
         "code_server",
+        interval=0.1,
     )
     daemon = control.record(stack.config, "daemon")
     assert daemon is not None
     os.killpg(daemon.pid, signal.SIGKILL)
-    stack.wait_for("the daemon to die", lambda: not processes.is_running(daemon), 10)
+    stack.wait_for("the daemon to die", lambda: not processes.is_running(daemon), 10, interval=0.1)
     pid = worker_pid(stack, run_id)
     assert pid is not None
     run = stack.instance.get_run_by_id(run_id)
@@ -436,7 +445,7 @@ def test_killed_daemon_and_run_worker_are_detected_and_retried(stack: Stack) -> 
     assets = stack.home / "assets" / p
     for asset in ("raw", "features"):
         table = pq.read_table(assets / asset / f"{big.stem}.parquet")
-        assert table.num_rows > 50_000
+        assert table.num_rows > 140_000
     for path in assets.rglob("*"):
         assert not path.name.endswith(".tmp"), f"left-over temp file {path}"
         if path.suffix == ".parquet":
