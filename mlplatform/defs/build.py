@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dagster as dg
 
-from mlplatform.defs.automation import automation_sensor
+from mlplatform.defs.automation import automation_sensor, condition_for, data_condition
 from mlplatform.defs.bundles import bundle_asset
 from mlplatform.defs.evaluation import evaluation_asset
 from mlplatform.defs.features import drift_check, features_asset
@@ -29,16 +31,26 @@ def train_job_name(project: str) -> str:
     return f"{project}__train"
 
 
-def project_assets(spec: ProjectSpec) -> list[dg.AssetsDefinition]:
-    """raw -> features -> model/<candidate> -> evaluation -> bundle for one project."""
+def project_assets(spec: ProjectSpec, home: Path) -> list[dg.AssetsDefinition]:
+    """raw -> features -> model/<candidate> -> evaluation -> bundle -> production for one
+    project, with the automation conditions of ``mlplatform.defs.automation``: ``raw`` follows
+    the landing sensor, ``production`` the promotion sensor."""
+    training = condition_for(spec, home)
+    data = data_condition(spec)
     return [
         raw_asset(spec),
-        features_asset(spec),
-        *(model_asset(spec, c) for c in spec.candidates),
-        evaluation_asset(spec),
-        bundle_asset(spec),
+        _automated(features_asset(spec), data),
+        *(_automated(model_asset(spec, c), training) for c in spec.candidates),
+        _automated(evaluation_asset(spec), training),
+        _automated(bundle_asset(spec), training),
         production_asset(spec),
     ]
+
+
+def _automated(
+    asset: dg.AssetsDefinition, condition: dg.AutomationCondition | None
+) -> dg.AssetsDefinition:
+    return asset if condition is None else asset.with_attributes(automation_condition=condition)
 
 
 def project_jobs(spec: ProjectSpec) -> list[dg.UnresolvedAssetJobDefinition]:
@@ -87,7 +99,7 @@ def build_defs(settings: Settings, specs: list[ProjectSpec] | None = None) -> dg
     specs = load_specs(settings.projects_dir) if specs is None else specs
     schedules = [retrain_schedule(spec, train_targets(spec)) for spec in specs]
     return dg.Definitions(
-        assets=[a for spec in specs for a in project_assets(spec)],
+        assets=[a for spec in specs for a in project_assets(spec, settings.home)],
         asset_checks=[drift_check(spec) for spec in specs],
         jobs=[j for spec in specs for j in project_jobs(spec)],
         sensors=[

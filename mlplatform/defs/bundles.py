@@ -6,7 +6,6 @@ import dagster as dg
 import pandas as pd
 
 import mlplatform.columns
-from mlplatform.defs.automation import condition_for
 from mlplatform.defs.checks import check_results, check_specs, fail_if_any
 from mlplatform.defs.models import kind_modules
 from mlplatform.defs.partitions import cutoff_partitions
@@ -77,7 +76,6 @@ def bundle_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
             ["columns", "features"],
         ),
         group_name=spec.name,
-        automation_condition=condition_for(spec),
         backfill_policy=dg.BackfillPolicy.multi_run(1),
         kinds={"onnx", "mlflow"},
         description="Winning candidate as a content-addressed, pickle-free ONNX + JSON bundle.",

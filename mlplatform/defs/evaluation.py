@@ -3,7 +3,6 @@
 import dagster as dg
 import pandas as pd
 
-from mlplatform.defs.automation import condition_for
 from mlplatform.defs.checks import check_results, check_specs
 from mlplatform.defs.models import model_key
 from mlplatform.defs.partitions import cutoff_partitions
@@ -74,7 +73,6 @@ def evaluation_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
         ),
         code_version=code_version(spec, [evaluate, report], ["evaluation", "training"]),
         group_name=spec.name,
-        automation_condition=condition_for(spec),
         backfill_policy=dg.BackfillPolicy.multi_run(1),
         kinds={"html"},
         description="Candidates scored on the cutoff partition; HTML report; winner.",

@@ -6,7 +6,6 @@ import dagster as dg
 import pandas as pd
 
 import mlplatform.columns
-from mlplatform.defs.automation import condition_for
 from mlplatform.defs.checks import audited_output, check_specs
 from mlplatform.defs.partitions import data_partitions, previous_window
 from mlplatform.defs.versions import code_version
@@ -36,7 +35,6 @@ def features_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
         ),
         group_name=spec.name,
         kinds={"pandas", "parquet"},
-        automation_condition=condition_for(spec),
         backfill_policy=dg.BackfillPolicy.multi_run(1),
         description="Cleaned and derived features plus the target, one partition per file.",
     )

@@ -6,7 +6,6 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from mlplatform.defs.automation import condition_for
 from mlplatform.defs.partitions import cutoff_partitions, window_and_holdout
 from mlplatform.defs.versions import code_version
 from mlplatform.resources.mlflow import MlflowTracking
@@ -105,7 +104,6 @@ def model_asset(spec: ProjectSpec, candidate: Candidate) -> dg.AssetsDefinition:
                 metadata={"partitions": "dict"},
             )
         },
-        automation_condition=condition_for(spec),
         backfill_policy=dg.BackfillPolicy.multi_run(1),
         code_version=code_version(
             spec,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
@@ -55,3 +57,20 @@ def previous_window(spec: ProjectSpec, key: str) -> list[str]:
         return []
     i = keys.index(key)
     return keys[max(0, i - spec.training.window) : i]
+
+
+def landed_partitions(spec: ProjectSpec, home: Path) -> tuple[list[str], list[Path]]:
+    """Partition keys that have a landing file, and landing files that match no partition."""
+    keys = data_partitions(spec).get_partition_keys()
+    landing = spec.landing_dir(home)
+    by_name = {spec.data.filename.format(partition=k): k for k in keys}
+    files = sorted(p for p in landing.glob("*") if p.is_file() and not p.name.startswith("."))
+    found = [by_name[p.name] for p in files if p.name in by_name]
+    stray = [p for p in files if p.name not in by_name]
+    return sorted(found), stray
+
+
+def trainable_cutoffs(spec: ProjectSpec, landed: Iterable[str]) -> list[str]:
+    """Cutoffs whose holdout partition has landed (the window is checked when training)."""
+    landed = set(landed)
+    return [k for k in cutoff_partitions(spec).get_partition_keys() if k in landed]

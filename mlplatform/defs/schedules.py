@@ -1,10 +1,29 @@
-"""Retrain schedule: on the spec's cron, retrain the newest cutoff if anything it uses changed."""
+"""Retrain schedule: on the spec's cron, rebuild the stale assets of the newest cutoff.
+
+A candidate whose inputs, code and params are unchanged is not retrained: the run selects only
+what Dagster's staleness (code and data versions) says is stale or missing."""
+
+from collections.abc import Callable
 
 import dagster as dg
 
 from mlplatform.defs.partitions import cutoff_partitions
 from mlplatform.defs.status import stale_resolver
 from mlplatform.spec import ProjectSpec
+
+
+def stale_and_downstream(
+    targets: list[dg.AssetKey], is_stale: Callable[[dg.AssetKey], bool]
+) -> list[str]:
+    """The stale (or missing) targets and, once a model is among them, evaluation and bundle
+    after it (``targets`` in graph order: models, evaluation, bundle)."""
+    models = [k for k in targets if len(k.path) > 1 and k.path[1] == "model"]
+    chosen = [k for k in models if is_stale(k)]
+    rest = [k for k in targets if k not in models]
+    for key in rest:
+        if chosen or is_stale(key):
+            chosen.append(key)
+    return [k.to_user_string() for k in chosen]
 
 
 def retrain_schedule(spec: ProjectSpec, targets: list[dg.AssetKey]) -> dg.ScheduleDefinition | None:
@@ -24,8 +43,8 @@ def retrain_schedule(spec: ProjectSpec, targets: list[dg.AssetKey]) -> dg.Schedu
             if spec.automation.enabled
             else dg.DefaultScheduleStatus.STOPPED
         ),
-        description="Retrains the newest cutoff whose holdout has landed; skipped when its "
-        "models, evaluation and bundle are up to date (no new data, no new code).",
+        description="Rebuilds the stale models, evaluation and bundle of the newest cutoff whose "
+        "holdout has landed; skipped when they are up to date (no new data, no new code).",
     )
     def retrain(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
         landed = context.instance.get_materialized_partitions(features)
@@ -34,13 +53,14 @@ def retrain_schedule(spec: ProjectSpec, targets: list[dg.AssetKey]) -> dg.Schedu
             return dg.SkipReason(f"{p}: no cutoff has its holdout partition yet")
         cutoff = cutoffs[-1]
         resolver = stale_resolver(context.repository_def, context.instance)
-        stale = [
-            k.to_user_string() for k in targets if resolver.get_status(k, cutoff).value != "FRESH"
-        ]
+        stale = stale_and_downstream(
+            targets, lambda k: resolver.get_status(k, cutoff).value != "FRESH"
+        )
         if not stale:
             return dg.SkipReason(f"{p} {cutoff}: everything is up to date")
         return dg.RunRequest(
             partition_key=cutoff,
+            asset_selection=[dg.AssetKey.from_user_string(k) for k in stale],
             tags={"mlplatform/trigger": "schedule", "mlplatform/stale": ",".join(stale)},
         )
 

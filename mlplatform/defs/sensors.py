@@ -1,6 +1,12 @@
-"""Landing sensor: a new or changed landing file launches a run for exactly its partition."""
+"""Landing sensor: a new or changed landing file launches a run for exactly its partition.
+
+"Changed" is decided against the instance, not only the sensor's cursor: a file whose sha256
+equals the data version of the latest ``raw`` materialization of its partition was already
+ingested (by the CLI, a backfill or an earlier daemon) and launches nothing.
+"""
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 
 import dagster as dg
@@ -42,6 +48,33 @@ def scan_landing(
     return seen, changed, stray
 
 
+DATA_VERSION_TAG = "dagster/data_version"
+
+
+def ingested_versions(
+    instance: dg.DagsterInstance, key: dg.AssetKey, partitions: Iterable[str]
+) -> dict[str, str]:
+    """Data version of the latest materialization of each of ``partitions`` that has one."""
+    out = {}
+    for partition in partitions:
+        records = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition]), limit=1
+        ).records
+        mat = records[0].asset_materialization if records else None
+        version = mat.tags.get(DATA_VERSION_TAG) if mat is not None and mat.tags else None
+        if version:
+            out[partition] = version
+    return out
+
+
+def not_ingested(
+    instance: dg.DagsterInstance, key: dg.AssetKey, changed: list[tuple[str, str]]
+) -> list[tuple[str, str]]:
+    """The (partition, sha256) pairs whose bytes differ from what ``raw`` last ingested."""
+    ingested = ingested_versions(instance, key, [k for k, _ in changed])
+    return [(k, sha) for k, sha in changed if ingested.get(k) != sha]
+
+
 def landing_sensor(spec: ProjectSpec) -> dg.SensorDefinition:
     p = spec.name
 
@@ -60,6 +93,7 @@ def landing_sensor(spec: ProjectSpec) -> dg.SensorDefinition:
     def landing(context: dg.SensorEvaluationContext, store: ArtifactStore) -> dg.SensorResult:
         known = json.loads(context.cursor) if context.cursor else {}
         seen, changed, stray = scan_landing(spec, Path(store.home), known)
+        changed = not_ingested(context.instance, dg.AssetKey([p, "raw"]), changed)
         for name in stray:
             context.log.warning(f"{p}: landing file {name!r} matches no partition key; ignored")
         requests = [
@@ -72,7 +106,7 @@ def landing_sensor(spec: ProjectSpec) -> dg.SensorDefinition:
         ]
         skip = None
         if not requests:
-            skip = "no new or changed landing files" + (
+            skip = "no landing file differs from what raw last ingested" + (
                 f"; ignored files that match no partition key: {', '.join(stray)}" if stray else ""
             )
         return dg.SensorResult(run_requests=requests, cursor=json.dumps(seen), skip_reason=skip)
