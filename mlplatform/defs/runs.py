@@ -3,7 +3,7 @@
 import getpass
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,11 +11,16 @@ import dagster as dg
 from dagster._core.definitions.asset_daemon_cursor import AssetDaemonCursor
 
 from mlplatform.defs.build import data_job_name, train_job_name
-from mlplatform.defs.partitions import cutoff_partitions, data_partitions
+from mlplatform.defs.partitions import (  # noqa: F401 (landed_partitions: used by the CLI)
+    landed_partitions,
+    trainable_cutoffs,
+)
 from mlplatform.settings import Settings
 from mlplatform.spec import ProjectSpec
 
-INSTANCE_YAML = """\
+EMBEDDED_YAML = Path(__file__).parents[1] / "deploy" / "embedded.yaml"
+MANAGED_MARK = "# mlplatform embedded instance (managed"
+LEGACY_YAML = """\
 # Embedded default: run, event and schedule storage on SQLite under DAGSTER_HOME.
 telemetry:
   enabled: false
@@ -27,33 +32,27 @@ def ensure_dagster_home(settings: Settings) -> Path:
     """Create DAGSTER_HOME under the platform home (with a dagster.yaml) and export it."""
     home = settings.dagster_home
     home.mkdir(parents=True, exist_ok=True)
-    config = home / "dagster.yaml"
-    if not config.exists():
-        config.write_text(INSTANCE_YAML, encoding="utf-8")
+    write_instance_yaml(home / "dagster.yaml")
     os.environ["DAGSTER_HOME"] = str(home)
     return home
+
+
+def write_instance_yaml(path: Path) -> None:
+    """Write the embedded instance configuration when ``path`` is missing or holds an earlier
+    version of it; a file of the user's own (or the team stack's) is left as it is."""
+    wanted = EMBEDDED_YAML.read_text(encoding="utf-8")
+    if path.exists():
+        current = path.read_text(encoding="utf-8")
+        if current == wanted or not (current.startswith(MANAGED_MARK) or current == LEGACY_YAML):
+            return
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(wanted, encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def instance_for(settings: Settings) -> dg.DagsterInstance:
     ensure_dagster_home(settings)
     return dg.DagsterInstance.get()
-
-
-def landed_partitions(spec: ProjectSpec, home: Path) -> tuple[list[str], list[Path]]:
-    """Partition keys that have a landing file, and landing files that match no partition."""
-    keys = data_partitions(spec).get_partition_keys()
-    landing = spec.landing_dir(home)
-    by_name = {spec.data.filename.format(partition=k): k for k in keys}
-    files = sorted(p for p in landing.glob("*") if p.is_file() and not p.name.startswith("."))
-    found = [by_name[p.name] for p in files if p.name in by_name]
-    stray = [p for p in files if p.name not in by_name]
-    return sorted(found), stray
-
-
-def trainable_cutoffs(spec: ProjectSpec, landed: Iterable[str]) -> list[str]:
-    """Cutoffs whose holdout partition has landed (the window is checked when training)."""
-    landed = set(landed)
-    return [k for k in cutoff_partitions(spec).get_partition_keys() if k in landed]
 
 
 @dataclass

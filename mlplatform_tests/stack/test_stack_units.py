@@ -16,8 +16,13 @@ from dagster._core.instance.config import dagster_instance_config
 from dagster._core.workspace.config_schema import process_workspace_config
 from dagster._serdes.config_class import ConfigurableClassData
 
-from mlplatform.deploy import DAGSTER_YAML, PROJECT_TAG, WORKSPACE_YAML
-from mlplatform.deploy.coordinator import ProjectQueuedRunCoordinator, project_of_run
+from mlplatform.deploy import DAGSTER_YAML, WORKSPACE_YAML
+from mlplatform.deploy.coordinator import (
+    LANE_TAG,
+    WORK_PROJECT_TAG,
+    ProjectQueuedRunCoordinator,
+    project_of_run,
+)
 from mlplatform.stack import processes
 from mlplatform.stack.config import (
     DEFAULT_PORTS,
@@ -60,9 +65,12 @@ def test_production_instance_config_is_valid_and_reads_the_environment(
         coordinator["module"], coordinator["class"], yaml.safe_dump(coordinator["config"])
     ).rehydrate(as_type=ProjectQueuedRunCoordinator)
     queue = built.get_run_queue_config()
-    assert queue.max_concurrent_runs == 3  # from DAGSTER_MAX_CONCURRENT_RUNS
+    assert built.work_limit == 3  # from DAGSTER_MAX_CONCURRENT_RUNS
+    assert queue.max_concurrent_runs == 4  # plus the promotion lane
     assert queue.tag_concurrency_limits == [
-        {"key": PROJECT_TAG, "value": {"applyLimitPerUniqueValue": True}, "limit": 3}
+        {"key": LANE_TAG, "value": "promotion", "limit": 1},
+        {"key": LANE_TAG, "value": "work", "limit": 3},
+        {"key": WORK_PROJECT_TAG, "value": {"applyLimitPerUniqueValue": True}, "limit": 3},
     ]
 
 
