@@ -5,7 +5,6 @@ from collections.abc import Iterator
 import dagster as dg
 import pandas as pd
 
-import mlplatform.columns
 from mlplatform.defs.checks import check_results, check_specs, fail_if_any
 from mlplatform.defs.models import kind_modules
 from mlplatform.defs.partitions import cutoff_partitions
@@ -15,7 +14,7 @@ from mlplatform.resources.store import ArtifactStore
 from mlplatform.serving import bundle as serving_bundle
 from mlplatform.serving.bundle import InputSchema
 from mlplatform.spec import ProjectSpec
-from mlplatform.steps import candidates, export
+from mlplatform.steps import candidates
 from mlplatform.steps.features import layout
 
 PARITY_TOLERANCE = 1e-4
@@ -72,7 +71,12 @@ def bundle_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
         check_specs=check_specs(key, BUNDLE_CHECKS, cutoff_partitions(spec)),
         code_version=code_version(
             spec,
-            [export, serving_bundle, mlplatform.columns, *export_modules(spec)],
+            [
+                "mlplatform.steps.export",
+                "mlplatform.serving.bundle",
+                "mlplatform.columns",
+                *export_modules(spec),
+            ],
             ["columns", "features"],
         ),
         group_name=spec.name,
@@ -86,6 +90,8 @@ def bundle_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
         store: ArtifactStore,
         mlflow: MlflowTracking,
     ) -> Iterator[object]:
+        from mlplatform.steps import export  # skl2onnx, onnx, onnxruntime: only in this run
+
         cutoff = context.partition_key
         evaluation = store.read_json(store.evaluation_file(spec.name, cutoff))
         winner = evaluation["result"]["winner"]

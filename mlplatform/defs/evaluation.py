@@ -1,5 +1,7 @@
 """``<project>/evaluation``: every candidate scored on the cutoff partition (out-of-time)."""
 
+from typing import TYPE_CHECKING
+
 import dagster as dg
 import pandas as pd
 
@@ -11,12 +13,20 @@ from mlplatform.resources.ledger import LedgerResource
 from mlplatform.resources.store import ArtifactStore
 from mlplatform.serving.bundle import Bundle, BundleError, load
 from mlplatform.spec import ProjectSpec
-from mlplatform.steps import candidates, evaluate, report
+from mlplatform.steps import candidates
 from mlplatform.steps.candidates import FittedModel
 
+if TYPE_CHECKING:
+    # sklearn and matplotlib: imported by the run that evaluates, not by defining assets
+    from mlplatform.steps import evaluate
 
-def model_predictor(model: FittedModel) -> evaluate.Predictor:
+# No ``from __future__ import annotations`` here: Dagster reads the asset functions' annotations
+# (a string ``context`` annotation is refused).
+
+
+def model_predictor(model: FittedModel) -> "evaluate.Predictor":
     """Score a trained candidate of any kind."""
+    from mlplatform.steps import evaluate
 
     def predict(frame: pd.DataFrame) -> evaluate.Prediction:
         out = model.predict(frame)
@@ -27,8 +37,10 @@ def model_predictor(model: FittedModel) -> evaluate.Predictor:
     return predict
 
 
-def bundle_predictor(bundle: Bundle) -> evaluate.Predictor:
+def bundle_predictor(bundle: Bundle) -> "evaluate.Predictor":
     """Score the production bundle (ONNX) on the same holdout features as the candidates."""
+    from mlplatform.steps import evaluate
+
     names = [n for n, _ in bundle.schema.layout]
 
     def predict(frame: pd.DataFrame) -> evaluate.Prediction:
@@ -42,7 +54,7 @@ def bundle_predictor(bundle: Bundle) -> evaluate.Predictor:
 
 def production_predictor(
     spec: ProjectSpec, ledger: LedgerResource, store: ArtifactStore, holdout: pd.DataFrame
-) -> tuple[evaluate.Predictor | None, str]:
+) -> "tuple[evaluate.Predictor | None, str]":
     """The current production bundle as a predictor, or None and why not."""
     current = ledger.ledger.production(spec.name)
     if current is None:
@@ -71,7 +83,11 @@ def evaluation_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
             {"gates": "A candidate passes every metric gate of the spec on the holdout."},
             cutoff_partitions(spec),
         ),
-        code_version=code_version(spec, [evaluate, report], ["evaluation", "training"]),
+        code_version=code_version(
+            spec,
+            ["mlplatform.steps.evaluate", "mlplatform.steps.report"],
+            ["evaluation", "training"],
+        ),
         group_name=spec.name,
         backfill_policy=dg.BackfillPolicy.multi_run(1),
         kinds={"html"},
@@ -83,6 +99,8 @@ def evaluation_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
         store: ArtifactStore,
         ledger: LedgerResource,
     ) -> dg.MaterializeResult:
+        from mlplatform.steps import evaluate, report
+
         cutoff = context.partition_key
         predictors: dict[str, evaluate.Predictor] = {}
         manifests = {}

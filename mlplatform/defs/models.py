@@ -1,7 +1,7 @@
 """``<project>/model/<candidate>``: one fitted candidate (sklearn or torch) per training cutoff."""
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 import pandas as pd
@@ -12,8 +12,14 @@ from mlplatform.resources.mlflow import MlflowTracking
 from mlplatform.resources.search import SearchStorage
 from mlplatform.resources.store import ArtifactStore
 from mlplatform.spec import Candidate, ProjectSpec
-from mlplatform.steps import candidates, search, split
+from mlplatform.steps import candidates, split
 from mlplatform.steps.candidates import EpochLog
+
+if TYPE_CHECKING:  # optuna and sklearn: imported by the run that searches
+    from mlplatform.steps import search
+
+# No ``from __future__ import annotations`` here: Dagster reads the asset functions' annotations
+# (a string ``context`` annotation is refused).
 
 
 def triggered_by(tags: dict[str, str]) -> str:
@@ -60,8 +66,10 @@ def run_search(
     candidate: Candidate,
     url: str,
     mlflow: MlflowTracking,
-) -> search.SearchResult:
+) -> "search.SearchResult":
     """The candidate's hyperparameter search (resumed if an earlier run was cut short)."""
+    from mlplatform.steps import search
+
     spec_search = candidate.search
     assert spec_search is not None
     cutoff = context.partition_key
@@ -107,7 +115,11 @@ def model_asset(spec: ProjectSpec, candidate: Candidate) -> dg.AssetsDefinition:
         backfill_policy=dg.BackfillPolicy.multi_run(1),
         code_version=code_version(
             spec,
-            [*kind_modules(candidate.kind), split, *([search] if candidate.search else [])],
+            [
+                *kind_modules(candidate.kind),
+                "mlplatform.steps.split",
+                *(["mlplatform.steps.search"] if candidate.search else []),
+            ],
             ["training", "features", "task"],
             extra=candidate.model_dump(mode="json"),
         ),

@@ -7,17 +7,20 @@ the production pointer (a new ledger row) and the MLflow registry alias ``produc
 
 import json
 from types import EllipsisType
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
 from mlplatform.defs.versions import code_version
-from mlplatform.ledger import Ledger, PromotionConflict
 from mlplatform.promotion import policy_problems, trainer_of
 from mlplatform.resources.ledger import LedgerResource
 from mlplatform.resources.mlflow import MlflowTracking
 from mlplatform.resources.store import ArtifactStore
 from mlplatform.serving.bundle import BundleError, verify
 from mlplatform.spec import ProjectSpec
+
+if TYPE_CHECKING:  # SQLAlchemy and Alembic: imported when the ledger is first used
+    from mlplatform.ledger import Ledger
 
 
 class PromoteConfig(dg.Config):
@@ -47,7 +50,7 @@ def newest_bundle_id(instance: dg.DagsterInstance, project: str) -> str | None:
 
 def promote_bundle(
     spec: ProjectSpec,
-    ledger: Ledger,
+    ledger: "Ledger",
     mlflow: MlflowTracking,
     store: ArtifactStore,
     bundle_id: str,
@@ -59,6 +62,8 @@ def promote_bundle(
     Raises dg.Failure with the reasons and changes nothing when the policy says no or another
     promotion got there first. Promoting the current production only re-syncs the alias.
     """
+    from mlplatform.ledger import PromotionConflict
+
     path = store.bundles_dir / bundle_id
     try:
         manifest = verify(path)

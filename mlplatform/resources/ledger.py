@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import dagster as dg
 from pydantic import PrivateAttr
 
-from mlplatform.ledger import Ledger
+if TYPE_CHECKING:
+    from mlplatform.ledger import Ledger
 
 
 class LedgerResource(dg.ConfigurableResource):
@@ -18,5 +21,8 @@ class LedgerResource(dg.ConfigurableResource):
     @property
     def ledger(self) -> Ledger:
         if self._ledger is None:
+            # imported on first use (SQLAlchemy and Alembic): defining assets stays light
+            from mlplatform.ledger import Ledger
+
             self._ledger = Ledger(self.url)
         return self._ledger

@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
-from mlflow.tracking import MlflowClient
 from pydantic import PrivateAttr
 
 if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
+
     from mlplatform.steps.search import SearchResult, TrialRecord
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,9 @@ class MlflowTracking(dg.ConfigurableResource):
     @property
     def client(self) -> MlflowClient:
         if self._client is None:
+            # imported on first use: mlflow costs ~1 s and ~100 MB, and most runs never log
+            from mlflow.tracking import MlflowClient
+
             self._client = MlflowClient(
                 tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri
             )

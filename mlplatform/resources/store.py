@@ -6,13 +6,15 @@ import json
 import os
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from upath import UPath
+
+if TYPE_CHECKING:
+    from upath import UPath
 
 ATTRS_KEY = b"mlplatform.attrs"
 
@@ -44,6 +46,9 @@ def read_parquet(path: UPath) -> pd.DataFrame:
 
 def partition_path(base: str, key: dg.AssetKey, partition: str | None) -> UPath:
     """Where the Parquet file of one asset partition lives."""
+    # upath scans the installed packages' entry points when imported (~0.1 s): on first use
+    from upath import UPath
+
     return UPath(base).joinpath(*key.path, f"{partition or '__all__'}.parquet")
 
 

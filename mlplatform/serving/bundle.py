@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 
 from mlplatform.columns import derive_features, parse_column
 from mlplatform.spec import Column, Features
@@ -129,6 +128,8 @@ class Bundle:
         self.manifest = manifest
         self.schema = InputSchema.from_json(manifest["input_schema"])
         self.classes: list[str] | None = manifest.get("classes")
+        import onnxruntime as ort  # here, not at module level: defining assets must stay light
+
         onnx_path = path / manifest["onnx_path"]
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1

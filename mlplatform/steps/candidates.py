@@ -10,13 +10,15 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
-import onnx
 import pandas as pd
 
 from mlplatform.spec import Candidate, ProjectSpec
+
+if TYPE_CHECKING:
+    import onnx
 
 SUFFIX = {"sklearn": ".skops", "torch": ".safetensors"}
 
