@@ -80,7 +80,6 @@ def bundle_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
             ["columns", "features"],
         ),
         group_name=spec.name,
-        backfill_policy=dg.BackfillPolicy.multi_run(1),
         kinds={"onnx", "mlflow"},
         description="Winning candidate as a content-addressed, pickle-free ONNX + JSON bundle.",
     )

@@ -89,7 +89,6 @@ def evaluation_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
             ["evaluation", "training"],
         ),
         group_name=spec.name,
-        backfill_policy=dg.BackfillPolicy.multi_run(1),
         kinds={"html"},
         description="Candidates scored on the cutoff partition; HTML report; winner.",
     )

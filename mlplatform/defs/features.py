@@ -35,7 +35,6 @@ def features_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
         ),
         group_name=spec.name,
         kinds={"pandas", "parquet"},
-        backfill_policy=dg.BackfillPolicy.multi_run(1),
         description="Cleaned and derived features plus the target, one partition per file.",
     )
     def features(context: dg.AssetExecutionContext, raw: pd.DataFrame) -> Iterator[object]:

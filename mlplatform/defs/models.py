@@ -112,7 +112,6 @@ def model_asset(spec: ProjectSpec, candidate: Candidate) -> dg.AssetsDefinition:
                 metadata={"partitions": "dict"},
             )
         },
-        backfill_policy=dg.BackfillPolicy.multi_run(1),
         code_version=code_version(
             spec,
             [

@@ -33,7 +33,6 @@ def raw_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
             spec, [ingest, mlplatform.columns], ["data", "columns", "quality", "target"]
         ),
         group_name=spec.name,
-        backfill_policy=dg.BackfillPolicy.multi_run(1),
         kinds={"pandas", "parquet"},
         description=f"Landing files of {spec.name}, parsed and validated against the spec.",
     )

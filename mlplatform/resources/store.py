@@ -63,15 +63,39 @@ class ParquetIOManager(dg.ConfigurableIOManager):
     def _path(self, key: dg.AssetKey, partition: str | None) -> UPath:
         return partition_path(self.base_path, key, partition)
 
-    def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame) -> None:
+    def handle_output(
+        self, context: dg.OutputContext, obj: pd.DataFrame | dict[str, pd.DataFrame] | None
+    ) -> None:
+        """Write one partition (a DataFrame), or each partition of a run over a range (a
+        ``{partition_key: DataFrame}``, or a DataFrame when the range holds one partition)."""
         if obj is None:
             return
-        if not isinstance(obj, pd.DataFrame):
-            raise TypeError(f"{context.asset_key.to_user_string()}: expected a DataFrame")
-        partition = context.partition_key if context.has_asset_partitions else None
-        path = self._path(context.asset_key, partition)
-        write_parquet(obj, path)
-        context.add_output_metadata({"path": dg.MetadataValue.path(str(path))})
+        name = context.asset_key.to_user_string()
+        if not context.has_asset_partitions:
+            frames = {None: obj}
+        else:
+            keys = list(context.asset_partition_keys)
+            if isinstance(obj, dict):
+                missing = sorted(set(keys) - set(obj))
+                if missing:
+                    raise ValueError(f"{name}: no DataFrame for partition(s) {', '.join(missing)}")
+                frames = {k: obj[k] for k in keys}
+            elif len(keys) == 1:
+                frames = {keys[0]: obj}
+            else:
+                raise TypeError(
+                    f"{name}: a run over {len(keys)} partitions must return one DataFrame per "
+                    "partition ({partition_key: DataFrame})"
+                )
+        paths = []
+        for partition, frame in frames.items():
+            if not isinstance(frame, pd.DataFrame):
+                raise TypeError(f"{name}: expected a DataFrame, got {type(frame).__name__}")
+            path = self._path(context.asset_key, partition)
+            write_parquet(frame, path)
+            paths.append(path)
+        if len(paths) == 1:
+            context.add_output_metadata({"path": dg.MetadataValue.path(str(paths[0]))})
 
     def load_input(self, context: dg.InputContext) -> Any:
         key = context.asset_key
