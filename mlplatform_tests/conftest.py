@@ -19,6 +19,29 @@ EXAMPLE = EXAMPLES_DIR / "churn.yaml"
 pytest_plugins = ["mlplatform_tests.browser"]  # the `browser` fixture (Debian Chromium)
 
 
+# A test module's default marker, from its folder (a module or test may add its own).
+FOLDER_MARKERS = {
+    "unit": "unit",
+    "serving": "unit",
+    "docker": "unit",
+    "defs": "dagster",
+    "e2e": "e2e",
+    "ui": "browser",
+    "stack": "stack",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        own = {m.name for m in item.iter_markers()} & set(FOLDER_MARKERS.values())
+        if "browser" in getattr(item, "fixturenames", ()) and not own:
+            own = {"browser"}
+            item.add_marker("browser")
+        folder = item.path.parent.name
+        if not own and folder in FOLDER_MARKERS:
+            item.add_marker(FOLDER_MARKERS[folder])
+
+
 def example_dict() -> dict[str, Any]:
     return yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
 
