@@ -53,9 +53,15 @@ def bundle_predictor(bundle: Bundle) -> "evaluate.Predictor":
 
 
 def production_predictor(
-    spec: ProjectSpec, ledger: LedgerResource, store: ArtifactStore, holdout: pd.DataFrame
+    spec: ProjectSpec,
+    ledger: LedgerResource,
+    store: ArtifactStore,
+    holdout: pd.DataFrame,
+    cutoff: str,
 ) -> "tuple[evaluate.Predictor | None, str]":
-    """The current production bundle as a predictor, or None and why not."""
+    """The current production bundle as a predictor, or None and why not: only when it trained
+    on partitions before ``cutoff`` (scored on data it trained on, it would look better than it
+    is and fail every "no worse than production" gate of a backtest)."""
     current = ledger.ledger.production(spec.name)
     if current is None:
         return None, "no production bundle yet"
@@ -63,6 +69,9 @@ def production_predictor(
         bundle = load(store.bundles_dir / current.to_bundle)
     except BundleError as exc:
         return None, f"production bundle unusable: {exc}"
+    trained_on = bundle.manifest.get("training_manifest", {}).get("partitions", [])
+    if any(key >= cutoff for key in trained_on):
+        return None, f"production {current.to_bundle[:12]} trained on {cutoff} or later"
     missing = [n for n, _ in bundle.schema.layout if n not in holdout.columns]
     if missing:
         return None, f"production bundle needs features no longer built: {', '.join(missing)}"
@@ -107,7 +116,7 @@ def evaluation_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
             path = store.model_file(spec.name, cand.name, cutoff, candidates.model_suffix(cand))
             predictors[cand.name] = model_predictor(candidates.load(path, spec, cand))
             manifests[cand.name] = store.read_json(path.with_suffix(".json"))
-        production, production_note = production_predictor(spec, ledger, store, holdout)
+        production, production_note = production_predictor(spec, ledger, store, holdout, cutoff)
         if production is not None:
             predictors = {evaluate.PRODUCTION: production, **predictors}
         context.log.info(f"production for comparison: {production_note}")
