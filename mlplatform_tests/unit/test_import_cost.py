@@ -87,12 +87,14 @@ def explain(found: dict[str, list[str]]) -> str:
     )
 
 
+def platform_env(home: Path) -> dict[str, str]:
+    """A temp platform home and its own Dagster instance (as `mlplatform ui` exports it)."""
+    return {"MLPLATFORM_HOME": str(home), "DAGSTER_HOME": str(home / "dagster")}
+
+
 def test_defining_assets_imports_no_heavy_library(tmp_path: Path) -> None:
     # the example projects (sklearn candidates, a torch candidate with a search) under a temp home
-    found = heavy_imports(
-        "import mlplatform.definitions\n",
-        {"MLPLATFORM_HOME": str(tmp_path / "home")},
-    )
+    found = heavy_imports("import mlplatform.definitions\n", platform_env(tmp_path / "home"))
     assert not found, explain(found)
 
 
@@ -125,6 +127,6 @@ def test_raw_and_features_run_imports_no_heavy_library(tmp_path: Path) -> None:
                 }}
                 assert done == {{"tiny/raw", "tiny/features"}}, done
         """
-    found = heavy_imports(body, {"MLPLATFORM_HOME": str(home)})
+    found = heavy_imports(body, platform_env(home))
     assert not found, explain(found)
     assert (home / "assets" / "tiny" / "features" / f"{files[-1].stem}.parquet").is_file()
