@@ -19,6 +19,24 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
         ("backfill.py", {"bench", "platform_s", "bare_s", "ratio"}),
         ("incremental.py", {"bench", "full_s", "incremental_s", "ratio", "materialized"}),
         (
+            "run_worker.py",
+            {
+                "bench",
+                "definitions_s",
+                "dagster_s",
+                "import_ratio",
+                "definitions_mb",
+                "dagster_mb",
+                "rss_ratio",
+                "run_s",
+                "bare_s",
+                "run_ratio",
+                "run_mb",
+                "bare_mb",
+                "cli_s",
+            },
+        ),
+        (
             "torch_train.py",
             {
                 "bench",
