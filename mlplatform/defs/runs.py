@@ -11,6 +11,7 @@ import dagster as dg
 from dagster._core.definitions.asset_daemon_cursor import AssetDaemonCursor
 
 from mlplatform.defs.build import data_job_name, train_job_name
+from mlplatform.defs.orphaned_runs import PID_TAG
 from mlplatform.defs.partitions import (  # noqa: F401 (landed_partitions: used by the CLI)
     landed_partitions,
     trainable_cutoffs,
@@ -95,7 +96,8 @@ def run_partitions(
             instance=instance,
             run_config=QUIET,
             raise_on_error=False,
-            tags={"mlplatform/user": user or getpass.getuser()},
+            # the pid: a run this process leaves STARTED when killed is found and ended later
+            tags={"mlplatform/user": user or getpass.getuser(), PID_TAG: str(os.getpid())},
         )
         outcome = RunOutcome(
             job_name,

@@ -85,6 +85,43 @@ def is_running(record: ProcessRecord) -> bool:
     return alive(record.pid, record.start_ticks)
 
 
+def started_at(pid: int) -> float | None:
+    """When a live process started, in seconds since the epoch (None: no such process, or
+    it has exited). Precise to a clock tick; good for "did this pid exist back then"."""
+    fields = _stat(pid)
+    if not fields or fields[0] in "ZX":
+        return None
+    return _boot_time() + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+
+
+def _boot_time() -> float:
+    for line in Path("/proc/stat").read_text(encoding="ascii").splitlines():
+        if line.startswith("btime "):
+            return float(line.split()[1])
+    raise OSError("no btime in /proc/stat")
+
+
+def descendants(pid: int) -> dict[int, int]:
+    """Live processes below ``pid`` (children, their children, ...: also those that left its
+    process group or session) with their start ticks, so a later signal can check that a pid
+    still names the same process."""
+    children: dict[int, list[tuple[int, int]]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        fields = _stat(int(entry.name))
+        if fields and fields[0] not in "ZX":
+            children.setdefault(int(fields[1]), []).append((int(entry.name), int(fields[19])))
+    found: dict[int, int] = {}
+    todo = [pid]
+    while todo:
+        for child, ticks in children.get(todo.pop(), []):
+            if child not in found:
+                found[child] = ticks
+                todo.append(child)
+    return found
+
+
 def group_members(record: ProcessRecord) -> list[int]:
     """Live processes of our group (our leader's pid is the group id) started no earlier than
     our leader: the service and everything it spawned, nothing else."""
