@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -125,36 +124,75 @@ def _run(
     end: str | None,
     latest: bool,
 ) -> list:
-    from mlplatform.defs.build import build_defs
+    """Materialize through Dagster, one run per partition. The first SIGINT or SIGTERM stops
+    it all: the run in progress ends FAILURE, no further run starts, and the command exits
+    with 128 + the signal's number after saying what finished and what did not run."""
+    from mlplatform.defs.build import build_defs, data_job_name, train_job_name
+    from mlplatform.defs.interrupts import StopRequestedError, stop_on_signal
     from mlplatform.defs.runs import (
+        RunOutcome,
         instance_for,
         landed_partitions,
         materialize_project,
         trainable_cutoffs,
     )
 
-    landed, stray = landed_partitions(spec, settings.home)
-    for path in stray:
-        typer.secho(f"warning: {path} matches no partition key; ignored", fg="yellow", err=True)
-    if not landed:
-        _fail(f"no landing files for {spec.name} in {spec.landing_dir(settings.home)}")
+    with stop_on_signal() as stop:
+        landed, stray = landed_partitions(spec, settings.home)
+        for path in stray:
+            typer.secho(f"warning: {path} matches no partition key; ignored", fg="yellow", err=True)
+        if not landed:
+            _fail(f"no landing files for {spec.name} in {spec.landing_dir(settings.home)}")
 
-    def in_range(key: str) -> bool:
-        return (start is None or key >= start) and (end is None or key <= end)
+        def in_range(key: str) -> bool:
+            return (start is None or key >= start) and (end is None or key <= end)
 
-    data_keys = [k for k in landed if in_range(k)] if assets in ("data", "all") else []
-    cutoffs = [k for k in trainable_cutoffs(spec, landed) if in_range(k)]
-    if assets == "data":
-        cutoffs = []
-    elif latest and cutoffs:
-        cutoffs = cutoffs[-1:]
-    typer.echo(
-        f"{spec.name}: {len(data_keys)} data partition(s), {len(cutoffs)} cutoff(s) "
-        f"[{', '.join(cutoffs) if len(cutoffs) < 4 else cutoffs[0] + ' .. ' + cutoffs[-1]}]"
+        data_keys = [k for k in landed if in_range(k)] if assets in ("data", "all") else []
+        cutoffs = [k for k in trainable_cutoffs(spec, landed) if in_range(k)]
+        if assets == "data":
+            cutoffs = []
+        elif latest and cutoffs:
+            cutoffs = cutoffs[-1:]
+        typer.echo(
+            f"{spec.name}: {len(data_keys)} data partition(s), {len(cutoffs)} cutoff(s) "
+            f"[{', '.join(cutoffs) if len(cutoffs) < 4 else cutoffs[0] + ' .. ' + cutoffs[-1]}]"
+        )
+        planned = [(data_job_name(spec.name), k) for k in data_keys]
+        planned += [(train_job_name(spec.name), k) for k in cutoffs]
+        done: list[RunOutcome] = []
+
+        def progress(i: int, n: int, outcome: RunOutcome) -> None:
+            done.append(outcome)
+            _print_outcome(i, n, outcome)
+            stop.check()
+
+        try:
+            stop.check()
+            defs = build_defs(settings, [spec])
+            instance = instance_for(settings)
+            stop.check()
+            return materialize_project(defs, instance, spec, data_keys, cutoffs, progress)
+        except StopRequestedError as exc:
+            _print_stopped(exc, done, planned[len(done) :])
+            raise typer.Exit(exc.exit_code) from None
+
+
+def _print_stopped(exc: object, done: list, not_run: list[tuple[str, str]]) -> None:
+    from mlplatform.defs.interrupts import StopRequestedError
+
+    assert isinstance(exc, StopRequestedError)
+    ok = sum(o.success for o in done)
+    typer.secho(
+        f"stopped by {exc.signal_name}: {ok} run(s) succeeded, {len(done) - ok} failed "
+        f"(a run in progress when the signal came ends FAILURE), {len(not_run)} not run",
+        fg=typer.colors.YELLOW,
+        err=True,
     )
-    defs = build_defs(settings, [spec])
-    instance = instance_for(settings)
-    return materialize_project(defs, instance, spec, data_keys, cutoffs, _print_outcome)
+    jobs: dict[str, list[str]] = {}
+    for job, key in not_run:
+        jobs.setdefault(job, []).append(key)
+    for job, keys in jobs.items():
+        typer.secho(f"  not run: {job} {', '.join(keys)}", fg=typer.colors.YELLOW, err=True)
 
 
 @app.command()
@@ -494,21 +532,17 @@ def ui(
     home: HomeOption = None,
     projects: ProjectsOption = None,
 ) -> None:
-    """Start the Dagster web UI (and daemon) on this platform's workspace."""
-    from mlplatform.defs.runs import ensure_dagster_home
+    """Start the Dagster web UI (and daemon) on this platform's instance; Ctrl-C stops it all."""
+    from mlplatform.local_ui import serve
 
     settings = _settings(home, projects)
     load_specs(settings.projects_dir)
-    ensure_dagster_home(settings)
-    env = {
-        **os.environ,
-        "MLPLATFORM_HOME": str(settings.home),
-        "MLPLATFORM_PROJECTS_DIR": str(settings.projects_dir.resolve()),
-    }
-    dagster = shutil.which("dagster", path=str(Path(sys.executable).parent)) or "dagster"
-    cmd = [dagster, "dev", "-m", "mlplatform.definitions", "-h", host, "-p", str(port)]
-    typer.echo(f"Dagster UI on http://{host}:{port} (DAGSTER_HOME={settings.dagster_home})")
-    os.execvpe(dagster, cmd, env)  # become `dagster dev`, so signals reach it directly
+    code = serve(settings, host, port, notify=typer.echo)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Everything is stopped and recorded; skip the interpreter's teardown of Dagster, pandas &
+    # co. (1-2 s), so that a stop stays well within the 10 s a service manager allows.
+    os._exit(code)
 
 
 stack_app = typer.Typer(
