@@ -77,10 +77,11 @@ def not_ingested(
 
 def landing_sensor(spec: ProjectSpec) -> dg.SensorDefinition:
     p = spec.name
+    targets = [dg.AssetKey([p, "raw"]), dg.AssetKey([p, "features"])]
 
     @dg.sensor(
         name=f"{p}__landing",
-        target=dg.AssetSelection.assets([p, "raw"], [p, "features"]),
+        target=dg.AssetSelection.assets(*targets),
         minimum_interval_seconds=spec.automation.sensor_interval_seconds,
         default_status=(
             dg.DefaultSensorStatus.RUNNING
@@ -93,13 +94,17 @@ def landing_sensor(spec: ProjectSpec) -> dg.SensorDefinition:
     def landing(context: dg.SensorEvaluationContext, store: ArtifactStore) -> dg.SensorResult:
         known = json.loads(context.cursor) if context.cursor else {}
         seen, changed, stray = scan_landing(spec, Path(store.home), known)
-        changed = not_ingested(context.instance, dg.AssetKey([p, "raw"]), changed)
+        changed = not_ingested(context.instance, targets[0], changed)
         for name in stray:
             context.log.warning(f"{p}: landing file {name!r} matches no partition key; ignored")
         requests = [
             dg.RunRequest(
                 run_key=f"{key}:{sha}",
                 partition_key=key,
+                # named, so the run records that it built features too: automation's
+                # executed_with_root_target reads run.asset_selection, and a tick that saw raw
+                # updated before features would otherwise request features again
+                asset_selection=targets,
                 tags={"mlplatform/landing_sha256": sha, "mlplatform/trigger": "landing"},
             )
             for key, sha in changed
