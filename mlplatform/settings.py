@@ -92,6 +92,21 @@ class Settings(BaseSettings):
         return self.home / "mlflow" / "artifacts"
 
 
+def instance_problem(settings: Settings, dagster_home: str | None) -> str | None:
+    """Why a Dagster process whose ``DAGSTER_HOME`` is ``dagster_home`` must not load this
+    platform's definitions (its runs would be recorded in another instance than the one the
+    platform's own commands read, while its assets are written into the platform's home);
+    None when it is the platform's instance. One line, saying what to run instead."""
+    expected = settings.dagster_home.resolve()
+    if dagster_home and Path(dagster_home).expanduser().resolve() == expected:
+        return None
+    actual = dagster_home or "unset (Dagster would use a temporary instance)"
+    return (
+        f"mlplatform: DAGSTER_HOME is {actual}, not this platform's instance {expected}: "
+        f"run `mlplatform ui`, or export DAGSTER_HOME={expected}"
+    )
+
+
 def load_settings(**overrides: object) -> Settings:
     """Read settings from the environment (``MLPLATFORM_*``), with explicit overrides on top."""
     settings = Settings(**overrides)  # type: ignore[arg-type]

@@ -5,6 +5,8 @@
 - A run left STARTED by a SIGKILLed process is marked failed when ``mlplatform ui`` starts.
 - One SIGINT (or SIGTERM) stops ``mlplatform materialize`` within 10 s: the run in progress
   ends FAILURE, later partitions do not run, the exit code is 128 + the signal.
+- ``dagster asset materialize -m mlplatform.definitions`` outside the platform's instance
+  refuses with one line and writes nothing into the home.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import pytest
 import yaml
 
 from mlplatform.examples.generate import generate_example
+from mlplatform.settings import instance_problem, load_settings
 from mlplatform.spec import load_spec
 from mlplatform.stack import processes
 from mlplatform_tests.conftest import ProjectFactory, variant
@@ -304,6 +307,54 @@ def test_one_signal_stops_materialize(
         assert sum(r.status == dg.DagsterRunStatus.SUCCESS for r in runs) < 6
         raw = instance.get_materialized_partitions(dg.AssetKey([name, "raw"]))
         assert len(raw) < 6
+
+
+def snapshot(folder: Path) -> dict[str, float]:
+    return {str(p.relative_to(folder)): p.stat().st_mtime for p in folder.rglob("*")}
+
+
+def test_dagster_cli_refuses_another_instance_and_writes_nothing(
+    make_project: ProjectFactory, tmp_path: Path
+) -> None:
+    from mlplatform.defs.runs import write_instance_yaml
+
+    project = make_project("binary", months=1, rows=120)
+    name, key = project.spec.name, project.files[0].stem
+    home = project.home
+    env = files.base_env(
+        MLPLATFORM_HOME=str(home), MLPLATFORM_PROJECTS_DIR=str(project.settings.projects_dir)
+    )
+    argv = [str(BIN / "dagster"), "asset", "materialize", "-m", "mlplatform.definitions"]
+    argv += ["--select", f"{name}/raw", "--partition", key]
+    other = tmp_path / "other"
+    other.mkdir()
+    before = snapshot(home)
+    settings = load_settings(home=home)
+    for dagster_home in (None, str(other)):
+        run_env = env if dagster_home is None else {**env, "DAGSTER_HOME": dagster_home}
+        result = subprocess.run(
+            argv, env=run_env, cwd=tmp_path, capture_output=True, text=True, timeout=120
+        )
+        assert result.returncode != 0, result.stdout
+        ours = [line for line in result.stderr.splitlines() if line.startswith("mlplatform")]
+        assert ours == [instance_problem(settings, dagster_home)], result.stderr
+        assert snapshot(home) == before
+    # the platform's own instance: the run is recorded where `mlplatform` reads it
+    (home / "dagster").mkdir()
+    write_instance_yaml(home / "dagster" / "dagster.yaml")
+    result = subprocess.run(
+        argv,
+        env={**env, "DAGSTER_HOME": str(home / "dagster")},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(home / "dagster")) as instance:
+        assert instance.get_materialized_partitions(dg.AssetKey([name, "raw"])) == {key}
 
 
 @pytest.fixture(autouse=True)

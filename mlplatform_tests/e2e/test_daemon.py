@@ -31,9 +31,10 @@ def wait_for(what: str, ready: Callable[[], bool], seconds: float, log: Path) ->
 
 @pytest.fixture
 def platform(tmp_path: Path) -> Iterator[tuple[Path, Path, subprocess.Popen[bytes]]]:
-    projects, home, dagster_home = tmp_path / "projects", tmp_path / "home", tmp_path / "dagster"
+    projects, home = tmp_path / "projects", tmp_path / "home"
+    dagster_home = home / "dagster"  # the platform's instance: the definitions load into no other
     for folder in (projects, dagster_home):
-        folder.mkdir()
+        folder.mkdir(parents=True)
     spec = variant("binary", "live")
     spec["automation"] = {"enabled": True, "sensor_interval_seconds": 5}
     (projects / "live.yaml").write_text(yaml.safe_dump(spec))

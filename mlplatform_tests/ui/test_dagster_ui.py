@@ -85,6 +85,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     code_port, web_port = files.free_port(), files.free_port()
     env = files.base_env(
         DAGSTER_HOME=str(dagster_home),
+        MLPLATFORM_DAGSTER_HOME_DIR=str(dagster_home),  # as the image and compose set it
         MLPLATFORM_HOME=str(home),
         MLPLATFORM_PROJECTS_DIR=str(projects),
         DAGSTER_CODE_SERVER_HOST="127.0.0.1",
