@@ -357,6 +357,47 @@ def test_dagster_cli_refuses_another_instance_and_writes_nothing(
         assert instance.get_materialized_partitions(dg.AssetKey([name, "raw"])) == {key}
 
 
+def test_a_web_ui_on_another_instance_shows_the_line_as_the_locations_error(
+    make_project: ProjectFactory, tmp_path: Path
+) -> None:
+    project = make_project("binary", months=1, rows=120)
+    home = project.home
+    port = files.free_port()
+    env = files.base_env(
+        MLPLATFORM_HOME=str(home), MLPLATFORM_PROJECTS_DIR=str(project.settings.projects_dir)
+    )
+    before = snapshot(home)
+    argv = [str(BIN / "dagster-webserver"), "-w", str(files.ROOT / "workspace.yaml")]
+    web = Proc.start([*argv, "-p", str(port)], env, tmp_path)  # as `dagster dev` would
+    query = """{ workspaceOrError { ... on Workspace { locationEntries { name
+        locationOrLoadError { __typename ... on PythonError { message causes { message } } }
+    } } } }"""
+
+    def location_error() -> tuple[str, str] | None:
+        try:
+            answer = httpx.post(f"http://127.0.0.1:{port}/graphql", json={"query": query})
+        except httpx.HTTPError:
+            return None
+        entries = answer.json()["data"]["workspaceOrError"]["locationEntries"]
+        error = entries[0]["locationOrLoadError"] if entries else None
+        if not error or error["__typename"] != "PythonError":
+            return None
+        messages = [error["message"], *(c["message"] for c in error["causes"])]
+        return entries[0]["name"], "\n".join(messages)
+
+    try:
+        name, error = wait_for(
+            "the code location's load error", location_error, 120, details=web.tail
+        )
+        line = instance_problem(load_settings(home=home), None)
+        assert name == "mlplatform"
+        assert line is not None and line in error
+        assert line in web.text()
+        assert snapshot(home) == before
+    finally:
+        stop_within(web, signal.SIGTERM, tmp_path / "nothing")
+
+
 @pytest.fixture(autouse=True)
 def _no_leftovers(tmp_path: Path) -> Iterator[None]:
     yield
