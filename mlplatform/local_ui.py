@@ -8,9 +8,11 @@ starts) runs as a child in a session of its own; this process stays in front of 
   on :data:`WORKSPACE` (code location ``mlplatform``, as in every other deployment);
 - **stop** (the first SIGINT, SIGTERM or SIGHUP): ask the runs our processes work on to cancel,
   send SIGINT to every process of the tree (as a terminal's Ctrl-C would: run workers end their
-  run CANCELED, the services shut down), SIGKILL what is still there after
-  :data:`GRACE_SECONDS` (a second signal does it at once), then end every run of ours still in
-  progress. Everything is gone within 10 seconds.
+  run CANCELED, the services shut down; Dagster's helper scripts get a quiet SIGTERM), repeat it
+  to the workers of runs still in progress every second, SIGKILL the code servers once our runs
+  have ended (they would finish calls in progress first, and the webserver and daemon wait for
+  them), SIGKILL whatever is left after :data:`GRACE_SECONDS` (a second signal: at once), then
+  end every run of ours still in progress. Everything is gone within 10 seconds (2-5 s here).
 
 If this process itself is killed with SIGKILL, ``dagster dev`` gets SIGTERM from the kernel
 (``PR_SET_PDEATHSIG``) and shuts its services down; a run it leaves in progress is ended by the
@@ -228,7 +230,7 @@ def serve(settings: Settings, host: str, port: int, notify: Notify = print) -> i
         proc = subprocess.Popen(
             dagster_dev_command(host, port),
             env=ui_env(settings, dagster_home),
-            cwd=dagster_home,  # not a folder with a dagster.yaml of its own (dagster dev warns)
+            cwd=dagster_home,  # elsewhere, dagster dev warns of any dagster.yaml it finds there
             stdin=subprocess.DEVNULL,
             start_new_session=True,
             preexec_fn=_stop_with_parent,
@@ -253,9 +255,8 @@ def shutdown(
     notify: Notify = print,
     grace: float = GRACE_SECONDS,
 ) -> None:
-    """Cancel our runs, interrupt their workers and ``dagster dev``, SIGKILL whatever of the
-    tree outlives ``grace`` seconds (or a second stop signal), then end every run of ours
-    still in progress."""
+    """Cancel our runs, interrupt the tree, SIGKILL whatever of it outlives ``grace`` seconds
+    (or a second stop signal), then end every run of ours still in progress (module doc)."""
     started = time.monotonic()
     tree.refresh()
     why = f" ({stop.name})" if stop.requested() else ""
