@@ -89,10 +89,14 @@ def run_partitions(
     of any model it builds); failures are collected, not raised."""
     job = defs.resolve_job_def(job_name)
     outcomes = []
+    assets = sorted(job.asset_layer.selected_asset_keys)
     for i, key in enumerate(keys, 1):
         started = time.perf_counter()
         result = job.execute_in_process(
             partition_key=key,
+            # named, so a running daemon's automation sees that this run built all of them
+            # (executed_with_root_target reads run.asset_selection) and requests none again
+            asset_selection=assets,
             instance=instance,
             run_config=QUIET,
             raise_on_error=False,

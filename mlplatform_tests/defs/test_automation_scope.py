@@ -40,7 +40,20 @@ def test_daemon_on_a_cli_built_home_runs_nothing(
     make_project: ProjectFactory, instance: dg.DagsterInstance
 ) -> None:
     project = make_project("binary", months=6, rows=200)
+    p = project.spec.name
     defs = built_by_cli(project, instance)
+    # CLI runs name what they build, as the daemon's automation needs to tell that a run built
+    # features too (and its checks still ran)
+    for run in instance.get_runs():
+        assert run.asset_selection, run.job_name
+        if run.job_name == f"{p}__data":
+            assert run.asset_selection == {dg.AssetKey([p, "raw"]), dg.AssetKey([p, "features"])}
+            checks = instance.all_logs(
+                run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
+            )
+            assert len(checks) >= 6, [
+                e.get_dagster_event().asset_check_evaluation_data for e in checks
+            ]
     requests, _, cursor = tick_landing_sensor(defs, instance, project.spec, None)  # new cursor
     assert requests == []
     runs, auto = run_automation(defs, instance)  # the daemon's first tick
