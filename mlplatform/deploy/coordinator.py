@@ -24,7 +24,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Self
 
 import dagster as dg
-from dagster._serdes import ConfigurableClassData
 
 from mlplatform.deploy import PROJECT_TAG
 
@@ -143,7 +142,7 @@ class ProjectQueuedRunCoordinator(dg.QueuedRunCoordinator):
 
     @classmethod
     def from_config_value(
-        cls, inst_data: ConfigurableClassData, config_value: Mapping[str, Any]
+        cls, inst_data: Any, config_value: Mapping[str, Any]
     ) -> Self:
         return cls(inst_data=inst_data, **config_value)
 

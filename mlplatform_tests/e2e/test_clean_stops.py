@@ -302,7 +302,7 @@ def test_one_signal_stops_materialize(
     assert f"not run: {name}__data" in out
     with dg.DagsterInstance.from_config(str(project.home / "dagster")) as instance:
         runs = instance.get_runs()
-        assert 1 <= len(runs) < 6
+        assert len(runs) in range(1, 6), [r.status for r in runs]
         assert in_flight(instance) == []
         assert sum(r.status == dg.DagsterRunStatus.SUCCESS for r in runs) < 6
         raw = instance.get_materialized_partitions(dg.AssetKey([name, "raw"]))
