@@ -25,6 +25,8 @@ pytestmark = pytest.mark.browser
 
 PROJECT = "uibackfill"
 MLPLATFORM = Path(sys.executable).with_name("mlplatform")
+# expect()'s own 5 s default is too short while the first-visit dialog handler runs
+WAIT_MS = 30_000
 
 
 @dataclass
@@ -64,6 +66,10 @@ def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ui]:
             return answer.status_code == 200 and "uibackfill" in answer.text
 
         files.wait_until("the web UI to load the code location", location_loaded, 180, process)
+        # The first-visit "Join the Dagster community" dialog can open over the materialize
+        # dialog at any time; mark it seen, as its Skip button does.
+        seen = httpx.post(f"{base}/graphql", json={"query": "mutation { setNuxSeen }"}, timeout=10)
+        assert seen.status_code == 200 and seen.json()["data"]["setNuxSeen"], seen.text
         yield Ui(base, home / "dagster", [f.stem for f in landed], process)
 
 
@@ -85,17 +91,17 @@ def test_range_backfill_of_raw_from_the_ui(ui: Ui, browser: Any, tmp_path: Path)
         nav = page.get_by_role("navigation")
         nav.get_by_role("link", name=re.compile(r"\bLineage$")).click()
         page.get_by_role("button", name=re.compile(r"\braw raw$")).click()
-        expect(page.get_by_text(f"{PROJECT} / raw").first).to_be_visible()
+        expect(page.get_by_text(f"{PROJECT} / raw").first).to_be_visible(timeout=WAIT_MS)
         page.get_by_role("button", name="Materialize selected…").click()
         dialog = page.get_by_role("dialog").filter(has_text="Launch runs to materialize")
-        expect(dialog.get_by_text("Partition selection")).to_be_visible()
+        expect(dialog.get_by_text("Partition selection")).to_be_visible(timeout=WAIT_MS)
         # the example's partitions start in 2023: older than the dialog's default 90 days
         dialog.get_by_text("Show all partitions").click()
-        expect(dialog.get_by_text("Show all partitions")).to_be_hidden()
+        expect(dialog.get_by_text("Show all partitions")).to_be_hidden(timeout=WAIT_MS)
         keys = dialog.get_by_role("textbox").first
         keys.fill(f"[{wanted[0]}...{wanted[-1]}]")
         keys.press("Enter")
-        expect(dialog.get_by_text("3 partitions", exact=True)).to_be_visible()
+        expect(dialog.get_by_text("3 partitions", exact=True)).to_be_visible(timeout=WAIT_MS)
         dialog.get_by_role("button", name=re.compile(r"^Launch backfill")).click()
         expect(dialog).to_be_hidden(timeout=60_000)
         page.screenshot(path=str(tmp_path / "launched.png"))
