@@ -231,8 +231,11 @@ def test_landed_files_become_a_promoted_bundle_on_postgres(stack: Stack) -> None
     bundles = stack.home / "bundles"
 
     def published() -> str | None:
+        # the manifest is on disk before the run registers it in MLflow and records the
+        # materialization: wait for the event, which comes last
         manifests = list(bundles.glob("*/manifest.json")) if bundles.is_dir() else []
-        return manifests[0].parent.name if manifests else None
+        recorded = stack.instance.get_latest_materialization_event(dg.AssetKey([p, "bundle"]))
+        return manifests[0].parent.name if manifests and recorded is not None else None
 
     bundle = stack.wait_for("automation to publish a bundle", published, 300)
     manifest = json.loads((bundles / bundle / "manifest.json").read_text())
