@@ -320,14 +320,17 @@ def _ledger(settings: Settings):
 
 
 def _manifests(settings: Settings, project: str) -> dict[str, dict]:
+    """Published bundles of a project: id -> manifest plus ``published_at``."""
     import json
+
+    from mlplatform.serving.bundle import published_at
 
     out = {}
     if settings.bundles_dir.is_dir():
         for path in sorted(settings.bundles_dir.glob("*/manifest.json")):
             manifest = json.loads(path.read_text(encoding="utf-8"))
             if manifest.get("project") == project:
-                out[manifest["bundle_id"]] = manifest
+                out[manifest["bundle_id"]] = {**manifest, "published_at": published_at(path.parent)}
     return out
 
 
@@ -344,7 +347,7 @@ def candidates(
     current = ledger.production(project)
     metric = spec.evaluation.primary_metric
     typer.echo(f"{'bundle':<14} {'cutoff':<10} {'candidate':<12} {metric:>10}  status")
-    rows = sorted(_manifests(settings, project).values(), key=lambda m: m["created_at"])
+    rows = sorted(_manifests(settings, project).values(), key=lambda m: m["published_at"])
     for m in reversed(rows):
         decisions = ledger.decisions(project, m["bundle_id"])
         status = "production" if current and current.to_bundle == m["bundle_id"] else ""

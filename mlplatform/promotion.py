@@ -21,29 +21,19 @@ def trainer_of(manifest: Mapping[str, Any]) -> str:
     return str(manifest.get("training_manifest", {}).get("triggered_by") or "unknown")
 
 
-def bundle_time(manifest: Mapping[str, Any]) -> dt.datetime:
-    """When the bundle was written, right after its evaluation."""
-    return dt.datetime.fromisoformat(str(manifest["created_at"]))
-
-
 def current_approvers(
     manifest: Mapping[str, Any], decisions: Sequence[DecisionLike]
-) -> tuple[list[str], list[str], list[str]]:
-    """(approvers, rejecters, ignored notes) counting each actor's latest decision on this
-    bundle; decisions older than the bundle's evaluation are ignored."""
-    made = bundle_time(manifest)
+) -> tuple[list[str], list[str]]:
+    """(approvers, rejecters) counting each actor's latest decision on this bundle. A bundle id
+    names its content (model, code, inputs, metrics), so a decision on it holds for that content
+    whenever the same training publishes it again."""
     latest: dict[str, DecisionLike] = {}
-    ignored = []
     for d in sorted(decisions, key=lambda d: d.created_at):
-        if d.bundle_id != manifest["bundle_id"]:
-            continue
-        if d.created_at < made:
-            ignored.append(f"{d.actor}'s {d.decision} predates the bundle's evaluation")
-            continue
-        latest[d.actor] = d
+        if d.bundle_id == manifest["bundle_id"]:
+            latest[d.actor] = d
     approvers = sorted(a for a, d in latest.items() if d.decision == "approve")
     rejecters = sorted(a for a, d in latest.items() if d.decision == "reject")
-    return approvers, rejecters, ignored
+    return approvers, rejecters
 
 
 def policy_problems(
@@ -54,7 +44,7 @@ def policy_problems(
         return [f"bundle {manifest.get('bundle_id')} belongs to {manifest.get('project')!r}"]
     if spec.promotion.policy == "auto":
         return []
-    approvers, rejecters, ignored = current_approvers(manifest, decisions)
+    approvers, rejecters = current_approvers(manifest, decisions)
     problems = [f"rejected by {', '.join(rejecters)}"] if rejecters else []
     trainer = trainer_of(manifest)
     need = spec.promotion.approvers
@@ -65,7 +55,6 @@ def policy_problems(
     if len(approvers) < need:
         got = f" ({', '.join(approvers)})" if approvers else ""
         problems.append(
-            f"needs {need} approval(s) by someone other than the trainer, has "
-            f"{len(approvers)}{got}" + (f"; {'; '.join(ignored)}" if ignored else "")
+            f"needs {need} approval(s) by someone other than the trainer, has {len(approvers)}{got}"
         )
     return problems

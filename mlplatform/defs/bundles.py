@@ -25,8 +25,37 @@ BUNDLE_CHECKS = {
 }
 
 
+# Which run trained a model, when, and how long each epoch or trial took is lineage, kept in
+# MLflow (the training run, and tags of the registered version): not identity. Retraining the
+# same inputs with the same code and params gives the same bundle id.
+RUN_FIELDS = ("dagster_run_id", "mlflow_run_id")
+IDENTITY_FIELDS = (
+    "cutoff",
+    "candidate",
+    "kind",
+    "estimator",
+    "params",
+    "code_version",
+    "partitions",
+    "rows",
+    "data_versions",
+    "triggered_by",
+    "best_epoch",
+)
+SEARCH_IDENTITY = ("study_name", "metric", "direction", "best_params", "params")
+
+
+def training_identity(training: dict) -> dict:
+    """The part of a model's training manifest that determines the model."""
+    out = {k: training[k] for k in IDENTITY_FIELDS if k in training}
+    if training.get("search"):
+        out["search"] = {k: training["search"].get(k) for k in SEARCH_IDENTITY}
+    return out
+
+
 def bundle_manifest(spec: ProjectSpec, cutoff: str, evaluation: dict, code: str) -> dict:
-    """Everything a bundle says about itself, except file hashes and its id."""
+    """Everything a bundle says about itself, except file hashes and its id: what determines
+    its behaviour (inputs, code, params, metrics), never a clock or a run id."""
     result = evaluation["result"]
     winner = result["winner"]
     scores = result["models"][winner]
@@ -44,13 +73,12 @@ def bundle_manifest(spec: ProjectSpec, cutoff: str, evaluation: dict, code: str)
         "cutoff": cutoff,
         "candidate": winner,
         "code_version": code,
-        "training_manifest": evaluation["training_manifests"][winner],
+        "training_manifest": training_identity(evaluation["training_manifests"][winner]),
         "metrics": scores["metrics"],
         "gates": scores["gates"],
         "primary_metric": result["primary_metric"],
         "input_schema": schema,
         "classes": classes,
-        "mlflow_training_run_id": evaluation["training_manifests"][winner].get("mlflow_run_id"),
     }
 
 
@@ -117,7 +145,8 @@ def bundle_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
             raise
         published = export.publish_bundle(stage, store.bundles_dir)
         final = serving_bundle.verify(published)
-        version = mlflow.register_bundle(spec.name, published, final)
+        lineage = {k: str(evaluation["training_manifests"][winner].get(k)) for k in RUN_FIELDS}
+        version = mlflow.register_bundle(spec.name, published, final, lineage)
         context.log.info(f"published bundle {final['bundle_id']} ({winner}) at {published}")
         yield dg.MaterializeResult(
             metadata={

@@ -141,9 +141,7 @@ class ProjectQueuedRunCoordinator(dg.QueuedRunCoordinator):
         return schema
 
     @classmethod
-    def from_config_value(
-        cls, inst_data: Any, config_value: Mapping[str, Any]
-    ) -> Self:
+    def from_config_value(cls, inst_data: Any, config_value: Mapping[str, Any]) -> Self:
         return cls(inst_data=inst_data, **config_value)
 
     def submit_run(self, context: dg.SubmitRunContext) -> dg.DagsterRun:

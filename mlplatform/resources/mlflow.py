@@ -97,12 +97,28 @@ class MlflowTracking(dg.ConfigurableResource):
     def fail_run(self, run_id: str) -> None:
         self.client.set_terminated(run_id, status="FAILED")
 
-    def register_bundle(self, project: str, bundle_dir: Path, manifest: dict[str, Any]) -> str:
-        """Log the bundle's MLflow model to a run and register it as a model version."""
+    def register_bundle(
+        self,
+        project: str,
+        bundle_dir: Path,
+        manifest: dict[str, Any],
+        lineage: dict[str, str] | None = None,
+    ) -> str:
+        """Log the bundle's MLflow model to a run and register it as a model version; a bundle
+        registered before (the same training again: same id) keeps its version.
+        ``lineage`` (the training's Dagster and MLflow run ids) becomes tags of the version."""
+        known = self.version_of_bundle(project, manifest["bundle_id"])
+        if known is not None:
+            return known
+        lineage_tags = {f"mlplatform.{k}": v for k, v in (lineage or {}).items()}
         run = self.client.create_run(
             self.experiment_id(project),
             run_name=f"bundle-{manifest['cutoff']}",
-            tags={"mlplatform.bundle_id": manifest["bundle_id"], "mlplatform.kind": "bundle"},
+            tags={
+                "mlplatform.bundle_id": manifest["bundle_id"],
+                "mlplatform.kind": "bundle",
+                **lineage_tags,
+            },
         )
         run_id = run.info.run_id
         self.client.log_artifacts(run_id, str(bundle_dir / "model"), artifact_path=BUNDLE_ARTIFACT)
@@ -116,7 +132,7 @@ class MlflowTracking(dg.ConfigurableResource):
             project,
             source=f"runs:/{run_id}/{BUNDLE_ARTIFACT}",
             run_id=run_id,
-            tags={"bundle_id": manifest["bundle_id"], "cutoff": manifest["cutoff"]},
+            tags={"bundle_id": manifest["bundle_id"], "cutoff": manifest["cutoff"], **lineage_tags},
         )
         return str(version.version)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
@@ -45,6 +46,14 @@ def bundle_id_of(manifest: Mapping[str, Any]) -> str:
     body = {k: v for k, v in manifest.items() if k != "bundle_id"}
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def published_at(path: Path) -> str:
+    """When a bundle folder was published (its manifest's modification time, UTC ISO 8601).
+    Not part of the manifest: the bundle id covers content only, so the same training yields
+    the same id."""
+    stamp = (path / MANIFEST).stat().st_mtime
+    return dt.datetime.fromtimestamp(stamp, dt.UTC).isoformat(timespec="seconds")
 
 
 def onnx_inputs(

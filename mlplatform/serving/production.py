@@ -23,7 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from mlplatform.ledger import Ledger
-from mlplatform.serving.bundle import MANIFEST, Bundle, BundleError, bundle_id_of, load
+from mlplatform.serving.bundle import (
+    MANIFEST,
+    Bundle,
+    BundleError,
+    bundle_id_of,
+    load,
+    published_at,
+)
 
 log = logging.getLogger(__name__)
 BUNDLE_ID = re.compile(r"^[0-9a-f]{64}$")
@@ -86,9 +93,17 @@ class BundleCatalog:
         return self.manifests().get(bundle_id)
 
     def of_project(self, project: str) -> list[dict[str, Any]]:
-        """Published bundles of a project, newest first."""
-        found = [m for m in self.manifests().values() if m.get("project") == project]
-        return sorted(found, key=lambda m: (str(m.get("created_at", "")), m["bundle_id"]))[::-1]
+        """Published bundles of a project, newest first; each a copy of its manifest with
+        ``created_at`` = when it was published."""
+        found = []
+        for m in self.manifests().values():
+            if m.get("project") == project:
+                try:
+                    when = published_at(self.bundles_dir / m["bundle_id"])
+                except OSError:  # removed meanwhile
+                    continue
+                found.append({**m, "created_at": when})
+        return sorted(found, key=lambda m: (m["created_at"], m["bundle_id"]))[::-1]
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,6 @@ latency), and only then moved atomically to ``bundles/<sha256>``.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import shutil
@@ -20,6 +19,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pandas as pd
+import yaml
 from skl2onnx import to_onnx
 from skl2onnx.common.data_types import FloatTensorType, StringTensorType
 from sklearn.pipeline import Pipeline
@@ -142,11 +142,11 @@ def write_bundle(
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    _reproducible_mlmodel(stage / MODEL_DIR / "MLmodel")
     hashes = file_hashes(stage)
     onnx_rel = next(rel for rel in hashes if rel.endswith(f"/{ONNX_FILE}"))
     full: dict[str, object] = {
         **manifest,
-        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "files": hashes,
         "onnx_path": onnx_rel,
         "mlflow_model_path": MODEL_DIR,
@@ -154,6 +154,22 @@ def write_bundle(
     full["bundle_id"] = bundle_id_of(full)
     _atomic_write_text(stage / MANIFEST, json.dumps(full, indent=2, sort_keys=True))
     return stage
+
+
+def _reproducible_mlmodel(path: Path) -> None:
+    """Drop what MLflow stamps per save (creation time, a random uuid, the temporary paths the
+    artifacts were copied from), so the same model always gives the same bytes and bundle id.
+    MLflow fills time and uuid in again when it loads the model; it reads artifacts by their
+    relative ``path`` and the code file by its base name."""
+    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    doc.pop("utc_time_created", None)
+    doc.pop("model_uuid", None)
+    pyfunc = doc.get("flavors", {}).get("python_function", {})
+    for artifact in pyfunc.get("artifacts", {}).values():
+        artifact.pop("uri", None)
+    if pyfunc.get("model_code_path"):
+        pyfunc["model_code_path"] = Path(pyfunc["model_code_path"]).name
+    _atomic_write_text(path, yaml.safe_dump(doc, sort_keys=True))
 
 
 def audit_bundle(

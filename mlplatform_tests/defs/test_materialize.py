@@ -94,6 +94,15 @@ def test_binary_graph_end_to_end(
     assert version.tags["bundle_id"] == manifest["bundle_id"]
     runs = client.search_runs([client.get_experiment_by_name(p).experiment_id])
     assert {r.data.tags.get("mlplatform.candidate") for r in runs} >= {"logreg", "forest"}
+    trained_by = version.tags["mlplatform.mlflow_run_id"]
+    assert client.get_run(trained_by).data.tags.get("mlplatform.cutoff", cutoff) == cutoff
+
+    # the same training again (same inputs, code, params): the same bundle, no duplicate
+    # candidate, no second registered version
+    again = run(project, train_job_name(p), cutoff, instance)
+    assert again.success and f"{p}/bundle" in materialized(again)
+    assert [d.name for d in (project.home / "bundles").iterdir()] == [manifest["bundle_id"]]
+    assert [str(v.version) for v in client.search_model_versions(f"name = '{p}'")] == ["1"]
 
 
 @pytest.mark.parametrize("task", ["multiclass", "regression"])

@@ -132,6 +132,39 @@ def test_stock_mlflow_and_our_loader_match_the_pipeline(published: tuple) -> Non
     assert list(stock["label"]) == [r["label"] for r in rows]
 
 
+def test_the_same_training_gives_the_same_bundle_id(
+    make_project: ProjectFactory, tmp_path: Path
+) -> None:
+    """Two fits of the same candidate on the same data, exported apart in time: one bundle id,
+    one published folder, and MLflow still loads it (no creation time or random uuid inside)."""
+    import mlflow.pyfunc
+
+    project = make_project("binary", months=3, rows=150)
+    spec = project.spec
+    train, _, raw = frames(project.files, spec)
+    schema = InputSchema(dict(spec.columns), spec.features, spec.feature_columns, layout(spec))
+    paths = []
+    for attempt in range(2):
+        pipeline = train_sklearn.fit_candidate(train, spec, spec.candidates[1])
+        stage = export.write_bundle(
+            tmp_path / f"staging{attempt}",
+            export.pipeline_to_onnx(pipeline, spec),
+            spec,
+            {
+                "project": spec.name,
+                "cutoff": "x",
+                "input_schema": schema.to_json(),
+                "classes": [str(c) for c in pipeline.classes_],
+            },
+        )
+        paths.append(export.publish_bundle(stage, tmp_path / "bundles"))
+    assert paths[0] == paths[1]
+    assert [p.name for p in (tmp_path / "bundles").iterdir()] == [paths[0].name]
+    manifest = json.loads((paths[0] / "manifest.json").read_text())
+    assert "created_at" not in manifest
+    assert len(mlflow.pyfunc.load_model(str(paths[0] / "model")).predict(raw)) == len(raw)
+
+
 def test_flipped_byte_is_refused(published: tuple, tmp_path: Path) -> None:
     path, _, _ = published
     copy = tmp_path / "copy"

@@ -12,7 +12,6 @@ MADE = dt.datetime(2026, 1, 10, 12, tzinfo=dt.UTC)
 MANIFEST = {
     "project": "churn",
     "bundle_id": "b1",
-    "created_at": MADE.isoformat(),
     "training_manifest": {"triggered_by": "ann"},
 }
 
@@ -44,9 +43,12 @@ def test_trainer_cannot_approve_own_model(churn_spec: ProjectSpec) -> None:
     assert "ann triggered the training and cannot approve it" in problems
 
 
-def test_approval_older_than_the_evaluation_does_not_count(churn_spec: ProjectSpec) -> None:
-    problems = policy_problems(churn_spec, MANIFEST, [D("b1", "approve", "bob", later(-5))])
-    assert any("predates the bundle's evaluation" in p for p in problems)
+def test_a_decision_holds_for_the_same_content_published_again(churn_spec: ProjectSpec) -> None:
+    """Bundle ids name content: an identical retrain republishes b1, and bob's earlier approval
+    (or rejection) of exactly that content still counts."""
+    assert policy_problems(churn_spec, MANIFEST, [D("b1", "approve", "bob", later(-5))]) == []
+    rejected = [D("b1", "reject", "bob", later(-5))]
+    assert "rejected by bob" in policy_problems(churn_spec, MANIFEST, rejected)
 
 
 def test_valid_approval_and_later_rejection(churn_spec: ProjectSpec) -> None:
