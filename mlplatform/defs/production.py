@@ -1,7 +1,7 @@
 """``<project>/production``: materializing it promotes a bundle, if the policy allows.
 
 The Dagster OSS web UI has no authentication, so this asset checks the policy itself against
-the ledger (approvals, approver != trainer, approval newer than the evaluation) before it moves
+the ledger (approvals of this exact bundle id, approver != trainer) before it moves
 the production pointer (a new ledger row) and the MLflow registry alias ``production``.
 """
 
@@ -189,11 +189,34 @@ def promotion_sensor(spec: ProjectSpec) -> dg.SensorDefinition:
                     continue
                 requests.append(_request(p, bundle, f"approval:{bundle}:{decision.id}"))
             cursor["decision"] = max([cursor["decision"], *(d.id for d in decisions)])
-        if current_id and not requests and mlflow.production_alias(p) != current_id:
+        if (
+            current_id
+            and not requests
+            and mlflow.production_alias(p) != current_id
+            and not promotion_in_flight(context.instance, key)
+        ):
             requests.append(_request(p, current_id, f"sync:{current.id}"))  # type: ignore[union-attr]
         return dg.SensorResult(run_requests=requests, cursor=json.dumps(cursor))
 
     return promotion
+
+
+IN_FLIGHT = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+
+
+def promotion_in_flight(instance: dg.DagsterInstance, key: dg.AssetKey) -> bool:
+    """Is a run of ``production`` queued or running? It writes the ledger row first and the
+    MLflow alias next: between the two the alias lags, and a re-sync would be a redundant run."""
+    runs = instance.get_runs(
+        filters=dg.RunsFilter(statuses=IN_FLIGHT, tags={"mlplatform/trigger": "promotion"}),
+        limit=20,
+    )
+    return any(key in (run.asset_selection or ()) for run in runs)
 
 
 def _request(project: str, bundle_id: str, run_key: str) -> dg.RunRequest:

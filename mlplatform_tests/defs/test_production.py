@@ -97,8 +97,19 @@ def test_sensor_turns_an_approval_into_a_promotion(trained: tuple) -> None:
     assert ledger.production(p).to_bundle == second
     assert tick(result.cursor).run_requests == []
 
-    # a rollback done elsewhere (API, CLI) leaves the alias behind: the sensor re-syncs it
+    # a rollback done elsewhere (API, CLI) leaves the alias behind: the sensor re-syncs it ...
     ledger.promote(p, "0" * 64, "bob", "drill", kind="rollback", expected_from=second)
+    # ... but not while a promotion run is queued or running (it sets the alias itself, after
+    # the ledger row: a tick in between would request a redundant run)
+    running = instance.create_run_for_job(
+        production_job(defs, p),
+        run_config=config and {"ops": {f"{p}__production": {"config": config}}},
+        tags={"mlplatform/trigger": "promotion"},
+        status=dg.DagsterRunStatus.STARTED,
+        asset_selection=frozenset({dg.AssetKey([p, "production"])}),
+    )
+    assert tick(result.cursor).run_requests == []
+    instance.delete_run(running.run_id)
     assert tick(result.cursor).run_requests[0].tags["mlplatform/bundle_id"] == "0" * 64
 
 
