@@ -3,19 +3,15 @@
 from collections.abc import Iterator
 
 import dagster as dg
-import pandas as pd
 
 from mlplatform.defs.checks import check_results, check_specs, fail_if_any
+from mlplatform.defs.frames import Frame
 from mlplatform.defs.models import kind_modules
 from mlplatform.defs.partitions import cutoff_partitions
 from mlplatform.defs.versions import code_version
 from mlplatform.resources.mlflow import MlflowTracking
 from mlplatform.resources.store import ArtifactStore
-from mlplatform.serving import bundle as serving_bundle
-from mlplatform.serving.bundle import InputSchema
 from mlplatform.spec import ProjectSpec
-from mlplatform.steps import candidates
-from mlplatform.steps.features import layout
 
 PARITY_TOLERANCE = 1e-4
 BUNDLE_CHECKS = {
@@ -56,6 +52,9 @@ def training_identity(training: dict) -> dict:
 def bundle_manifest(spec: ProjectSpec, cutoff: str, evaluation: dict, code: str) -> dict:
     """Everything a bundle says about itself, except file hashes and its id: what determines
     its behaviour (inputs, code, params, metrics), never a clock or a run id."""
+    from mlplatform.serving.bundle import InputSchema
+    from mlplatform.steps.features import layout
+
     result = evaluation["result"]
     winner = result["winner"]
     scores = result["models"][winner]
@@ -113,11 +112,15 @@ def bundle_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
     )
     def bundle(
         context: dg.AssetExecutionContext,
-        holdout: pd.DataFrame,
+        holdout: Frame,
         store: ArtifactStore,
         mlflow: MlflowTracking,
     ) -> Iterator[object]:
-        from mlplatform.steps import export  # skl2onnx, onnx, onnxruntime: only in this run
+        from mlplatform.serving import bundle as serving_bundle
+        from mlplatform.steps import (
+            candidates,
+            export,  # skl2onnx, onnx, onnxruntime: only in this run
+        )
 
         cutoff = context.partition_key
         evaluation = store.read_json(store.evaluation_file(spec.name, cutoff))

@@ -4,19 +4,18 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
-import pandas as pd
 
+from mlplatform.defs.frames import Frame
 from mlplatform.defs.partitions import cutoff_partitions, window_and_holdout
 from mlplatform.defs.versions import code_version
 from mlplatform.resources.mlflow import MlflowTracking
 from mlplatform.resources.search import SearchStorage
 from mlplatform.resources.store import ArtifactStore
 from mlplatform.spec import Candidate, ProjectSpec
-from mlplatform.steps import candidates, split
-from mlplatform.steps.candidates import EpochLog
 
-if TYPE_CHECKING:  # optuna and sklearn: imported by the run that searches
+if TYPE_CHECKING:  # numpy, pandas, optuna, sklearn, torch: imported by the run that trains
     from mlplatform.steps import search
+    from mlplatform.steps.candidates import EpochLog
 
 # No ``from __future__ import annotations`` here: Dagster reads the asset functions' annotations
 # (a string ``context`` annotation is refused).
@@ -50,7 +49,7 @@ def kind_modules(kind: str) -> list[str]:
     return ["mlplatform.steps.candidates", "mlplatform.steps.train_sklearn"]
 
 
-def epoch_line(candidate: str, log: EpochLog, metric: str) -> str:
+def epoch_line(candidate: str, log: "EpochLog", metric: str) -> str:
     value = log.val_metrics.get(metric, float("nan"))
     return (
         f"{candidate} epoch {log.epoch}: train_loss {log.train_loss:.4f}, "
@@ -61,7 +60,7 @@ def epoch_line(candidate: str, log: EpochLog, metric: str) -> str:
 def run_search(
     context: dg.AssetExecutionContext,
     spec: ProjectSpec,
-    train: pd.DataFrame,
+    train: Frame,
     manifest: dict[str, Any],
     candidate: Candidate,
     url: str,
@@ -128,11 +127,14 @@ def model_asset(spec: ProjectSpec, candidate: Candidate) -> dg.AssetsDefinition:
     )
     def model(
         context: dg.AssetExecutionContext,
-        partitions: dict[str, pd.DataFrame],
+        partitions: dict[str, Frame],
         store: ArtifactStore,
         mlflow: MlflowTracking,
         search_db: SearchStorage,
     ) -> dg.MaterializeResult:
+        from mlplatform.steps import candidates, split
+        from mlplatform.steps.candidates import EpochLog
+
         cutoff = context.partition_key
         window = {k: frame for k, frame in partitions.items() if k != cutoff}
         train = split.training_frame(window)

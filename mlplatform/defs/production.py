@@ -16,7 +16,6 @@ from mlplatform.promotion import policy_problems, trainer_of
 from mlplatform.resources.ledger import LedgerResource
 from mlplatform.resources.mlflow import MlflowTracking
 from mlplatform.resources.store import ArtifactStore
-from mlplatform.serving.bundle import BundleError, verify
 from mlplatform.spec import ProjectSpec
 
 if TYPE_CHECKING:  # SQLAlchemy and Alembic: imported when the ledger is first used
@@ -63,6 +62,7 @@ def promote_bundle(
     promotion got there first. Promoting the current production only re-syncs the alias.
     """
     from mlplatform.ledger import PromotionConflict
+    from mlplatform.serving.bundle import BundleError, verify
 
     path = store.bundles_dir / bundle_id
     try:
@@ -161,6 +161,8 @@ def promotion_sensor(spec: ProjectSpec) -> dg.SensorDefinition:
         mlflow: MlflowTracking,
         store: ArtifactStore,
     ) -> dg.SensorResult:
+        from mlplatform.serving.bundle import BundleError, verify  # numpy: at the first tick
+
         cursor = json.loads(context.cursor) if context.cursor else {"decision": 0, "bundle": ""}
         book = ledger.ledger
         requests = []

@@ -12,9 +12,9 @@ from pathlib import Path
 import dagster as dg
 
 from mlplatform.defs.partitions import data_partitions
+from mlplatform.digests import file_sha256
 from mlplatform.resources.store import ArtifactStore
 from mlplatform.spec import ProjectSpec
-from mlplatform.steps.ingest import file_sha256
 
 
 def scan_landing(

@@ -9,18 +9,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
-import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 if TYPE_CHECKING:
+    import pandas as pd
     from upath import UPath
+
+# pandas and pyarrow load on the first read or write: defining assets (every code server and
+# run worker) does not pay for them, and a run that stores no DataFrame never imports them.
 
 ATTRS_KEY = b"mlplatform.attrs"
 
 
 def write_parquet(frame: pd.DataFrame, path: UPath) -> None:
     """Write a DataFrame (and its ``attrs``) as Parquet atomically: temp file, then rename."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     table = pa.Table.from_pandas(frame, preserve_index=False)
     meta = dict(table.schema.metadata or {})
     meta[ATTRS_KEY] = json.dumps(frame.attrs, default=str).encode()
@@ -36,6 +40,8 @@ def write_parquet(frame: pd.DataFrame, path: UPath) -> None:
 
 
 def read_parquet(path: UPath) -> pd.DataFrame:
+    import pyarrow.parquet as pq
+
     with path.open("rb") as fh:
         table = pq.read_table(fh)
     frame = table.to_pandas()
@@ -70,6 +76,8 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         ``{partition_key: DataFrame}``, or a DataFrame when the range holds one partition)."""
         if obj is None:
             return
+        import pandas as pd
+
         name = context.asset_key.to_user_string()
         if not context.has_asset_partitions:
             frames = {None: obj}
