@@ -122,7 +122,7 @@ def drift_check(spec: ProjectSpec) -> dg.AssetChecksDefinition:
         period = (own.start.date(), own.end.date())
         skip = drift_steps.key_features(features, spec, period)
         before = split.training_frame(reference)
-        found = drift_steps.feature_drift(before, features, spec, skip=set(skip))
+        found = drift_steps.feature_drift(before, features, spec, skip=skip)
         found += drift_steps.missing_changes(before, features, spec)
         drifted = [d for d in found if d.drifted]
         return dg.AssetCheckResult(

@@ -4,6 +4,7 @@ change of the missing share; date parts that only restate the partition key are 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Collection
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -136,7 +137,7 @@ def feature_drift(
     current: pd.DataFrame,
     spec: ProjectSpec,
     rules: Drift | None = None,
-    skip: frozenset[str] | set[str] = frozenset(),
+    skip: Collection[str] = (),
 ) -> list[FeatureDrift]:
     """Drift of every feature of ``current`` against ``reference`` (e.g. its training window),
     except the features in ``skip`` (see ``key_features``)."""

@@ -55,7 +55,7 @@ def rank_auc(x: np.ndarray, positive: np.ndarray) -> float:
     return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def _impurity(counts: np.ndarray, n: np.ndarray, task: str) -> np.ndarray:
+def _impurity(counts: np.ndarray, n: np.ndarray | float, task: str) -> np.ndarray:
     """Gini impurity times rows (classification; ``counts``: class counts) or the sum of squared
     errors (regression; ``counts``: sums of y and y²) of segments with ``n`` rows."""
     if task == "regression":
