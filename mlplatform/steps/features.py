@@ -74,7 +74,7 @@ def _best_cut(x: np.ndarray, stats: np.ndarray, task: str, min_leaf: int) -> int
     right = stats.sum(axis=0) - left
     cost = _impurity(left, cuts * 1.0, task) + _impurity(right, (m - cuts) * 1.0, task)
     best = int(np.argmin(cost))
-    whole = float(_impurity(stats.sum(axis=0), np.float64(m), task))
+    whole = float(_impurity(stats.sum(axis=0), float(m), task))
     return int(cuts[best]) if cost[best] < whole - 1e-12 else None
 
 
@@ -105,7 +105,7 @@ def one_feature_tree(x: np.ndarray, y: np.ndarray, task: str) -> float:
     sums = np.array([stats[lo:hi].sum(axis=0) for lo, hi in segments])
     if task == "regression":
         sizes = np.array([hi - lo for lo, hi in segments], dtype=np.float64)
-        total = float(_impurity(stats.sum(axis=0), np.float64(len(xs)), task))
+        total = float(_impurity(stats.sum(axis=0), float(len(xs)), task))
         return 1.0 - float(_impurity(sums, sizes, task).sum()) / total
     return float(sums.max(axis=1).sum() / len(xs))
 
