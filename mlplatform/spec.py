@@ -108,6 +108,13 @@ class Column(_Frozen):
     format: str | None = Field(
         default=None, description="strptime format of a date column, e.g. '%d/%m/%Y'."
     )
+    max_missing_fraction: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Largest share of missing values in this column; "
+        "default: quality.max_missing_fraction.",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Column:
@@ -136,6 +143,20 @@ class Quality(_Frozen):
         "(unparseable, out of range, unknown category); invalid values become missing.",
     )
     allow_duplicate_rows: bool = False
+    max_missing_fraction: float = Field(
+        default=0.15,
+        ge=0,
+        le=1,
+        description="Largest share of missing values in a nullable column "
+        "(columns.<col>.max_missing_fraction overrides it per column).",
+    )
+    partial_period_share: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="A partition with fewer rows than this share of the median of the "
+        "training.window partitions before it gets a partial_period warning.",
+    )
 
 
 class Features(_Frozen):
@@ -164,6 +185,12 @@ class Drift(_Frozen):
         gt=0,
         le=1,
         description="Largest absolute change of any category's share in a categorical feature.",
+    )
+    missing_threshold: float = Field(
+        default=0.1,
+        gt=0,
+        le=1,
+        description="Largest absolute change of a feature's share of missing values.",
     )
     severity: Literal["warn", "error"] = Field(
         default="warn", description="warn: report only; error: block everything downstream."

@@ -4,12 +4,13 @@ from collections.abc import Iterator
 
 import dagster as dg
 import pandas as pd
+import pyarrow.parquet as pq
 
 import mlplatform.columns
 from mlplatform.defs.checks import audited_output, check_specs
 from mlplatform.defs.partitions import data_partitions, previous_window
 from mlplatform.defs.versions import code_version
-from mlplatform.resources.store import ArtifactStore
+from mlplatform.resources.store import ArtifactStore, partition_path
 from mlplatform.spec import ProjectSpec
 from mlplatform.steps import drift as drift_steps
 from mlplatform.steps import features as steps
@@ -19,6 +20,18 @@ FEATURE_CHECKS = {
     "no_leakage": "No target, id or excluded column and no near-perfect predictor of the target.",
     "no_empty_feature": "Every feature has at least one value in the partition.",
 }
+PARTIAL_PERIOD = "partial_period"
+
+
+def stored_rows(store: ArtifactStore, key: dg.AssetKey, partitions: list[str]) -> dict[str, int]:
+    """Row counts of the stored partitions among ``partitions`` (from the Parquet footers)."""
+    out = {}
+    for pk in partitions:
+        path = partition_path(store.assets_dir, key, pk)
+        if path.exists():
+            with path.open("rb") as fh:
+                out[pk] = pq.ParquetFile(fh).metadata.num_rows
+    return out
 
 
 def features_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
@@ -29,7 +42,18 @@ def features_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
         partitions_def=data_partitions(spec),
         ins={"raw": dg.AssetIn(key=[spec.name, "raw"])},
         io_manager_key="parquet_io",
-        check_specs=check_specs(key, FEATURE_CHECKS, data_partitions(spec)),
+        check_specs=[
+            *check_specs(key, FEATURE_CHECKS, data_partitions(spec)),
+            dg.AssetCheckSpec(
+                PARTIAL_PERIOD,
+                asset=key,
+                blocking=False,
+                partitions_def=data_partitions(spec),
+                description="Warns when the partition has fewer rows than "
+                f"quality.partial_period_share={spec.quality.partial_period_share} of the "
+                f"median of the {spec.training.window} partitions before it.",
+            ),
+        ],
         code_version=code_version(
             spec, [steps, mlplatform.columns], ["columns", "features", "target", "task"]
         ),
@@ -37,8 +61,12 @@ def features_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
         kinds={"pandas", "parquet"},
         description="Cleaned and derived features plus the target, one partition per file.",
     )
-    def features(context: dg.AssetExecutionContext, raw: pd.DataFrame) -> Iterator[object]:
+    def features(
+        context: dg.AssetExecutionContext, raw: pd.DataFrame, store: ArtifactStore
+    ) -> Iterator[object]:
         frame = steps.build_features(raw, spec)
+        window = stored_rows(store, key, previous_window(spec, context.partition_key))
+        partial = steps.partial_period(len(frame), window, spec.quality.partial_period_share)
         problems = {
             "no_leakage": steps.leakage_findings(frame, spec),
             "no_empty_feature": [
@@ -52,13 +80,22 @@ def features_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
             dg.Output(frame, metadata={"rows": len(frame), "columns": len(frame.columns)}),
             problems,
         )
+        yield dg.AssetCheckResult(
+            check_name=PARTIAL_PERIOD,
+            passed=partial is None,
+            severity=dg.AssetCheckSeverity.WARN,
+            description=partial or "rows in line with the partitions before it",
+            metadata={"rows": len(frame), "window_rows": dict(window)},
+        )
 
     return features
 
 
 def drift_check(spec: ProjectSpec) -> dg.AssetChecksDefinition:
     """Each partition against the ``training.window`` partitions before it: PSI per numeric
-    feature, category-share change per categorical one. Blocking when drift.severity=error."""
+    feature, category-share change per categorical one, missing-share change per column; date
+    parts that restate the partition key are not compared. Blocking when drift.severity=error,
+    otherwise a failure is a warning."""
     key = dg.AssetKey([spec.name, "features"])
     blocking = spec.drift.severity == "error"
 
@@ -68,7 +105,8 @@ def drift_check(spec: ProjectSpec) -> dg.AssetChecksDefinition:
         blocking=blocking,
         partitions_def=data_partitions(spec),
         description=f"Feature drift vs the previous {spec.training.window} partitions "
-        f"(PSI > {spec.drift.psi_threshold} or share change > {spec.drift.share_threshold}).",
+        f"(PSI > {spec.drift.psi_threshold}, share change > {spec.drift.share_threshold} or "
+        f"missing-share change > {spec.drift.missing_threshold}).",
     )
     def drift(
         context: dg.AssetCheckExecutionContext, features: pd.DataFrame, store: ArtifactStore
@@ -80,7 +118,12 @@ def drift_check(spec: ProjectSpec) -> dg.AssetChecksDefinition:
             return dg.AssetCheckResult(
                 passed=True, description="no earlier partitions to compare with yet"
             )
-        found = drift_steps.feature_drift(split.training_frame(reference), features, spec)
+        own = data_partitions(spec).time_window_for_partition_key(context.partition_key)
+        period = (own.start.date(), own.end.date())
+        skip = drift_steps.key_features(features, spec, period)
+        before = split.training_frame(reference)
+        found = drift_steps.feature_drift(before, features, spec, skip=skip)
+        found += drift_steps.missing_changes(before, features, spec)
         drifted = [d for d in found if d.drifted]
         return dg.AssetCheckResult(
             passed=not drifted,
@@ -89,6 +132,7 @@ def drift_check(spec: ProjectSpec) -> dg.AssetChecksDefinition:
             metadata={
                 "reference": f"{min(reference)} .. {max(reference)}",
                 "drifted": len(drifted),
+                "not_compared": ", ".join(skip) or "none",
                 **{f"{d.kind}/{d.feature}": round(d.value, 4) for d in found},
             },
         )

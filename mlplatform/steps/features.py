@@ -8,8 +8,15 @@ import pandas as pd
 from mlplatform.columns import MISSING_CATEGORY, FeatureKind, derive_features, feature_layout
 from mlplatform.spec import ProjectSpec
 
-LEAKAGE_CORRELATION = 0.98
-LEAKAGE_PURITY = 0.995
+# A single feature is a leak when on its own, on one partition, it reaches any of these.
+LEAKAGE_CORRELATION = 0.98  # |Pearson r| with a regression target
+LEAKAGE_PURITY = 0.995  # accuracy of a one-feature tree, or category purity (classification)
+LEAKAGE_AUC = 0.999  # max(AUC, 1 - AUC) of the raw values for one class vs the rest
+LEAKAGE_R2 = 0.99  # in-sample R² of a one-feature tree (regression)
+LEAKAGE_ERROR_SHARE = 0.1  # the tree's errors as a share of always guessing the majority
+LEAKAGE_TREE_DEPTH = {"classification": 4, "regression": 6}
+LEAKAGE_MIN_CLASS_ROWS = 10  # rows of a class (and of the rest) before its AUC counts
+LEAKAGE_TREE_ROWS = 50_000  # larger partitions fit the tree on a seeded sample
 
 
 def layout(spec: ProjectSpec) -> list[tuple[str, FeatureKind]]:
@@ -40,8 +47,109 @@ def build_features(raw: pd.DataFrame, spec: ProjectSpec) -> pd.DataFrame:
     return frame.loc[keep].reset_index(drop=True)
 
 
+def rank_auc(x: np.ndarray, positive: np.ndarray) -> float:
+    """ROC AUC of ``x`` as a score for ``positive`` (Mann-Whitney; ties count half)."""
+    ranks = pd.Series(x).rank(method="average").to_numpy()
+    n_pos = int(positive.sum())
+    n_neg = len(x) - n_pos
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def _impurity(counts: np.ndarray, n: np.ndarray | float, task: str) -> np.ndarray:
+    """Gini impurity times rows (classification; ``counts``: class counts) or the sum of squared
+    errors (regression; ``counts``: sums of y and y²) of segments with ``n`` rows."""
+    if task == "regression":
+        return counts[..., 1] - counts[..., 0] ** 2 / n
+    return n - (counts**2).sum(axis=-1) / n
+
+
+def _best_cut(x: np.ndarray, stats: np.ndarray, task: str, min_leaf: int) -> int | None:
+    """Where to split one segment of sorted ``x`` (greedy, like a tree node); None: no split."""
+    m = len(x)
+    cuts = np.arange(min_leaf, m - min_leaf + 1)
+    cuts = cuts[x[cuts - 1] < x[cuts]]  # never between equal values
+    if not len(cuts):
+        return None
+    left = np.cumsum(stats, axis=0)[cuts - 1]
+    right = stats.sum(axis=0) - left
+    cost = _impurity(left, cuts * 1.0, task) + _impurity(right, (m - cuts) * 1.0, task)
+    best = int(np.argmin(cost))
+    whole = float(_impurity(stats.sum(axis=0), float(m), task))
+    return int(cuts[best]) if cost[best] < whole - 1e-12 else None
+
+
+def one_feature_tree(x: np.ndarray, y: np.ndarray, task: str) -> float:
+    """In-sample accuracy (classification) or R² (regression) of a shallow tree on ``x`` alone:
+    how well thresholds on one feature (a few bins) reproduce the target. numpy only: it runs
+    inside every ``features`` step."""
+    if len(x) > LEAKAGE_TREE_ROWS:
+        keep = np.random.default_rng(0).choice(len(x), LEAKAGE_TREE_ROWS, replace=False)
+        x, y = x[keep], y[keep]
+    order = np.argsort(x, kind="stable")
+    xs = np.asarray(x, dtype=np.float64)[order]
+    if task == "regression":
+        t = np.asarray(y, dtype=np.float64)[order]
+        t = t - t.mean()  # sums of squares without cancellation
+        stats = np.column_stack([t, t**2])
+    else:
+        _, codes = np.unique(np.asarray(y, dtype=str), return_inverse=True)
+        stats = np.eye(codes.max() + 1)[codes[order]]
+    min_leaf = max(5, len(xs) // 100)  # no leaf for a handful of rows: bins, not points
+    segments = [(0, len(xs))]
+    for _ in range(LEAKAGE_TREE_DEPTH["regression" if task == "regression" else "classification"]):
+        split = []
+        for lo, hi in segments:
+            cut = _best_cut(xs[lo:hi], stats[lo:hi], task, min_leaf)
+            split += [(lo, hi)] if cut is None else [(lo, lo + cut), (lo + cut, hi)]
+        segments = split
+    sums = np.array([stats[lo:hi].sum(axis=0) for lo, hi in segments])
+    if task == "regression":
+        sizes = np.array([hi - lo for lo, hi in segments], dtype=np.float64)
+        total = float(_impurity(stats.sum(axis=0), float(len(xs)), task))
+        return 1.0 - float(_impurity(sums, sizes, task).sum()) / total
+    return float(sums.max(axis=1).sum() / len(xs))
+
+
+def _numeric_leak(xs: np.ndarray, y: pd.Series, spec: ProjectSpec) -> list[str]:
+    """Why one numeric feature (no missing values) gives the target away; empty if it does not."""
+    found: list[str] = []
+    if spec.task == "regression":
+        t = y.to_numpy(dtype=np.float64)
+        if np.std(t) == 0:
+            return found
+        r = float(np.corrcoef(xs, t)[0, 1])
+        if abs(r) >= LEAKAGE_CORRELATION:
+            found.append(f"correlation {r:+.3f} with the target")
+        r2 = one_feature_tree(xs, t, "regression")
+        if r2 >= LEAKAGE_R2:
+            found.append(
+                f"a one-feature tree of depth {LEAKAGE_TREE_DEPTH['regression']} explains "
+                f"R² {r2:.4f} of the target"
+            )
+        return found
+    labels = y.to_numpy(dtype=object)
+    for c in sorted(set(labels)):
+        positive = labels == c
+        n_pos = int(positive.sum())
+        if min(n_pos, len(labels) - n_pos) < LEAKAGE_MIN_CLASS_ROWS:
+            continue
+        auc = rank_auc(xs, positive)
+        if max(auc, 1 - auc) >= LEAKAGE_AUC:
+            found.append(f"rank AUC {max(auc, 1 - auc):.4f} for target={c}")
+    majority = float(y.value_counts(normalize=True).iloc[0])
+    if majority < LEAKAGE_PURITY:
+        accuracy = one_feature_tree(xs, labels.astype(str), "classification")
+        if accuracy >= LEAKAGE_PURITY and 1 - accuracy <= LEAKAGE_ERROR_SHARE * (1 - majority):
+            found.append(
+                f"a one-feature tree of depth {LEAKAGE_TREE_DEPTH['classification']} is right "
+                f"on {accuracy:.1%} of rows (majority class {majority:.1%})"
+            )
+    return found
+
+
 def leakage_findings(frame: pd.DataFrame, spec: ProjectSpec) -> list[str]:
-    """Features that give the target away: declared non-features, or near-perfect predictors."""
+    """Features that give the target away: declared non-features, or features that on their
+    own predict the target (near-)perfectly (see the LEAKAGE_* thresholds)."""
     expected = {name for name, _ in layout(spec)} | {spec.target}
     findings = [
         f"column {c!r} is not a declared feature (target, id or excluded column leaked in)"
@@ -51,11 +159,6 @@ def leakage_findings(frame: pd.DataFrame, spec: ProjectSpec) -> list[str]:
     y = frame[spec.target]
     if len(frame) < 20 or y.nunique() < 2:
         return findings
-    targets = (
-        {"target": y.to_numpy(dtype=np.float64)}
-        if spec.task == "regression"
-        else {f"target={c}": (y == c).to_numpy(dtype=np.float64) for c in y.unique()}
-    )
     majority = y.value_counts(normalize=True).iloc[0]
     for name, kind in layout(spec):
         x = frame[name]
@@ -64,12 +167,13 @@ def leakage_findings(frame: pd.DataFrame, spec: ProjectSpec) -> list[str]:
             ok = ~np.isnan(xs)
             if ok.sum() < 20 or np.nanstd(xs) == 0:
                 continue
-            for label, t in targets.items():
-                if np.std(t[ok]) == 0:
-                    continue
-                r = float(np.corrcoef(xs[ok], t[ok])[0, 1])
-                if abs(r) >= LEAKAGE_CORRELATION:
-                    findings.append(f"feature {name!r} correlates {r:+.3f} with {label}")
+            found = _numeric_leak(xs[ok], y[ok], spec)
+            if found:
+                findings.append(
+                    f"feature {name!r} alone predicts the target: {'; '.join(found)}. "
+                    "If it is derived from the target or known only afterwards, add it to "
+                    "features.exclude"
+                )
         elif spec.task != "regression" and majority < LEAKAGE_PURITY:
             purity = frame.groupby(name)[spec.target].agg(
                 lambda s: s.value_counts(normalize=True).iloc[0]
@@ -79,6 +183,21 @@ def leakage_findings(frame: pd.DataFrame, spec: ProjectSpec) -> list[str]:
             if x.nunique() > 1 and score >= LEAKAGE_PURITY:
                 findings.append(f"feature {name!r} determines the target in {score:.1%} of rows")
     return findings
+
+
+def partial_period(rows: int, window: dict[str, int], share: float) -> str | None:
+    """Why a partition looks like a partial period: fewer rows than ``share`` of the median row
+    count of the partitions before it (``window``: key -> rows); None when it does not."""
+    if not window:
+        return None
+    median = float(np.median(list(window.values())))
+    if rows >= share * median:
+        return None
+    return (
+        f"{rows} rows, {rows / median:.0%} of the median {median:g} of the {len(window)} "
+        f"partitions before it (below quality.partial_period_share={share}): a partial period? "
+        "Check the landing file is complete before training on it or using it as a holdout"
+    )
 
 
 def empty_features(frame: pd.DataFrame, spec: ProjectSpec) -> list[str]:

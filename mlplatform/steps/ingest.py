@@ -157,6 +157,24 @@ def _examples(mask: np.ndarray, raw: np.ndarray, where: pd.Index, limit: int = 5
 CHECKS = ("schema", "ranges", "row_count", "target")
 
 
+def _missing_problem(
+    name: str, missing: int, rows: int, spec: ProjectSpec, file: Path
+) -> list[str]:
+    """The column's missing share when it is above its limit (column's own, else the project's)."""
+    own = spec.columns[name].max_missing_fraction
+    limit = spec.quality.max_missing_fraction if own is None else own
+    if not missing or missing / rows <= limit:
+        return []
+    field = (
+        "quality.max_missing_fraction" if own is None else f"columns.{name}.max_missing_fraction"
+    )
+    return [
+        f"column {name!r}: {missing} of {rows} values ({missing / rows:.1%}) are missing in "
+        f"{file.name}, above {field}={limit}; fix the file, or raise "
+        f"columns.{name}.max_missing_fraction if that many gaps are expected"
+    ]
+
+
 def parse_partition(
     frame: pd.DataFrame, spec: ProjectSpec, file: Path
 ) -> tuple[pd.DataFrame, QualityReport]:
@@ -202,6 +220,8 @@ def parse_partition(
                 f"column {name!r}: {int(gone.sum())} missing or invalid value(s) in a "
                 f"non-nullable column; " + ", ".join(_examples(gone, raw, frame.index))
             )
+        else:
+            problems["schema"] += _missing_problem(name, cq.missing, n, spec, file)
         cq.examples = _examples(parsed.invalid | parsed.out_of_range, raw, frame.index)
     dup = frame.duplicated(keep="first").to_numpy()
     duplicate_lines = [int(i) for i in frame.index[dup]]

@@ -497,3 +497,39 @@ def test_line_numbers_count_blank_lines(
     _, report = _check(path, spec)
     msg = _only_problem(report, "target")
     assert "line 10 'maybe'" in msg
+
+
+# ---------------------------------------------------------------------------- missingness
+
+
+def test_column_with_a_fifth_missing_is_refused_naming_file_column_share_and_limit(
+    base: pd.DataFrame, spec: ProjectSpec, tmp_path: Path
+) -> None:
+    base.loc[: ROWS // 5 - 1, "monthly_charges"] = "n/a"  # 20% of a nullable float column
+    missing = int((base["monthly_charges"].isin(["", "n/a"])).sum())
+    path = _write(base, tmp_path)
+    _, report = _check(path, spec)
+    msg = _only_problem(report, "schema")
+    assert msg.startswith("column 'monthly_charges':")
+    assert f"{missing} of {ROWS} values ({missing / ROWS:.1%}) are missing in {FILE}" in msg
+    assert "above quality.max_missing_fraction=0.15" in msg
+    assert "columns.monthly_charges.max_missing_fraction" in msg  # what to change
+    assert report.columns["monthly_charges"].missing == missing
+
+
+def test_column_limit_overrides_the_project_default(
+    base: pd.DataFrame, spec: ProjectSpec, tmp_path: Path
+) -> None:
+    base.loc[: ROWS // 5 - 1, "monthly_charges"] = ""
+    path = _write(base, tmp_path)
+    columns = dict(spec.columns)
+    columns["monthly_charges"] = columns["monthly_charges"].model_copy(
+        update={"max_missing_fraction": 0.5}
+    )
+    _, report = _check(path, spec.model_copy(update={"columns": columns}))
+    assert report.passed, report.problems
+    columns["region"] = columns["region"].model_copy(update={"max_missing_fraction": 0.0})
+    base.loc[ROWS - 1, "region"] = "NA"
+    _, report = _check(_write(base, tmp_path), spec.model_copy(update={"columns": columns}))
+    msg = _only_problem(report, "schema")
+    assert "column 'region'" in msg and "above columns.region.max_missing_fraction=0.0" in msg

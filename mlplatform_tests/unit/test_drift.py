@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import types
 
 import numpy as np
 import pandas as pd
+import pytest
 
+from mlplatform.columns import MISSING_CATEGORY
 from mlplatform.defs.versions import code_version
-from mlplatform.spec import Drift, ProjectSpec
-from mlplatform.steps.drift import feature_drift, psi, share_change
+from mlplatform.spec import Drift, Partitions, ProjectSpec
+from mlplatform.steps.drift import (
+    feature_drift,
+    key_features,
+    missing_changes,
+    psi,
+    share_change,
+)
 
 
 def test_psi_is_zero_for_same_distribution_and_grows_with_shift() -> None:
@@ -63,6 +72,98 @@ def test_feature_drift_flags_only_shifted_features(churn_spec: ProjectSpec) -> N
     assert not any(
         d.drifted for d in feature_drift(frame(50, 0.1), frame(80, 0.5), churn_spec, lenient)
     )
+
+
+def churn_features(n: int, seed: int, signup: np.ndarray | None = None) -> pd.DataFrame:
+    """Feature rows of the churn spec with stable distributions (signup dates: ``signup``)."""
+    rng = np.random.default_rng(seed)
+    days = (
+        signup
+        if signup is not None
+        else np.datetime64("2020-01-01") + rng.integers(0, 1500, n).astype("timedelta64[D]")
+    )
+    months = days.astype("datetime64[M]")
+    years = days.astype("datetime64[Y]")
+    return pd.DataFrame(
+        {
+            "signup_date_year": (years.astype(np.int64) + 1970).astype(np.float32),
+            "signup_date_month": (months.astype(np.int64) % 12 + 1).astype(np.float32),
+            "signup_date_dayofweek": ((days.astype(np.int64) + 3) % 7).astype(np.float32),
+            "tenure_months": rng.integers(0, 60, n).astype(np.float32),
+            "monthly_charges": rng.normal(60, 10, n).astype(np.float32),
+            "support_calls": rng.integers(0, 5, n).astype(np.float32),
+            "plan": rng.choice(["basic", "premium"], n).astype(object),
+            "region": rng.choice(["north", "south"], n).astype(object),
+            "payment_method": rng.choice(["card", "paypal"], n).astype(object),
+            "autopay": rng.integers(0, 2, n).astype(np.float32),
+        }
+    )
+
+
+def in_period(start: str, days: int, n: int, seed: int) -> np.ndarray:
+    """``n`` dates spread over the ``days`` days from ``start``."""
+    offsets = np.random.default_rng(seed).integers(0, days, n).astype("timedelta64[D]")
+    return np.datetime64(start) + offsets
+
+
+def test_missing_share_jump_is_reported_per_column(churn_spec: ProjectSpec) -> None:
+    reference, current = churn_features(2000, 1), churn_features(500, 2)
+    reference.loc[:39, "monthly_charges"] = np.nan  # 2% in the window
+    current.loc[:99, "monthly_charges"] = np.nan  # 20% now
+    current.loc[:99, "region"] = MISSING_CATEGORY
+    found = {d.feature: d for d in missing_changes(reference, current, churn_spec)}
+    assert list(found) == churn_spec.feature_columns  # a date column once, by its own name
+    charges = found["monthly_charges"]
+    assert charges.drifted and charges.kind == "missing"
+    assert charges.value == pytest.approx(0.18)
+    assert charges.detail == "missing share 2.0% -> 20.0%"
+    assert found["region"].drifted
+    assert [c for c, d in found.items() if d.drifted] == ["monthly_charges", "region"]
+    lenient = churn_spec.drift.model_copy(update={"missing_threshold": 0.5})
+    assert not any(d.drifted for d in missing_changes(reference, current, churn_spec, lenient))
+
+
+def test_no_drift_on_date_parts_of_the_partition_key_in_monthly_partitions(
+    churn_spec: ProjectSpec,
+) -> None:
+    # signup_date dates the rows here: the window holds 12 months, the partition one.
+    reference = churn_features(1200, 1, in_period("2023-03-01", 365, 1200, 1))
+    current = churn_features(300, 2, in_period("2024-03-01", 31, 300, 2))
+    current["monthly_charges"] += 30  # a real shift
+    period = (dt.date(2024, 3, 1), dt.date(2024, 4, 1))
+    skip = key_features(current, churn_spec, period)
+    assert skip == ["signup_date_year", "signup_date_month"]
+    found = {d.feature: d for d in feature_drift(reference, current, churn_spec, skip=skip)}
+    assert "signup_date_month" not in found and "signup_date_year" not in found
+    assert not found["signup_date_dayofweek"].drifted  # finer than a month: still compared
+    assert found["monthly_charges"].drifted  # the real shift still fires
+    unskipped = {d.feature: d for d in feature_drift(reference, current, churn_spec)}
+    assert unskipped["signup_date_month"].drifted  # what the check used to report
+
+
+def test_date_parts_of_other_date_columns_are_still_compared(churn_spec: ProjectSpec) -> None:
+    current = churn_features(300, 2)  # signup dates over four years: not the partition's date
+    assert key_features(current, churn_spec, (dt.date(2024, 3, 1), dt.date(2024, 4, 1))) == []
+
+
+def test_key_parts_follow_the_granularity(churn_spec: ProjectSpec) -> None:
+    weekly = churn_spec.model_copy(
+        update={"partitions": Partitions(granularity="weekly", start=dt.date(2024, 1, 7))}
+    )
+    week = churn_features(300, 3, in_period("2024-03-31", 7, 300, 3))  # Sunday 31 March
+    assert set(week["signup_date_month"]) == {3.0, 4.0}  # a week across two months
+    period = (dt.date(2024, 3, 31), dt.date(2024, 4, 7))
+    assert key_features(week, weekly, period) == ["signup_date_year", "signup_date_month"]
+    daily = churn_spec.model_copy(
+        update={"partitions": Partitions(granularity="daily", start=dt.date(2024, 1, 1))}
+    )
+    day = churn_features(50, 4, in_period("2024-04-03", 1, 50, 4))
+    period = (dt.date(2024, 4, 3), dt.date(2024, 4, 4))
+    assert key_features(day, daily, period) == [
+        "signup_date_year",
+        "signup_date_month",
+        "signup_date_dayofweek",
+    ]
 
 
 def test_code_version_follows_module_source_and_spec_section(churn_spec: ProjectSpec) -> None:
