@@ -3,35 +3,20 @@
 from collections.abc import Iterator
 
 import dagster as dg
-import pandas as pd
-import pyarrow.parquet as pq
 
-import mlplatform.columns
 from mlplatform.defs.checks import audited_output, check_specs
+from mlplatform.defs.frames import Frame
 from mlplatform.defs.partitions import data_partitions, previous_window
 from mlplatform.defs.versions import code_version
-from mlplatform.resources.store import ArtifactStore, partition_path
+from mlplatform.resources.store import ArtifactStore
 from mlplatform.spec import ProjectSpec
-from mlplatform.steps import drift as drift_steps
-from mlplatform.steps import features as steps
-from mlplatform.steps import split
 
+# The step modules (numpy, pandas) are imported by the runs that compute features or drift.
 FEATURE_CHECKS = {
     "no_leakage": "No target, id or excluded column and no near-perfect predictor of the target.",
     "no_empty_feature": "Every feature has at least one value in the partition.",
 }
 PARTIAL_PERIOD = "partial_period"
-
-
-def stored_rows(store: ArtifactStore, key: dg.AssetKey, partitions: list[str]) -> dict[str, int]:
-    """Row counts of the stored partitions among ``partitions`` (from the Parquet footers)."""
-    out = {}
-    for pk in partitions:
-        path = partition_path(store.assets_dir, key, pk)
-        if path.exists():
-            with path.open("rb") as fh:
-                out[pk] = pq.ParquetFile(fh).metadata.num_rows
-    return out
 
 
 def features_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
@@ -55,17 +40,21 @@ def features_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
             ),
         ],
         code_version=code_version(
-            spec, [steps, mlplatform.columns], ["columns", "features", "target", "task"]
+            spec,
+            ["mlplatform.steps.features", "mlplatform.columns"],
+            ["columns", "features", "target", "task"],
         ),
         group_name=spec.name,
         kinds={"pandas", "parquet"},
         description="Cleaned and derived features plus the target, one partition per file.",
     )
     def features(
-        context: dg.AssetExecutionContext, raw: pd.DataFrame, store: ArtifactStore
+        context: dg.AssetExecutionContext, raw: Frame, store: ArtifactStore
     ) -> Iterator[object]:
+        from mlplatform.steps import features as steps
+
         frame = steps.build_features(raw, spec)
-        window = stored_rows(store, key, previous_window(spec, context.partition_key))
+        window = store.stored_rows(key, previous_window(spec, context.partition_key))
         partial = steps.partial_period(len(frame), window, spec.quality.partial_period_share)
         problems = {
             "no_leakage": steps.leakage_findings(frame, spec),
@@ -109,8 +98,11 @@ def drift_check(spec: ProjectSpec) -> dg.AssetChecksDefinition:
         f"missing-share change > {spec.drift.missing_threshold}).",
     )
     def drift(
-        context: dg.AssetCheckExecutionContext, features: pd.DataFrame, store: ArtifactStore
+        context: dg.AssetCheckExecutionContext, features: Frame, store: ArtifactStore
     ) -> dg.AssetCheckResult:
+        from mlplatform.steps import drift as drift_steps
+        from mlplatform.steps import split
+
         window = previous_window(spec, context.partition_key)
         reference = store.read_partitions(key, window)
         severity = dg.AssetCheckSeverity.ERROR if blocking else dg.AssetCheckSeverity.WARN

@@ -5,13 +5,12 @@ from pathlib import Path
 
 import dagster as dg
 
-import mlplatform.columns
 from mlplatform.defs.checks import audited_output, check_specs
 from mlplatform.defs.partitions import data_partitions
 from mlplatform.defs.versions import code_version
+from mlplatform.digests import file_sha256
 from mlplatform.resources.store import ArtifactStore
 from mlplatform.spec import ProjectSpec
-from mlplatform.steps import ingest
 
 RAW_CHECKS = {
     "schema": "Columns parse as their declared types; non-nullable columns are filled; "
@@ -31,15 +30,19 @@ def raw_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
         io_manager_key="parquet_io",
         check_specs=check_specs(key, RAW_CHECKS, data_partitions(spec)),
         code_version=code_version(
-            spec, [ingest, mlplatform.columns], ["data", "columns", "quality", "target"]
+            spec,
+            ["mlplatform.steps.ingest", "mlplatform.columns"],
+            ["data", "columns", "quality", "target"],
         ),
         group_name=spec.name,
         kinds={"pandas", "parquet"},
         description=f"Landing files of {spec.name}, parsed and validated against the spec.",
     )
     def raw(context: dg.AssetExecutionContext, store: ArtifactStore) -> Iterator[object]:
+        from mlplatform.steps import ingest  # pandas, numpy: imported by the run
+
         path = spec.landing_file(Path(store.home), context.partition_key)
-        sha = ingest.file_sha256(path) if path.is_file() else ""
+        sha = file_sha256(path) if path.is_file() else ""
         frame = ingest.read_landing_file(path, spec)
         typed, report = ingest.parse_partition(frame, spec, path)
         per_column = {

@@ -146,6 +146,19 @@ class ArtifactStore(dg.ConfigurableResource):
                 out[pk] = read_parquet(path)
         return out
 
+    def stored_rows(self, key: dg.AssetKey, partitions: list[str]) -> dict[str, int]:
+        """Row counts of the stored partitions among ``partitions`` (from the Parquet footers,
+        without reading the data)."""
+        import pyarrow.parquet as pq
+
+        out = {}
+        for pk in partitions:
+            path = partition_path(self.assets_dir, key, pk)
+            if path.exists():
+                with path.open("rb") as fh:
+                    out[pk] = pq.ParquetFile(fh).metadata.num_rows
+        return out
+
     def model_file(self, project: str, candidate: str, cutoff: str, suffix: str = ".skops") -> Path:
         return self.root / "models" / project / candidate / f"{cutoff}{suffix}"
 
