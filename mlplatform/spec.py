@@ -99,12 +99,19 @@ class DataSource(_Frozen):
     @field_validator("encoding")
     @classmethod
     def _known_encoding(cls, v: str) -> str:
-        import codecs
-
         try:
-            codecs.lookup(v)
+            b"x".decode(v, errors="ignore")  # non-text codecs (rot13, base64) raise here
         except LookupError:
-            raise ValueError(f"unknown text encoding {v!r}") from None
+            raise ValueError(
+                f"unknown text encoding {v!r}; use a Python text codec such as utf-8 or latin-1"
+            ) from None
+        return v
+
+    @field_validator("delimiter")
+    @classmethod
+    def _usable_delimiter(cls, v: str) -> str:
+        if v in ('"', "\n", "\r"):
+            raise ValueError(f"{v!r} cannot separate fields; use e.g. ',', ';' or a tab")
         return v
 
 
@@ -553,6 +560,16 @@ def _feature_problems(columns: dict[str, Column], features: Features) -> list[tu
     for col in features.exclude:
         if col not in columns:
             problems.append(("features.exclude", f"{col!r} is not among 'columns'"))
+    for col, parts in features.date_parts.items():
+        for part in parts:
+            if f"{col}_{part}" in columns:
+                problems.append(
+                    (
+                        f"features.date_parts.{col}",
+                        f"the derived feature {col}_{part!s} has the name of a column; "
+                        f"rename column {col}_{part!s} or drop the part",
+                    )
+                )
     return problems
 
 

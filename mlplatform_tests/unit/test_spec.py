@@ -165,6 +165,13 @@ CRASHING = [
         "weekly partitions only",
     ),
     ({"schedule": {"timezone": "Mars/Olympus"}}, "schedule.timezone", "unknown time zone"),
+    ({"data": {"encoding": "rot13"}}, "data.encoding", "unknown text encoding 'rot13'"),
+    ({"data": {"delimiter": '"'}}, "data.delimiter", "cannot separate fields"),
+    (
+        {"columns": {"signup_date_year": {"type": "float"}}},
+        "features.date_parts.signup_date",
+        "derived feature signup_date_year has the name of a column",
+    ),
 ]
 
 
