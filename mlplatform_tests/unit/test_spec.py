@@ -165,6 +165,8 @@ CRASHING = [
         "weekly partitions only",
     ),
     ({"schedule": {"timezone": "Mars/Olympus"}}, "schedule.timezone", "unknown time zone"),
+    ({"schedule": {"cron": "0 24 * * *"}}, "schedule.cron", "'24' is not a valid hour (0-23"),
+    ({"schedule": {"cron": "a b c d e"}}, "schedule.cron", "'a' is not a valid minute"),
     ({"data": {"encoding": "rot13"}}, "data.encoding", "unknown text encoding 'rot13'"),
     ({"data": {"delimiter": '"'}}, "data.delimiter", "cannot separate fields"),
     (
@@ -226,6 +228,13 @@ def test_weekly_keys_on_the_chosen_weekday_map_files(tmp_path: Path) -> None:
         "is a Sunday and weekly keys start on Monday"
         in dict(problems(tmp_path, sunday))["partitions.start"]
     )
+
+
+@pytest.mark.parametrize("cron", ["*/15 * * * *", "0 0 1-7 jan-mar mon", "5,10 0-23/2 L * 1#2"])
+def test_cron_forms_dagster_accepts_pass(tmp_path: Path, cron: str) -> None:
+    d = example_dict()
+    d["schedule"]["cron"] = cron
+    assert load_spec(write(tmp_path, d)).schedule is not None
 
 
 def test_accepted_partition_specs_make_keys(tmp_path: Path) -> None:
