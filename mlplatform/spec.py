@@ -516,27 +516,29 @@ def cross_field_problems(
     """Problems between validated top-level sections, as (field path, reason).
 
     A check runs when the sections it reads are present, so one spec shows every problem in
-    one pass even when other sections failed their own validation. ``partitions_set`` names the
-    partitions fields written in the file (a default is never a mistake).
+    one pass even when other sections failed their own validation. In ``columns`` a declared
+    column that failed its own validation is None. ``partitions_set`` names the partitions
+    fields written in the file (a default is never a mistake).
     """
     s = sections
     problems: list[tuple[str, str]] = []
-    task, target, columns = s.get("task"), s.get("target"), s.get("columns")
+    task, target = s.get("task"), s.get("target")
+    columns: dict[str, Column | None] | None = s.get("columns")
     features: Features | None = s.get("features")
     if columns is not None and target is not None:
         problems += _target_problems(task, target, columns, features)
     if columns is not None and features is not None:
         problems += _feature_problems(columns, features)
-        if target is not None:
-            ids = {c for c, col in columns.items() if col.type == "id"}
+        if target is not None and None not in columns.values():
+            ids = {c for c, col in columns.items() if col is not None and col.type == "id"}
             if not set(columns) - {target} - ids - set(features.exclude):
                 problems.append(
                     ("columns", "no feature columns left after the target, ids and excludes")
                 )
     training: Training | None = s.get("training")
     if columns is not None and training is not None and training.slice_column is not None:
-        sc = training.slice_column
-        if sc not in columns or columns[sc].type != "category":
+        sc, scol = training.slice_column, columns.get(training.slice_column)
+        if sc not in columns or (scol is not None and scol.type != "category"):
             problems.append(("training.slice_column", f"{sc!r} is not a category column"))
     if columns is not None and s.get("quality") is not None:
         problems += _category_limit_problems(columns, s["quality"])
@@ -566,12 +568,16 @@ def cross_field_problems(
 
 
 def _target_problems(
-    task: str | None, target: str, columns: dict[str, Column], features: Features | None
+    task: str | None, target: str, columns: dict[str, Column | None], features: Features | None
 ) -> list[tuple[str, str]]:
     if target not in columns:
         return [("target", f"{target!r} is not among 'columns'")]
     problems: list[tuple[str, str]] = []
+    if features is not None and target in features.exclude:
+        problems.append(("features.exclude", "the target cannot be excluded"))
     tcol = columns[target]
+    if tcol is None:
+        return problems
     if task == "regression" and tcol.type not in ("float", "int"):
         problems.append(("target", f"a regression target must be float or int, not {tcol.type}"))
     if task in ("binary", "multiclass") and tcol.type not in ("category", "bool", "int"):
@@ -580,17 +586,18 @@ def _target_problems(
         problems.append(
             ("target", f"a binary target needs exactly 2 values, got {len(tcol.values)}")
         )
-    if features is not None and target in features.exclude:
-        problems.append(("features.exclude", "the target cannot be excluded"))
     return problems
 
 
-def _feature_problems(columns: dict[str, Column], features: Features) -> list[tuple[str, str]]:
+def _feature_problems(
+    columns: dict[str, Column | None], features: Features
+) -> list[tuple[str, str]]:
     problems: list[tuple[str, str]] = []
     for col in features.date_parts:
+        declared = columns.get(col)
         if col not in columns:
             problems.append(("features.date_parts", f"{col!r} is not among 'columns'"))
-        elif columns[col].type != "date":
+        elif declared is not None and declared.type != "date":
             problems.append(("features.date_parts", f"{col!r} is not a date column"))
     for col in features.exclude:
         if col not in columns:
@@ -608,9 +615,13 @@ def _feature_problems(columns: dict[str, Column], features: Features) -> list[tu
     return problems
 
 
-def _category_limit_problems(columns: dict[str, Column], quality: Quality) -> list[tuple[str, str]]:
+def _category_limit_problems(
+    columns: dict[str, Column | None], quality: Quality
+) -> list[tuple[str, str]]:
     problems: list[tuple[str, str]] = []
     for name, col in columns.items():
+        if col is None:
+            continue
         limit = quality.max_categories if col.max_categories is None else col.max_categories
         if col.values is not None and len(col.values) > limit:
             problems.append(
@@ -839,11 +850,20 @@ def _valid_sections(data: dict[str, Any]) -> tuple[dict[str, Any], set[str]]:
         try:
             value = TypeAdapter(Annotated[info.annotation, info]).validate_python(data[name])
         except ValidationError:
+            if name == "columns" and isinstance(data[name], dict):
+                sections[name] = {c: _column_or_none(col) for c, col in data[name].items()}
             continue
         sections[name] = value
         if isinstance(value, Partitions):
             written = set(value.model_fields_set)
     return sections, written
+
+
+def _column_or_none(data: object) -> Column | None:
+    try:
+        return Column.model_validate(data)
+    except ValidationError:
+        return None
 
 
 def spec_problems(
@@ -862,7 +882,8 @@ def spec_problems(
         if all(e["loc"] for e in exc.errors()):  # fields failed, so cross-field checks did not run
             problems += cross_field_problems(sections, written)
         partial = None
-        if all(s in sections for s in _BUILD_SECTIONS):
+        columns_ok = None not in sections.get("columns", {}).values()
+        if columns_ok and all(s in sections for s in _BUILD_SECTIONS):
             partial = ProjectSpec.model_construct(**sections, source_file=path.resolve())
         return None, list(dict.fromkeys(problems)), partial
     return (None if problems else spec), problems, spec

@@ -130,7 +130,9 @@ def test_cross_field_checks_run_when_a_field_fails(tmp_path: Path) -> None:
     d["name"] = "other"
     d["training"]["window"] = 0
     d["features"]["exclude"] = ["nope"]
+    d["features"]["date_parts"]["plan"] = ["year"]
     d["evaluation"]["primary_metric"] = "rmse"
+    d["columns"]["tenure_months"]["min"] = 500  # a bad column does not hide the others' checks
     path = tmp_path / "proj.yaml"
     path.write_text(yaml.safe_dump(d))
     with pytest.raises(SpecError) as info:
@@ -139,6 +141,8 @@ def test_cross_field_checks_run_when_a_field_fails(tmp_path: Path) -> None:
     assert "must equal the file name" in found["name"]
     assert "training.window" in found
     assert found["features.exclude"] == "'nope' is not among 'columns'"
+    assert found["features.date_parts"] == "'plan' is not a date column"
+    assert "greater than max" in found["columns.tenure_months"]
     assert "not a binary metric" in found["evaluation.primary_metric"]
 
 
