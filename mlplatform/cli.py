@@ -58,6 +58,14 @@ def _fail(message: str) -> typer.Exit:
 @app.command()
 def validate(
     paths: Annotated[list[Path], typer.Argument(help="Spec files or folders of spec files.")],
+    data: Annotated[
+        bool,
+        typer.Option("--data", help="Also check the first rows of each project's landing files."),
+    ] = False,
+    rows: Annotated[
+        int, typer.Option("--rows", min=1, help="Rows read per landing file with --data.")
+    ] = 1000,
+    home: HomeOption = None,
 ) -> None:
     """Check project specs; print every problem with file, field path and reason."""
     from mlplatform.steps.train_sklearn import candidate_problems
@@ -71,16 +79,46 @@ def validate(
     for file in files:
         try:
             spec = load_spec(file)
-            problems = candidate_problems(spec)
-            if problems:
-                raise SpecError(file, problems)
         except SpecError as exc:
             bad += 1
-            typer.secho(str(exc), fg=typer.colors.RED, err=True)
+            problems = exc.problems + (candidate_problems(exc.partial) if exc.partial else [])
+            typer.secho(str(SpecError(file, problems)), fg=typer.colors.RED, err=True)
+            continue
+        problems = candidate_problems(spec)
+        if problems:
+            bad += 1
+            typer.secho(str(SpecError(file, problems)), fg=typer.colors.RED, err=True)
             continue
         typer.echo(f"{file}: ok ({spec.task}, {len(spec.candidates)} candidate(s))")
+        if data and not _validate_data(spec, _settings(home).home, rows):
+            bad += 1
     if bad:
         raise typer.Exit(1)
+
+
+def _validate_data(spec: ProjectSpec, home: Path, rows: int) -> bool:
+    """Print what the first ``rows`` rows of each landing file show; False on problems."""
+    from mlplatform.defs.partitions import data_partitions, landed_partitions
+    from mlplatform.steps.preview import check_landing
+
+    landing = spec.landing_dir(home)
+    if not landing.is_dir():
+        typer.secho(f"{landing}: landing folder does not exist (data.landing)", fg="red", err=True)
+        return False
+    found, stray = landed_partitions(spec, home)
+    keys = data_partitions(spec).get_partition_keys()
+    example = spec.data.filename.format(partition=keys[0] if keys else spec.partitions.start)
+    preview = check_landing(spec, [spec.landing_file(home, k) for k in found], stray, example, rows)
+    for note in preview.notes:
+        typer.echo(f"note: {note}")
+    for problem in preview.problems:
+        typer.secho(problem, fg=typer.colors.RED, err=True)
+    summary = f"{spec.name}: {preview.files} landing file(s), first {rows} rows each"
+    if preview.problems:
+        typer.secho(f"{summary}: {len(preview.problems)} problem(s)", fg="red", err=True)
+        return False
+    typer.echo(f"{summary}: ok")
+    return True
 
 
 @app.command()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import string
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -13,6 +14,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    TypeAdapter,
     ValidationError,
     field_validator,
     model_validator,
@@ -22,6 +24,10 @@ NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 Task = Literal["binary", "multiclass", "regression"]
 ColumnType = Literal["float", "int", "category", "bool", "date", "id"]
 DatePart = Literal["year", "month", "day", "dayofweek", "dayofyear", "quarter"]
+Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+WEEKDAYS: tuple[Weekday, ...] = Weekday.__args__  # type: ignore[attr-defined]
+# Partition dates Dagster's time windows handle: four-digit years, ends before 3000.
+FIRST_DATE, LAST_DATE = dt.date(1000, 1, 1), dt.date(2999, 12, 31)
 
 CLASSIFIERS = (
     "logistic_regression",
@@ -62,20 +68,50 @@ class DataSource(_Frozen):
 
     @field_validator("filename")
     @classmethod
-    def _has_partition(cls, v: str) -> str:
-        if "{partition}" not in v:
+    def _one_placeholder(cls, v: str) -> str:
+        try:
+            fields = [
+                (name, spec, conv)
+                for _, name, spec, conv in string.Formatter().parse(v)
+                if name is not None
+            ]
+        except ValueError as exc:
+            raise ValueError(
+                f"{exc}; write literal braces as '{{{{' and '}}}}', e.g. '{{partition}}.csv'"
+            ) from None
+        others = sorted({"{" + (n or "") + "}" for n, _, _ in fields if n != "partition"})
+        if others:
+            raise ValueError(
+                f"unknown placeholder(s) {', '.join(others)}; only '{{partition}}' is "
+                "filled in (the key, YYYY-MM-DD), e.g. 'sales_{partition}.csv'"
+            )
+        if any(spec or conv for _, spec, conv in fields):
+            raise ValueError("write '{partition}' without a format spec or conversion")
+        if not fields:
             raise ValueError("must contain '{partition}', e.g. '{partition}.csv'")
+        name = v.replace("{partition}", "2024-01-01")
+        if "/" in name or "\\" in name:
+            raise ValueError("must be a file name, not a path; put folders in data.landing")
+        if name.startswith("."):
+            raise ValueError("must not start with '.' (hidden files are never read)")
         return v
 
     @field_validator("encoding")
     @classmethod
     def _known_encoding(cls, v: str) -> str:
-        import codecs
-
         try:
-            codecs.lookup(v)
+            b"x".decode(v, errors="ignore")  # non-text codecs (rot13, base64) raise here
         except LookupError:
-            raise ValueError(f"unknown text encoding {v!r}") from None
+            raise ValueError(
+                f"unknown text encoding {v!r}; use a Python text codec such as utf-8 or latin-1"
+            ) from None
+        return v
+
+    @field_validator("delimiter")
+    @classmethod
+    def _usable_delimiter(cls, v: str) -> str:
+        if v in ('"', "\n", "\r"):
+            raise ValueError(f"{v!r} cannot separate fields; use e.g. ',', ';' or a tab")
         return v
 
 
@@ -83,16 +119,13 @@ class Partitions(_Frozen):
     """Time-window partitioning of the raw data: one landing file per partition key."""
 
     granularity: Literal["daily", "weekly", "monthly"] = "monthly"
-    start: dt.date
+    start: dt.date = Field(description="First partition key: a period start.")
     end: dt.date | None = Field(
         default=None, description="Exclusive end; default: the last complete period."
     )
-
-    @model_validator(mode="after")
-    def _ordered(self) -> Partitions:
-        if self.end is not None and self.end <= self.start:
-            raise ValueError("'end' must be after 'start'")
-        return self
+    week_starts_on: Weekday = Field(
+        default="sunday", description="Weekday that weekly partition keys fall on."
+    )
 
 
 class Column(_Frozen):
@@ -104,6 +137,9 @@ class Column(_Frozen):
     max: float | None = None
     values: tuple[str, ...] | None = Field(
         default=None, description="Allowed values of a category column."
+    )
+    max_categories: int | None = Field(
+        default=None, ge=2, description="Most distinct values; default: quality.max_categories."
     )
     format: str | None = Field(
         default=None, description="strptime format of a date column, e.g. '%d/%m/%Y'."
@@ -124,6 +160,8 @@ class Column(_Frozen):
             raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
         if self.values is not None and self.type != "category":
             raise ValueError(f"'values' applies to category columns, not {self.type}")
+        if self.max_categories is not None and self.type != "category":
+            raise ValueError(f"'max_categories' applies to category columns, not {self.type}")
         if self.format is not None and self.type != "date":
             raise ValueError(f"'format' applies to date columns, not {self.type}")
         if self.type == "date" and self.format is None:
@@ -135,6 +173,12 @@ class Quality(_Frozen):
     """Rules a raw partition must meet before anything downstream runs."""
 
     min_rows: int = Field(default=1, ge=1)
+    max_categories: int = Field(
+        default=200,
+        ge=2,
+        description="Most distinct values a category column may have in one partition "
+        "(bounds memory); per column: columns.<col>.max_categories.",
+    )
     max_invalid_fraction: float = Field(
         default=0.02,
         ge=0,
@@ -363,6 +407,34 @@ class Promotion(_Frozen):
     approvers: int = Field(default=1, ge=1)
 
 
+_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+_CRON_FIELDS: tuple[tuple[str, int, int, tuple[str, ...]], ...] = (
+    ("minute", 0, 59, ()),
+    ("hour", 0, 23, ()),
+    ("day of month", 1, 31, ("l",)),
+    ("month", 1, 12, _MONTHS),
+    ("day of week", 0, 7, _DAYS),
+)
+
+
+def _cron_token_ok(token: str, weekday: bool, lo: int, hi: int, words: tuple[str, ...]) -> bool:
+    """One comma-separated item of a cron field: '*', 'a', 'a-b', each with an optional '/n'
+    step; a day-of-week item may end in '#n' (the n-th such weekday of the month)."""
+    head, nth, n = token.partition("#")
+    if nth and not (weekday and n in ("1", "2", "3", "4", "5")):
+        return False
+    value, slash, step = head.partition("/")
+    if slash and not (step.isdigit() and int(step) >= 1):
+        return False
+    if value in ("*", "?"):
+        return True
+    bounds = value.split("-")
+    return len(bounds) <= 2 and all(
+        b in words or (b.isdigit() and lo <= int(b) <= hi) for b in bounds
+    )
+
+
 class Schedule(_Frozen):
     """Retraining schedule (cron, evaluated by the Dagster daemon)."""
 
@@ -374,6 +446,26 @@ class Schedule(_Frozen):
     def _five_fields(cls, v: str) -> str:
         if len(v.split()) != 5:
             raise ValueError("cron needs five fields, e.g. '0 3 * * *'")
+        for (what, lo, hi, words), field in zip(_CRON_FIELDS, v.split(), strict=True):
+            for token in field.lower().split(","):
+                if not _cron_token_ok(token, what == "day of week", lo, hi, words):
+                    raise ValueError(
+                        f"{token!r} is not a valid {what} ({lo}-{hi}, '*', ranges a-b, "
+                        "lists a,b, steps */n); e.g. '0 3 * * *'"
+                    )
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, v: str) -> str:
+        import zoneinfo
+
+        try:
+            zoneinfo.ZoneInfo(v)
+        except (ValueError, zoneinfo.ZoneInfoNotFoundError):
+            raise ValueError(
+                f"unknown time zone {v!r}; use an IANA name such as UTC or Europe/Berlin"
+            ) from None
         return v
 
 
@@ -400,52 +492,15 @@ class ProjectSpec(_Frozen):
 
     @model_validator(mode="after")
     def _cross_field(self) -> ProjectSpec:
-        errors: list[str] = []
-        if self.target not in self.columns:
-            errors.append(f"target: {self.target!r} is not among 'columns'")
-        else:
-            tcol = self.columns[self.target]
-            if self.task == "regression" and tcol.type not in ("float", "int"):
-                errors.append(f"target: a regression target must be float or int, not {tcol.type}")
-            if self.task != "regression" and tcol.type not in ("category", "bool", "int"):
-                errors.append(f"target: a {self.task} target must be category, bool or int")
-            if self.task == "binary" and tcol.values is not None and len(tcol.values) != 2:
-                errors.append(
-                    f"target: a binary target needs exactly 2 values, got {len(tcol.values)}"
-                )
-            if self.target in self.features.exclude:
-                errors.append("features.exclude: the target cannot be excluded")
-        for col, _parts in self.features.date_parts.items():
-            if col not in self.columns:
-                errors.append(f"features.date_parts: {col!r} is not among 'columns'")
-            elif self.columns[col].type != "date":
-                errors.append(f"features.date_parts: {col!r} is not a date column")
-        for col in self.features.exclude:
-            if col not in self.columns:
-                errors.append(f"features.exclude: {col!r} is not among 'columns'")
-        sc = self.training.slice_column
-        if sc is not None and (sc not in self.columns or self.columns[sc].type != "category"):
-            errors.append(f"training.slice_column: {sc!r} is not a category column")
-        estimators = REGRESSORS if self.task == "regression" else CLASSIFIERS
-        names = [c.name for c in self.candidates]
-        if len(set(names)) != len(names):
-            errors.append("candidates: candidate names must be unique")
-        for i, cand in enumerate(self.candidates):
-            errors += _candidate_errors(f"candidates.{i}", cand, self.task, estimators)
-        metrics = REGRESSION_METRICS if self.task == "regression" else CLASSIFICATION_METRICS
-        for where, metric in [("evaluation.primary_metric", self.evaluation.primary_metric)] + [
-            (f"evaluation.gates.{i}.metric", g.metric) for i, g in enumerate(self.evaluation.gates)
-        ]:
-            if metric not in metrics:
-                errors.append(
-                    f"{where}: {metric!r} is not a {self.task} metric; "
-                    f"choose one of {', '.join(metrics)}"
-                )
-        if not self.feature_columns:
-            errors.append("columns: no feature columns left after the target, ids and excludes")
-        if errors:
-            raise ValueError("\n".join(errors))
+        problems = cross_field_problems(dict(self), self.partitions.model_fields_set)
+        if problems:
+            raise ValueError("\n".join(f"{loc}: {msg}" for loc, msg in problems))
         return self
+
+    def category_limit(self, column: str) -> int:
+        """Most distinct values category column ``column`` may have in one partition."""
+        own = self.columns[column].max_categories
+        return self.quality.max_categories if own is None else own
 
     @property
     def feature_columns(self) -> list[str]:
@@ -482,18 +537,235 @@ class ProjectSpec(_Frozen):
         return self.model_dump(mode="json", include={name})
 
 
+def cross_field_problems(
+    sections: dict[str, Any], partitions_set: set[str] | frozenset[str] = frozenset()
+) -> list[tuple[str, str]]:
+    """Problems between validated top-level sections, as (field path, reason).
+
+    A check runs when the sections it reads are present, so one spec shows every problem in
+    one pass even when other sections failed their own validation. In ``columns`` a declared
+    column that failed its own validation is None. ``partitions_set`` names the partitions
+    fields written in the file (a default is never a mistake).
+    """
+    s = sections
+    problems: list[tuple[str, str]] = []
+    task, target = s.get("task"), s.get("target")
+    columns: dict[str, Column | None] | None = s.get("columns")
+    features: Features | None = s.get("features")
+    if columns is not None and target is not None:
+        problems += _target_problems(task, target, columns, features)
+    if columns is not None and features is not None:
+        problems += _feature_problems(columns, features)
+        if target is not None and None not in columns.values():
+            ids = {c for c, col in columns.items() if col is not None and col.type == "id"}
+            if not set(columns) - {target} - ids - set(features.exclude):
+                problems.append(
+                    ("columns", "no feature columns left after the target, ids and excludes")
+                )
+    training: Training | None = s.get("training")
+    if columns is not None and training is not None and training.slice_column is not None:
+        sc, scol = training.slice_column, columns.get(training.slice_column)
+        if sc not in columns or (scol is not None and scol.type != "category"):
+            problems.append(("training.slice_column", f"{sc!r} is not a category column"))
+    if columns is not None and s.get("quality") is not None:
+        problems += _category_limit_problems(columns, s["quality"])
+    if task is not None:
+        estimators = REGRESSORS if task == "regression" else CLASSIFIERS
+        metrics = REGRESSION_METRICS if task == "regression" else CLASSIFICATION_METRICS
+        candidates: tuple[Candidate, ...] = s.get("candidates") or ()
+        names = [c.name for c in candidates]
+        if len(set(names)) != len(names):
+            problems.append(("candidates", "candidate names must be unique"))
+        for i, cand in enumerate(candidates):
+            problems += _candidate_errors(f"candidates.{i}", cand, task, estimators)
+        evaluation: Evaluation | None = s.get("evaluation")
+        if evaluation is not None:
+            where_metric = [("evaluation.primary_metric", evaluation.primary_metric)]
+            where_metric += [
+                (f"evaluation.gates.{i}.metric", g.metric) for i, g in enumerate(evaluation.gates)
+            ]
+            problems += [
+                (where, f"{m!r} is not a {task} metric; choose one of {', '.join(metrics)}")
+                for where, m in where_metric
+                if m not in metrics
+            ]
+    if s.get("partitions") is not None:
+        problems += partition_problems(s["partitions"], training, partitions_set)
+    return problems
+
+
+def _target_problems(
+    task: str | None, target: str, columns: dict[str, Column | None], features: Features | None
+) -> list[tuple[str, str]]:
+    if target not in columns:
+        return [("target", f"{target!r} is not among 'columns'")]
+    problems: list[tuple[str, str]] = []
+    if features is not None and target in features.exclude:
+        problems.append(("features.exclude", "the target cannot be excluded"))
+    tcol = columns[target]
+    if tcol is None:
+        return problems
+    if task == "regression" and tcol.type not in ("float", "int"):
+        problems.append(("target", f"a regression target must be float or int, not {tcol.type}"))
+    if task in ("binary", "multiclass") and tcol.type not in ("category", "bool", "int"):
+        problems.append(("target", f"a {task} target must be category, bool or int"))
+    if task == "binary" and tcol.values is not None and len(tcol.values) != 2:
+        problems.append(
+            ("target", f"a binary target needs exactly 2 values, got {len(tcol.values)}")
+        )
+    return problems
+
+
+def _feature_problems(
+    columns: dict[str, Column | None], features: Features
+) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    for col in features.date_parts:
+        declared = columns.get(col)
+        if col not in columns:
+            problems.append(("features.date_parts", f"{col!r} is not among 'columns'"))
+        elif declared is not None and declared.type != "date":
+            problems.append(("features.date_parts", f"{col!r} is not a date column"))
+    for col in features.exclude:
+        if col not in columns:
+            problems.append(("features.exclude", f"{col!r} is not among 'columns'"))
+    for col, parts in features.date_parts.items():
+        for part in parts:
+            if f"{col}_{part}" in columns:
+                problems.append(
+                    (
+                        f"features.date_parts.{col}",
+                        f"the derived feature {col}_{part!s} has the name of a column; "
+                        f"rename column {col}_{part!s} or drop the part",
+                    )
+                )
+    return problems
+
+
+def _category_limit_problems(
+    columns: dict[str, Column | None], quality: Quality
+) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    for name, col in columns.items():
+        if col is None:
+            continue
+        limit = quality.max_categories if col.max_categories is None else col.max_categories
+        if col.values is not None and len(col.values) > limit:
+            problems.append(
+                (
+                    f"columns.{name}.values",
+                    f"{len(col.values)} values, above the category limit {limit}; raise "
+                    f"columns.{name}.max_categories (or quality.max_categories)",
+                )
+            )
+    return problems
+
+
+def period_start(day: dt.date, granularity: str, week_starts_on: str = "sunday") -> dt.date:
+    """The start of the period (partition key) that contains ``day``."""
+    if granularity == "monthly":
+        return day.replace(day=1)
+    if granularity == "weekly":
+        back = (day.weekday() - WEEKDAYS.index(week_starts_on)) % 7  # type: ignore[arg-type]
+        return day - dt.timedelta(days=back)
+    return day
+
+
+def shift_periods(day: dt.date, granularity: str, n: int) -> dt.date | None:
+    """``day`` moved ``n`` periods forward; None when that leaves the calendar (year 9999)."""
+    try:
+        if granularity == "monthly":
+            months = day.year * 12 + day.month - 1 + n
+            return day.replace(year=months // 12, month=months % 12 + 1)
+        return day + dt.timedelta(days=n * (7 if granularity == "weekly" else 1))
+    except (OverflowError, ValueError):
+        return None
+
+
+def count_periods(start: dt.date, end: dt.date, granularity: str) -> int:
+    """Whole periods from ``start`` (a key) to ``end`` (exclusive)."""
+    if granularity == "monthly":
+        return (end.year - start.year) * 12 + end.month - start.month
+    return (end - start).days // (7 if granularity == "weekly" else 1)
+
+
+def partition_problems(
+    partitions: Partitions, training: Training | None, written: set[str] | frozenset[str]
+) -> list[tuple[str, str]]:
+    """Partition dates Dagster cannot make keys of, or that would leave no cutoff."""
+    p = partitions
+    g, problems = p.granularity, []
+    span = f"between {FIRST_DATE} and {LAST_DATE}"
+    if "week_starts_on" in written and g != "weekly":
+        problems.append(
+            (
+                "partitions.week_starts_on",
+                f"applies to weekly partitions only, not {g}; remove it or use weekly",
+            )
+        )
+    for field, day in (("start", p.start), ("end", p.end)):
+        if day is None:
+            continue
+        if not FIRST_DATE <= day <= LAST_DATE:
+            problems.append((f"partitions.{field}", f"{day} is out of range; use a date {span}"))
+            continue
+        key = period_start(day, g, p.week_starts_on)
+        if key == day:
+            continue
+        if g == "monthly":
+            why = "monthly keys are the 1st of a month"
+        else:
+            why = (
+                f"{day} is a {WEEKDAYS[day.weekday()].capitalize()} and weekly keys start on "
+                f"{p.week_starts_on.capitalize()} (partitions.week_starts_on)"
+            )
+        fix = f"use {key}"
+        if g == "weekly":
+            fix += f" or set partitions.week_starts_on: {WEEKDAYS[day.weekday()]}"
+        problems.append((f"partitions.{field}", f"not a period start: {why}; {fix}"))
+    if any(f"{day} is out of range" in msg for day in (p.start, p.end) for _, msg in problems):
+        return problems
+    if p.end is not None and p.end <= p.start:
+        return [*problems, ("partitions.end", f"{p.end} must be after 'start' ({p.start})")]
+    if training is None:
+        return problems
+    first_cutoff = shift_periods(p.start, g, training.window)
+    if first_cutoff is None or first_cutoff > LAST_DATE:
+        problems.append(
+            (
+                "training.window",
+                f"{training.window} {g} partitions after {p.start} reach past {LAST_DATE}; "
+                "use a smaller window",
+            )
+        )
+    elif p.end is not None and first_cutoff >= p.end:
+        n = count_periods(p.start, p.end, g)
+        problems.append(
+            (
+                "training.window",
+                f"{training.window} is not shorter than the {n} partition(s) from "
+                f"{p.start} to {p.end}: no cutoff has a full window; lower training.window "
+                "or move partitions.end",
+            )
+        )
+    return problems
+
+
 def _candidate_errors(
     where: str, cand: Candidate, task: str, estimators: tuple[str, ...]
-) -> list[str]:
-    errors: list[str] = []
+) -> list[tuple[str, str]]:
+    errors: list[tuple[str, str]] = []
     if cand.kind == "sklearn" and cand.estimator not in estimators:
         errors.append(
-            f"{where}.estimator: {cand.estimator!r} is not a {task} "
-            f"estimator; choose one of {', '.join(estimators)}"
+            (
+                f"{where}.estimator",
+                f"{cand.estimator!r} is not a {task} estimator; "
+                f"choose one of {', '.join(estimators)}",
+            )
         )
     if cand.kind == "torch":
         if cand.estimator is not None:
-            errors.append(f"{where}.estimator: a torch candidate takes no estimator")
+            errors.append((f"{where}.estimator", "a torch candidate takes no estimator"))
         try:
             cand.torch_params()
         except ValidationError as exc:
@@ -503,21 +775,25 @@ def _candidate_errors(
                 if err["type"] == "extra_forbidden":
                     known = ", ".join(TorchParams.model_fields)
                     msg = f"unknown torch param; choose from {known}"
-                errors.append(f"{where}.params.{field}: {msg}")
+                errors.append((f"{where}.params.{field}", msg))
     if cand.search is not None:
         metrics = REGRESSION_METRICS if task == "regression" else CLASSIFICATION_METRICS
         metric = cand.search.metric
         if metric is not None and metric not in metrics:
             errors.append(
-                f"{where}.search.metric: {metric!r} is not a {task} metric; "
-                f"choose one of {', '.join(metrics)}"
+                (
+                    f"{where}.search.metric",
+                    f"{metric!r} is not a {task} metric; choose one of {', '.join(metrics)}",
+                )
             )
         if cand.kind == "torch":
             for name, dim in cand.search.space.items():
                 if name not in TorchParams.model_fields:
                     errors.append(
-                        f"{where}.search.space.{name}: not a torch param; choose from "
-                        f"{', '.join(TorchParams.model_fields)}"
+                        (
+                            f"{where}.search.space.{name}",
+                            f"not a torch param; choose from {', '.join(TorchParams.model_fields)}",
+                        )
                     )
                     continue
                 try:
@@ -525,7 +801,7 @@ def _candidate_errors(
                         TorchParams.model_validate({name: value})
                 except ValidationError as exc:
                     reason = exc.errors()[0]["msg"].removeprefix("Value error, ")
-                    errors.append(f"{where}.search.space.{name}: {reason}")
+                    errors.append((f"{where}.search.space.{name}", reason))
     return errors
 
 
@@ -539,11 +815,19 @@ def _corners(dim: SearchParam) -> tuple[Any, ...]:
 
 
 class SpecError(Exception):
-    """A spec file that cannot be used; ``problems`` lists (field path, reason)."""
+    """A spec file that cannot be used; ``problems`` lists (field path, reason).
 
-    def __init__(self, path: Path, problems: list[tuple[str, str]]):
+    ``partial`` is the spec built, unvalidated, from the sections that did validate, when
+    those include everything candidates are built from (so estimator params can still be
+    checked in the same pass); None otherwise.
+    """
+
+    def __init__(
+        self, path: Path, problems: list[tuple[str, str]], partial: ProjectSpec | None = None
+    ):
         self.path = path
         self.problems = problems
+        self.partial = partial
         lines = [f"{path}: {len(problems)} problem(s)"]
         lines += [f"  {loc or '<file>'}: {msg}" for loc, msg in problems]
         super().__init__("\n".join(lines))
@@ -573,8 +857,70 @@ def _problems(exc: ValidationError) -> Iterator[tuple[str, str]]:
         yield loc, msg
 
 
+# Sections a candidate's estimator is built from (see SpecError.partial).
+_BUILD_SECTIONS = ("task", "target", "columns", "features", "training", "candidates")
+
+
+def _valid_sections(data: dict[str, Any]) -> tuple[dict[str, Any], set[str]]:
+    """Each top-level section validated on its own (defaults for absent optional ones).
+
+    Returns the sections that validated and the partitions fields written in the file."""
+    sections: dict[str, Any] = {}
+    written: set[str] = set()
+    for name, info in ProjectSpec.model_fields.items():
+        if name == "source_file":
+            continue
+        if name not in data:
+            if not info.is_required():
+                sections[name] = info.get_default(call_default_factory=True)
+            continue
+        try:
+            value = TypeAdapter(Annotated[info.annotation, info]).validate_python(data[name])
+        except ValidationError:
+            if name == "columns" and isinstance(data[name], dict):
+                sections[name] = {c: _column_or_none(col) for c, col in data[name].items()}
+            continue
+        sections[name] = value
+        if isinstance(value, Partitions):
+            written = set(value.model_fields_set)
+    return sections, written
+
+
+def _column_or_none(data: object) -> Column | None:
+    try:
+        return Column.model_validate(data)
+    except ValidationError:
+        return None
+
+
+def spec_problems(
+    path: Path, data: dict[str, Any]
+) -> tuple[ProjectSpec | None, list[tuple[str, str]], ProjectSpec | None]:
+    """Validate spec data read from ``path``: (spec or None, every problem, partial spec)."""
+    problems: list[tuple[str, str]] = []
+    name = data.get("name")
+    if isinstance(name, str) and name != path.stem:
+        problems.append(("name", f"{name!r} must equal the file name {path.stem!r}"))
+    try:
+        spec = ProjectSpec.model_validate({**data, "source_file": path.resolve()})
+    except ValidationError as exc:
+        problems += _problems(exc)
+        sections, written = _valid_sections(data)
+        if all(e["loc"] for e in exc.errors()):  # fields failed, so cross-field checks did not run
+            problems += cross_field_problems(sections, written)
+        partial = None
+        columns_ok = None not in sections.get("columns", {}).values()
+        if columns_ok and all(s in sections for s in _BUILD_SECTIONS):
+            partial = ProjectSpec.model_construct(**sections, source_file=path.resolve())
+        return None, list(dict.fromkeys(problems)), partial
+    return (None if problems else spec), problems, spec
+
+
 def load_spec(path: Path | str) -> ProjectSpec:
-    """Load and validate one spec file; raise SpecError naming the file, field path and reason."""
+    """Load and validate one spec file; raise SpecError naming the file, field path and reason.
+
+    Every problem is reported at once: field errors, and each cross-field check whose
+    sections are valid on their own."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -586,12 +932,9 @@ def load_spec(path: Path | str) -> ProjectSpec:
         raise SpecError(path, [("", f"invalid YAML: {exc}")]) from exc
     if not isinstance(data, dict):
         raise SpecError(path, [("", "expected a mapping of fields at the top level")])
-    try:
-        spec = ProjectSpec.model_validate({**data, "source_file": path.resolve()})
-    except ValidationError as exc:
-        raise SpecError(path, list(_problems(exc))) from None
-    if spec.name != path.stem:
-        raise SpecError(path, [("name", f"{spec.name!r} must equal the file name {path.stem!r}")])
+    spec, problems, partial = spec_problems(path, data)
+    if spec is None:
+        raise SpecError(path, problems, partial)
     return spec
 
 

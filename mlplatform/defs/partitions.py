@@ -9,7 +9,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from mlplatform.spec import ProjectSpec
+from mlplatform.spec import WEEKDAYS, ProjectSpec
 
 _KINDS = {
     "daily": (dg.DailyPartitionsDefinition, pd.DateOffset(days=1)),
@@ -27,11 +27,14 @@ def _definition(spec: ProjectSpec, start: dt.date) -> dg.TimeWindowPartitionsDef
         kwargs["end_date"] = end.strftime(KEY_FORMAT)
     if spec.partitions.granularity == "monthly":
         kwargs["day_offset"] = 1
+    if spec.partitions.granularity == "weekly":  # Dagster counts weekdays from Sunday = 0
+        kwargs["day_offset"] = (WEEKDAYS.index(spec.partitions.week_starts_on) + 1) % 7
     return cls(**kwargs)  # type: ignore[arg-type]
 
 
 def data_partitions(spec: ProjectSpec) -> dg.TimeWindowPartitionsDefinition:
-    """One partition per landing file, keyed YYYY-MM-DD (start of the period)."""
+    """One partition per landing file, keyed YYYY-MM-DD: the period's first day (weekly:
+    ``partitions.week_starts_on``, default Sunday; monthly: the 1st)."""
     return _definition(spec, spec.partitions.start)
 
 

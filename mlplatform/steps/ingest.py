@@ -210,6 +210,15 @@ def parse_partition(
                 + ", ".join(_examples(parsed.out_of_range, raw, frame.index))
             )
         gone = parsed.missing | parsed.invalid
+        if col.type == "category":
+            distinct = len(pd.unique(parsed.values[~gone]))
+            limit = spec.category_limit(name)
+            if distinct > limit:
+                problems["ranges"].append(
+                    f"column {name!r}: {distinct} distinct values, above the category limit "
+                    f"{limit} (columns.{name}.max_categories, default quality.max_categories); "
+                    "declare it `type: id` if it identifies rows, or raise the limit"
+                )
         if name == spec.target and gone.any():
             problems["target"].append(
                 f"target column {name!r}: {int(gone.sum())} missing or invalid value(s); "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
 import zipfile
 from pathlib import Path
 
@@ -123,12 +124,15 @@ def candidate_problems(spec: ProjectSpec) -> list[tuple[str, str]]:
     """Candidate params the estimator does not accept, as (field path, reason)."""
     problems = []
     for i, cand in enumerate(spec.candidates):
-        if cand.kind != "sklearn":
-            continue
+        if cand.kind != "sklearn" or cand.estimator not in ESTIMATORS:
+            continue  # an unknown estimator is a spec problem of its own
         try:
-            build_pipeline(spec, cand)
+            pipeline = build_pipeline(spec, cand)
+            pipeline.named_steps["model"]._validate_params()  # what fit() would refuse
         except TypeError as exc:
-            problems.append((f"candidates.{i}.params", f"{cand.estimator}: {exc}"))
+            bad = re.match(r"The '(\w+)' parameter", str(exc))  # sklearn's InvalidParameterError
+            where = f"candidates.{i}.params" + (f".{bad.group(1)}" if bad else "")
+            problems.append((where, f"{cand.estimator}: {exc}"))
         except (ValueError, KeyError) as exc:
             problems.append((f"candidates.{i}", str(exc)))
         accepted = inspect.signature(ESTIMATORS[str(cand.estimator)]).parameters
