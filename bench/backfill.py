@@ -54,6 +54,7 @@ from mlplatform.defs.runs import (
     materialize_project,
     trainable_cutoffs,
 )
+from mlplatform.digests import file_sha256
 from mlplatform.settings import Settings
 from mlplatform.spec import ProjectSpec
 from mlplatform.steps import evaluate, export, ingest, report, split, train_sklearn
@@ -93,7 +94,7 @@ def run_bare(spec: ProjectSpec, home: Path, keys: list[str], cutoffs: list[str])
     for i, key in enumerate(keys, 1):
         t0 = time.perf_counter()
         path = spec.landing_file(home, key)
-        shas[key] = ingest.file_sha256(path)
+        shas[key] = file_sha256(path)
         typed, quality = ingest.parse_partition(ingest.read_landing_file(path, spec), spec, path)
         if not quality.passed:
             raise SystemExit(f"bare: {key} fails its quality checks: {quality.problems}")

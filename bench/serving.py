@@ -94,6 +94,7 @@ def build_production(root: Path, size: Size) -> Production:
     """Train, evaluate, export and publish one bundle; make it production in the ledger."""
     from mlplatform.defs.bundles import bundle_manifest
     from mlplatform.defs.evaluation import model_predictor
+    from mlplatform.digests import file_sha256
     from mlplatform.steps import evaluate, export, ingest, split, train_sklearn
     from mlplatform.steps.features import build_features
 
@@ -105,7 +106,7 @@ def build_production(root: Path, size: Size) -> Production:
         if not quality.passed:
             raise SystemExit(f"{path.name} fails its quality checks: {quality.problems}")
         features[path.stem] = build_features(typed, spec)
-        shas[path.stem] = ingest.file_sha256(path)
+        shas[path.stem] = file_sha256(path)
     keys = sorted(features)
     cutoff = keys[-1]
     parts = {k: features[k] for k in keys[-1 - size.window : -1]}

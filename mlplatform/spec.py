@@ -666,7 +666,7 @@ def period_start(day: dt.date, granularity: str, week_starts_on: str = "sunday")
     if granularity == "monthly":
         return day.replace(day=1)
     if granularity == "weekly":
-        back = (day.weekday() - WEEKDAYS.index(week_starts_on)) % 7  # type: ignore[arg-type]
+        back = (day.weekday() - WEEKDAYS.index(week_starts_on)) % 7
         return day - dt.timedelta(days=back)
     return day
 
@@ -875,7 +875,8 @@ def _valid_sections(data: dict[str, Any]) -> tuple[dict[str, Any], set[str]]:
                 sections[name] = info.get_default(call_default_factory=True)
             continue
         try:
-            value = TypeAdapter(Annotated[info.annotation, info]).validate_python(data[name])
+            field_type: Any = Annotated[info.annotation, info]
+            value = TypeAdapter(field_type).validate_python(data[name])
         except ValidationError:
             if name == "columns" and isinstance(data[name], dict):
                 sections[name] = {c: _column_or_none(col) for c, col in data[name].items()}

@@ -7,20 +7,29 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import dagster as dg
-import pandas as pd
 
 from mlplatform.spec import WEEKDAYS, ProjectSpec
 
 _KINDS = {
-    "daily": (dg.DailyPartitionsDefinition, pd.DateOffset(days=1)),
-    "weekly": (dg.WeeklyPartitionsDefinition, pd.DateOffset(weeks=1)),
-    "monthly": (dg.MonthlyPartitionsDefinition, pd.DateOffset(months=1)),
+    "daily": dg.DailyPartitionsDefinition,
+    "weekly": dg.WeeklyPartitionsDefinition,
+    "monthly": dg.MonthlyPartitionsDefinition,
 }
 KEY_FORMAT = "%Y-%m-%d"
 
 
+def periods_after(granularity: str, start: dt.date, n: int) -> dt.date:
+    """The period start ``n`` periods after ``start`` (itself a period start)."""
+    if granularity == "daily":
+        return start + dt.timedelta(days=n)
+    if granularity == "weekly":
+        return start + dt.timedelta(weeks=n)
+    years, month = divmod(start.month - 1 + n, 12)
+    return start.replace(year=start.year + years, month=month + 1)
+
+
 def _definition(spec: ProjectSpec, start: dt.date) -> dg.TimeWindowPartitionsDefinition:
-    cls, _ = _KINDS[spec.partitions.granularity]
+    cls = _KINDS[spec.partitions.granularity]
     end = spec.partitions.end
     kwargs: dict[str, object] = {"start_date": start.strftime(KEY_FORMAT), "fmt": KEY_FORMAT}
     if end is not None:
@@ -40,9 +49,8 @@ def data_partitions(spec: ProjectSpec) -> dg.TimeWindowPartitionsDefinition:
 
 def cutoff_partitions(spec: ProjectSpec) -> dg.TimeWindowPartitionsDefinition:
     """Training cutoffs: the first one has a full window of ``training.window`` partitions."""
-    _, step = _KINDS[spec.partitions.granularity]
-    first = (pd.Timestamp(spec.partitions.start) + step * spec.training.window).date()
-    return _definition(spec, first)
+    p = spec.partitions
+    return _definition(spec, periods_after(p.granularity, p.start, spec.training.window))
 
 
 def window_and_holdout(spec: ProjectSpec) -> dg.TimeWindowPartitionMapping:

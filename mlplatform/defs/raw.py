@@ -15,7 +15,8 @@ from mlplatform.spec import ProjectSpec
 RAW_CHECKS = {
     "schema": "Columns parse as their declared types; non-nullable columns are filled; "
     "no column has more missing values than its max_missing_fraction.",
-    "ranges": "Numbers within [min, max]; categories among the allowed values.",
+    "ranges": "Numbers within [min, max]; categories among the allowed values and within "
+    "max_categories distinct values.",
     "row_count": "At least quality.min_rows rows and no duplicated rows.",
     "target": "The target is present and valid in every row.",
 }

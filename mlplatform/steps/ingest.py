@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mlplatform.columns import parse_column
+from mlplatform.digests import file_sha256  # noqa: F401 (until every caller imports digests)
 from mlplatform.spec import ProjectSpec
 
 
@@ -25,14 +25,6 @@ class DataError(Exception):
         where = f" column {column!r}:" if column else ""
         at = f" ({rows})" if rows else ""
         super().__init__(f"{file}:{where} {reason}{at}")
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _read_csv(path: Path, spec: ProjectSpec) -> pd.DataFrame:
