@@ -89,7 +89,24 @@ def publish_older_bundle(env: Env) -> str:
     m = manifest(env, "c")
     older = (pd.Timestamp(m["cutoff"]) - pd.DateOffset(months=1)).strftime("%Y-%m-%d")
     body = {k: v for k, v in m.items() if k != "bundle_id"}
-    body.update(cutoff=older, candidate="old_forest", metrics={**m["metrics"], "roc_auc": 0.99})
+    relative = {
+        "metric": "roc_auc",
+        "value": 0.99,
+        "min": None,
+        "max": None,
+        "passed": True,
+        "min_lift": 0.1,
+        "beat_baseline": False,
+        "baseline": "baseline-prior",
+        "baseline_value": 0.5,
+        "lift": 0.49,
+    }
+    body.update(
+        cutoff=older,
+        candidate="old_forest",
+        metrics={**m["metrics"], "roc_auc": 0.99},
+        gates=[relative],
+    )
     bundle_id = bundle_id_of(body)
     folder = env.settings.bundles_dir / bundle_id
     shutil.copytree(env.bundle_dir("c"), folder)
@@ -233,6 +250,9 @@ def test_reader_sees_metrics_report_and_cannot_approve(review: Review, tab: Tab)
     )
     expect(older.locator("table.comparison thead th")).to_have_count(2)  # metric + old_forest
     expect(older.locator("td.best")).to_have_count(0)
+    expect(older.locator("table.gates")).to_contain_text(
+        "lift ≥ 0.1000 over baseline-prior (0.5000): lift 0.4900"
+    )
 
     # Production first, then both candidates (newest first), side by side; the primary
     # metric is the first row and its best value (within this holdout) is highlighted.

@@ -76,10 +76,17 @@
 
   function bound(g) {
     const lo = num(g.min), hi = num(g.max);
-    if (lo !== null && hi !== null) return "[" + fmt(lo) + ", " + fmt(hi) + "]";
-    if (lo !== null) return "≥ " + fmt(lo);
-    if (hi !== null) return "≤ " + fmt(hi);
-    return "—";
+    const parts = [];
+    if (lo !== null && hi !== null) parts.push("[" + fmt(lo) + ", " + fmt(hi) + "]");
+    else if (lo !== null) parts.push("≥ " + fmt(lo));
+    else if (hi !== null) parts.push("≤ " + fmt(hi));
+    // A gate relative to the best baseline of the evaluation (min_lift / beat_baseline).
+    const lift = num(g.min_lift);
+    if (lift !== null || g.beat_baseline) {
+      const need = [lift !== null ? "lift ≥ " + fmt(lift) : null, g.beat_baseline ? "lift > 0" : null].filter(Boolean).join(" and ");
+      parts.push(g.baseline ? need + " over " + g.baseline + " (" + fmt(g.baseline_value) + "): lift " + fmt(g.lift) : need + " (no baseline)");
+    }
+    return parts.length ? parts.join("; ") : "—";
   }
 
   function modelName(m) {
