@@ -144,6 +144,8 @@ def test_beat_baseline_is_direction_aware_for_lower_is_better_metrics() -> None:
     assert not gate.passed and gate.lift is not None and gate.lift < 0
     assert fails.winner is None
     assert any("model: gate rmse=12.0000 vs baseline-mean" in r for r in fails.reasons)
+    html = render_report(fails, project="t")
+    assert "lift &gt; 0 over baseline-mean (11.1803): lift -0.8197" in html
 
 
 def test_min_lift_over_the_best_baseline() -> None:
@@ -188,6 +190,7 @@ def test_an_implausibly_perfect_candidate_wins_only_with_the_opt_in(allow: bool)
     assert any(r.startswith("leaky: implausibly perfect: holdout roc_auc") for r in result.reasons)
     assert result.winner == ("leaky" if allow else "decent")
     assert result.models["decent"].notes == []
+    assert render_report(result, project="t").count('class="tag flag"') >= 1
 
 
 def test_a_perfect_regression_fit_is_flagged_by_r2() -> None:
