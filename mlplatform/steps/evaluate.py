@@ -75,8 +75,10 @@ class GateResult:
         if (self.min is not None or self.max is not None) and not inside:
             parts.append(f"{self.metric}={self.value:.4f} outside [{self.min}, {self.max}]")
         if self.min_lift is not None or self.beat_baseline:
-            if self.baseline is None or self.lift is None:
+            if self.baseline is None:
                 parts.append(f"{self.metric}: no baseline score to compare with")
+            elif self.lift is None or self.baseline_value is None:
+                parts.append(f"{self.metric} is undefined on this holdout")
             else:
                 need = [f"min_lift={self.min_lift}"] * (self.min_lift is not None)
                 need += ["beat_baseline"] * self.beat_baseline
