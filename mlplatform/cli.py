@@ -378,26 +378,88 @@ def candidates(
     home: HomeOption = None,
     projects: ProjectsOption = None,
 ) -> None:
-    """Published bundles of a project, their holdout metrics and decisions, newest first."""
+    """Published bundles of a project grouped by cutoff (one holdout each, newest first): holdout
+    metric, the best of each holdout, decisions, which is production."""
     settings = _settings(home, projects)
     spec = _project(settings, project)
     ledger = _ledger(settings)
     current = ledger.production(project)
+    production = current.to_bundle if current else None
     metric = spec.evaluation.primary_metric
-    typer.echo(f"{'bundle':<14} {'cutoff':<10} {'candidate':<12} {metric:>10}  status")
-    rows = sorted(_manifests(settings, project).values(), key=lambda m: m["published_at"])
-    for m in reversed(rows):
-        decisions = ledger.decisions(project, m["bundle_id"])
-        status = "production" if current and current.to_bundle == m["bundle_id"] else ""
-        status = ", ".join(
-            [status] * bool(status) + [f"{d.decision}d by {d.actor}" for d in decisions]
+    groups = _holdout_groups(list(_manifests(settings, project).values()), metric)
+    if not groups:
+        typer.echo(f"{project}: no published bundles yet")
+    for cutoff, rows in groups:
+        typer.echo(f"cutoff {cutoff} (holdout {cutoff}; compare only within it)")
+        baseline = _best_baseline(settings, project, cutoff, metric)
+        if baseline:
+            typer.echo(f"  {baseline}")
+        typer.echo(f"  {'bundle':<14} {'candidate':<12} {metric:>10}  status")
+        best = (
+            _best_value([m["metrics"].get(metric) for m in rows], metric) if len(rows) > 1 else None
         )
-        value = m["metrics"].get(metric)
-        shown = f"{value:.4f}" if isinstance(value, float) else "-"
-        typer.echo(
-            f"{m['bundle_id'][:12]:<14} {m['cutoff']:<10} {m['candidate']:<12} {shown:>10}  "
-            f"{status}"
-        )
+        for m in rows:
+            value = m["metrics"].get(metric)
+            shown = f"{value:.4f}" if isinstance(value, float) else "-"
+            marks = ["best of this holdout"] * (best is not None and value == best)
+            marks += ["production"] * (m["bundle_id"] == production)
+            marks += [
+                f"{d.decision}d by {d.actor}" for d in ledger.decisions(project, m["bundle_id"])
+            ]
+            line = (
+                f"  {m['bundle_id'][:12]:<14} {m['candidate']:<12} {shown:>10}  {', '.join(marks)}"
+            )
+            typer.echo(line.rstrip())
+    if production and not any(m["bundle_id"] == production for _, rows in groups for m in rows):
+        typer.echo(f"production: {production[:12]} (its bundle folder is not here)")
+
+
+def _holdout_groups(manifests: list[dict], metric: str) -> list[tuple[str, list[dict]]]:
+    """Bundles by cutoff, newest cutoff first; within a cutoff best ``metric`` first."""
+    from mlplatform.spec import LOWER_IS_BETTER
+
+    by_cutoff: dict[str, list[dict]] = {}
+    for m in manifests:
+        by_cutoff.setdefault(str(m.get("cutoff") or "-"), []).append(m)
+
+    def rank(m: dict) -> tuple[bool, float, str]:
+        value = m.get("metrics", {}).get(metric)
+        if not isinstance(value, int | float) or value != value:
+            return (True, 0.0, m["bundle_id"])
+        return (False, value if metric in LOWER_IS_BETTER else -value, m["bundle_id"])
+
+    return [(c, sorted(by_cutoff[c], key=rank)) for c in sorted(by_cutoff, reverse=True)]
+
+
+def _best_value(values: list[object], metric: str) -> float | None:
+    """The best finite value of ``metric`` among ``values``, or None."""
+    from mlplatform.spec import LOWER_IS_BETTER
+
+    finite = [float(v) for v in values if isinstance(v, int | float) and v == v]
+    if not finite:
+        return None
+    return min(finite) if metric in LOWER_IS_BETTER else max(finite)
+
+
+def _best_baseline(settings: Settings, project: str, cutoff: str, metric: str) -> str:
+    """'best baseline: <name> <metric> <value>' from the cutoff's evaluation, or ''."""
+    import json
+
+    path = settings.home / "evaluations" / project / f"{cutoff}.json"
+    try:
+        models = json.loads(path.read_text(encoding="utf-8"))["result"]["models"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+    scores = {
+        name: m["metrics"].get(metric)
+        for name, m in models.items()
+        if isinstance(m, dict) and m.get("kind") == "baseline"
+    }
+    best = _best_value(list(scores.values()), metric)
+    if best is None:
+        return ""
+    name = next(n for n, v in scores.items() if v == best)
+    return f"best baseline: {name} {metric} {best:.4f}"
 
 
 def _resolve_bundle(settings: Settings, project: str, prefix: str) -> str:

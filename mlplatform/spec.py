@@ -375,16 +375,32 @@ class Candidate(_Frozen):
 
 
 class Gate(_Frozen):
-    """A metric threshold the winning candidate must meet on the holdout."""
+    """A metric threshold the winning candidate must meet on the holdout: absolute
+    (``min``/``max``) or relative to the best baseline of the same evaluation."""
 
     metric: str
     min: float | None = None
     max: float | None = None
+    min_lift: float | None = Field(
+        default=None,
+        description="The candidate's metric minus the best baseline's (direction-aware: "
+        "positive = better) must be at least this.",
+    )
+    beat_baseline: bool = Field(
+        default=False, description="The candidate must be strictly better than the best baseline."
+    )
 
     @model_validator(mode="after")
     def _bounded(self) -> Gate:
-        if self.min is None and self.max is None:
-            raise ValueError("a gate needs 'min' or 'max'")
+        if (
+            self.min is None
+            and self.max is None
+            and self.min_lift is None
+            and not self.beat_baseline
+        ):
+            raise ValueError(
+                "a gate needs at least one of 'min', 'max', 'min_lift' or 'beat_baseline: true'"
+            )
         return self
 
 
@@ -397,6 +413,19 @@ class Evaluation(_Frozen):
         default=0.0,
         ge=0,
         description="A candidate may be worse than production by at most this much.",
+    )
+    season: int | None = Field(
+        default=None,
+        ge=1,
+        description="Partitions per season (e.g. 12 for monthly data with a yearly cycle): "
+        "adds the seasonal-naive baseline to a regression evaluation.",
+    )
+    min_holdout_rows: int = Field(
+        default=30, ge=1, description="A holdout with fewer rows decides no winner."
+    )
+    allow_perfect: bool = Field(
+        default=False,
+        description="Let an implausibly perfect candidate win (it is still flagged).",
     )
 
 

@@ -7,7 +7,7 @@ import pandas as pd
 
 from mlplatform.defs.checks import check_results, check_specs
 from mlplatform.defs.models import model_key
-from mlplatform.defs.partitions import cutoff_partitions
+from mlplatform.defs.partitions import cutoff_partitions, data_partitions, previous_window
 from mlplatform.defs.versions import code_version
 from mlplatform.resources.ledger import LedgerResource
 from mlplatform.resources.store import ArtifactStore
@@ -58,24 +58,68 @@ def production_predictor(
     store: ArtifactStore,
     holdout: pd.DataFrame,
     cutoff: str,
-) -> "tuple[evaluate.Predictor | None, str]":
-    """The current production bundle as a predictor, or None and why not: only when it trained
-    on partitions before ``cutoff`` (scored on data it trained on, it would look better than it
-    is and fail every "no worse than production" gate of a backtest)."""
+) -> "tuple[evaluate.Predictor | None, evaluate.ProductionEntry]":
+    """The current production bundle as a predictor, or None and why not: only when every
+    partition it trained on precedes ``cutoff`` (scored on data it trained on, it would look
+    better than it is and fail every "no worse than production" gate of a backtest)."""
+    from mlplatform.steps.evaluate import ProductionEntry
+
     current = ledger.ledger.production(spec.name)
     if current is None:
-        return None, "no production bundle yet"
+        return None, ProductionEntry(None, False, "no production bundle yet")
+    bundle_id = current.to_bundle
     try:
-        bundle = load(store.bundles_dir / current.to_bundle)
+        bundle = load(store.bundles_dir / bundle_id)
     except BundleError as exc:
-        return None, f"production bundle unusable: {exc}"
+        return None, ProductionEntry(bundle_id, False, f"production bundle unusable: {exc}")
     trained_on = bundle.manifest.get("training_manifest", {}).get("partitions", [])
-    if any(key >= cutoff for key in trained_on):
-        return None, f"production {current.to_bundle[:12]} trained on {cutoff} or later"
+    if cutoff in trained_on:
+        return None, ProductionEntry(
+            bundle_id, False, "not comparable: production trained on this holdout"
+        )
+    if any(key > cutoff for key in trained_on):
+        return None, ProductionEntry(
+            bundle_id, False, "not comparable: production trained on data after this holdout"
+        )
     missing = [n for n, _ in bundle.schema.layout if n not in holdout.columns]
     if missing:
-        return None, f"production bundle needs features no longer built: {', '.join(missing)}"
-    return bundle_predictor(bundle), current.to_bundle
+        note = f"production bundle needs features no longer built: {', '.join(missing)}"
+        return None, ProductionEntry(bundle_id, False, note)
+    return bundle_predictor(bundle), ProductionEntry(bundle_id, True, "compared on this holdout")
+
+
+def season_partition(spec: ProjectSpec, cutoff: str) -> str | None:
+    """The data partition one ``evaluation.season`` before the holdout ``cutoff``, if defined."""
+    season = spec.evaluation.season
+    keys = data_partitions(spec).get_partition_keys()
+    if season is None or cutoff not in keys or keys.index(cutoff) < season:
+        return None
+    return keys[keys.index(cutoff) - season]
+
+
+def baselines_for(
+    spec: ProjectSpec, store: ArtifactStore, cutoff: str
+) -> "tuple[dict[str, evaluate.Predictor], list[str]]":
+    """Baseline predictors fitted on the stored training window of ``cutoff`` (features hold
+    the target), and notes on what could not be built."""
+    from mlplatform.steps import evaluate
+
+    key = dg.AssetKey([spec.name, "features"])
+    window = store.read_partitions(key, previous_window(spec, cutoff))
+    targets = {k: f[spec.target].dropna().to_numpy() for k, f in window.items()}
+    notes = [] if targets else ["no baseline: the training window is not stored"]
+    seasonal = None
+    season_key = season_partition(spec, cutoff)
+    if spec.task == "regression" and spec.evaluation.season is not None:
+        stored = store.read_partitions(key, [season_key] if season_key else [])
+        if season_key in stored:
+            seasonal = stored[season_key][spec.target].dropna().to_numpy()
+        else:
+            notes.append(
+                f"no seasonal-naive baseline: partition {season_key or 'one season before'} "
+                f"(evaluation.season={spec.evaluation.season} before {cutoff}) is not stored"
+            )
+    return evaluate.baseline_predictors(spec, targets, seasonal), notes
 
 
 def evaluation_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
@@ -116,11 +160,15 @@ def evaluation_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
             path = store.model_file(spec.name, cand.name, cutoff, candidates.model_suffix(cand))
             predictors[cand.name] = model_predictor(candidates.load(path, spec, cand))
             manifests[cand.name] = store.read_json(path.with_suffix(".json"))
-        production, production_note = production_predictor(spec, ledger, store, holdout, cutoff)
+        production, entry = production_predictor(spec, ledger, store, holdout, cutoff)
         if production is not None:
             predictors = {evaluate.PRODUCTION: production, **predictors}
-        context.log.info(f"production for comparison: {production_note}")
-        result = evaluate.evaluate(holdout, predictors, spec, cutoff)
+        context.log.info(f"production for comparison: {entry.bundle_id or '-'}: {entry.note}")
+        baselines, notes = baselines_for(spec, store, cutoff)
+        for note in notes:
+            context.log.warning(note)
+        result = evaluate.evaluate(holdout, predictors, spec, cutoff, baselines, entry)
+        result.reasons += notes
         html = report.render_report(result, project=spec.name, training_manifests=manifests)
         report_path = report.write_report(html, store.report_file(spec.name, cutoff))
         store.write_json(
@@ -133,8 +181,16 @@ def evaluation_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
             "report_url": dg.MetadataValue.url(report_path.resolve().as_uri()),
             "winner": result.winner or "none",
             "holdout_rows": result.holdout_rows,
-            "production": production_note,
+            "production": entry.bundle_id if entry.comparable else entry.note,
+            "production_bundle": entry.bundle_id or "none",
+            "production_comparable": entry.comparable,
+            "baselines": ", ".join(
+                n for n, s in result.models.items() if s.kind == evaluate.BASELINE
+            )
+            or "none",
         }
+        if result.reasons:
+            metadata["reasons"] = dg.MetadataValue.md("\n".join(f"- {r}" for r in result.reasons))
         for name, scores in result.models.items():
             for m, value in scores.metrics.items():
                 if value == value:

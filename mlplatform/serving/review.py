@@ -6,6 +6,8 @@ into the page, which keeps it in ``sessionStorage`` (never in a URL) and calls t
 with ``Authorization: Bearer``: ``GET /v1/projects/{p}/candidates``, each bundle's
 ``manifest.json`` (training manifest), ``GET /v1/projects/{p}/reports/{cutoff}`` (the
 evaluation report, shown in a sandboxed frame) and ``POST .../approve`` or ``.../reject``.
+The page groups bundles by cutoff (each cutoff has its own holdout): metrics are compared and
+the best highlighted only within one cutoff, and production only in its own cutoff's group.
 
 The page is served with a Content-Security-Policy that allows only its own inline script
 (by hash), requests to this origin, and inline images/styles (the report's plots are

@@ -23,7 +23,14 @@ from mlplatform.spec import (
     LOWER_IS_BETTER,
     REGRESSION_METRICS,
 )
-from mlplatform.steps.evaluate import PRODUCTION, EvaluationResult, ModelScores
+from mlplatform.steps.evaluate import (
+    BASELINE,
+    PRODUCTION,
+    EvaluationResult,
+    GateResult,
+    ModelScores,
+    best_baseline,
+)
 
 DASH = "—"
 IMG_PREFIX = '<img src="data:image/png;base64,'
@@ -41,6 +48,7 @@ td.pass{color:#1a7f37;font-weight:bold}td.fail{color:#cf222e;font-weight:bold}
 .tag{font-size:.75em;font-weight:normal;padding:1px 5px;border-radius:8px;
 background:#ddf4ff;color:#0969da;margin-left:4px}
 .tag.win{background:#dafbe1;color:#1a7f37}
+.tag.base{background:#eaeef2;color:#59636e}.tag.flag{background:#ffebe9;color:#cf222e}
 .summary{background:#f6f8fa;padding:8px 12px;border-radius:6px}
 .plots{display:flex;flex-wrap:wrap;gap:12px}
 figure{margin:0}figcaption{font-size:.85em;text-align:center}
@@ -102,12 +110,10 @@ def _floats(values: Iterable[object] | None) -> np.ndarray:
 
 
 def _ordered(result: EvaluationResult) -> list[str]:
-    """Model names, production first."""
-    names = list(result.models)
-    if PRODUCTION in names:
-        names.remove(PRODUCTION)
-        names.insert(0, PRODUCTION)
-    return names
+    """Model names: production first, then the candidates, then the baselines."""
+    names = [n for n in result.models if result.models[n].kind != BASELINE and n != PRODUCTION]
+    base = [n for n in result.models if result.models[n].kind == BASELINE]
+    return [PRODUCTION] * (PRODUCTION in result.models) + names + base
 
 
 def _metric_names(result: EvaluationResult) -> list[str]:
@@ -132,6 +138,11 @@ def _model_header(name: str, result: EvaluationResult) -> str:
         tags += ' <span class="tag">current production</span>'
     if name == result.winner:
         tags += ' <span class="tag win">winner</span>'
+    scores = result.models.get(name)
+    if scores is not None and scores.kind == BASELINE:
+        tags += ' <span class="tag base">baseline</span>'
+    if scores is not None and scores.notes:
+        tags += f' <span class="tag flag" title="{_e("; ".join(scores.notes))}">flagged</span>'
     return f"{_e(name)}{tags}"
 
 
@@ -167,10 +178,33 @@ def _summary(result: EvaluationResult) -> str:
     else:
         parts.append('<b class="nowinner">No candidate qualifies</b>')
     out = '<p class="summary">' + " &middot; ".join(parts) + "</p>"
+    out += _comparisons(result)
     if result.reasons:
         items = "".join(f"<li>{_e(r)}</li>" for r in result.reasons)
         out += f'<p>Reasons:</p><ul class="reasons">{items}</ul>'
     return out
+
+
+def _comparisons(result: EvaluationResult) -> str:
+    """Production's place in this evaluation and the best baseline on the primary metric."""
+    items = []
+    prod = result.production
+    if prod is not None:
+        ident = f"<code>{_e(prod.bundle_id[:12])}</code> " if prod.bundle_id else ""
+        text = _e(prod.note)
+        if not prod.comparable and prod.bundle_id:
+            text += "; evaluation.max_regression does not apply"
+        items.append(f'<li id="production-entry"><b>Production:</b> {ident}{text}</li>')
+    metric = result.primary_metric
+    baselines = {n: s.metrics for n, s in result.models.items() if s.kind == BASELINE}
+    best = best_baseline(baselines, metric)
+    if best is not None:
+        items.append(
+            f'<li id="best-baseline"><b>Best baseline:</b> {_e(best[0])} {_e(metric)} '
+            f"{_e(_fmt(best[1]))} (baselines are fitted on the training window only and "
+            "never win)</li>"
+        )
+    return f'<ul class="comparisons">{"".join(items)}</ul>' if items else ""
 
 
 def _best(values: Sequence[float | None], metric: str) -> set[int]:
@@ -215,6 +249,21 @@ def _bound(lo: float | None, hi: float | None) -> str:
     return DASH
 
 
+def _gate_bound(g: GateResult) -> str:
+    """Absolute bounds and, for a relative gate, the lift needed over the best baseline."""
+    parts = [_bound(g.min, g.max)] if g.min is not None or g.max is not None else []
+    if g.min_lift is not None or g.beat_baseline:
+        need = f"lift ≥ {_fmt(g.min_lift)}" if g.min_lift is not None else ""
+        need += (" and " if need else "") + "lift > 0" if g.beat_baseline else ""
+        if g.baseline is None:
+            parts.append(f"{need} (no baseline)")
+        else:
+            parts.append(
+                f"{need} over {g.baseline} ({_fmt(g.baseline_value)}): lift {_fmt(g.lift)}"
+            )
+    return "; ".join(parts) or DASH
+
+
 def _gates_table(result: EvaluationResult, names: list[str]) -> str:
     rows = []
     for name in names:
@@ -222,7 +271,7 @@ def _gates_table(result: EvaluationResult, names: list[str]) -> str:
             verdict = "pass" if g.passed else "fail"
             rows.append(
                 f'<tr><td class="l">{_e(name)}</td><td class="l">{_e(g.metric)}</td>'
-                f"<td>{_e(_fmt(g.value))}</td><td>{_e(_bound(g.min, g.max))}</td>"
+                f"<td>{_e(_fmt(g.value))}</td><td>{_e(_gate_bound(g))}</td>"
                 f'<td class="{verdict}">{verdict}</td></tr>'
             )
     if not rows:
@@ -498,10 +547,11 @@ def render_report(
     body = [f"<h1>{_e(title)}</h1>", _summary(result)]
     body.append(_metrics_table(result, names))
     body.append(_gates_table(result, names))
+    plotted = [n for n in names if result.models[n].kind != BASELINE]
     if result.task == "regression":
-        body.append(_regression_plots(result, names))
+        body.append(_regression_plots(result, plotted))
     else:
-        body.append(_classification_plots(result, names))
+        body.append(_classification_plots(result, plotted))
     body.append(_slices_table(result, names))
     if training_manifests:
         body.append(_training_table(training_manifests, names))

@@ -5,6 +5,8 @@ before this holdout"); otherwise production looks better than it is and fails ev
 
 from __future__ import annotations
 
+import json
+
 import dagster as dg
 
 from mlplatform.ledger import Ledger
@@ -36,10 +38,27 @@ def test_production_is_compared_only_on_a_holdout_it_did_not_train_on(
     assert backtest.success
     (mat,) = backtest.asset_materializations_for_node(f"{p}__evaluation")
     assert not any(k.startswith("production/") for k in mat.metadata)
-    assert "trained on" in str(mat.metadata["production"].value)
+    note = "not comparable: production trained on this holdout"
+    assert mat.metadata["production"].value == note
+    assert mat.metadata["production_bundle"].value == newest_bundle
+    assert mat.metadata["production_comparable"].value is False
+    # A winner is chosen without the production comparison; the class prior is scored too.
+    assert mat.metadata["winner"].value != "none"
+    assert "baseline-prior/roc_auc" in mat.metadata
+    home = t.project.settings.home
+    stored = json.loads((home / "evaluations" / p / f"{earlier}.json").read_text("utf-8"))
+    assert stored["result"]["production"] == {
+        "bundle_id": newest_bundle,
+        "comparable": False,
+        "note": note,
+    }
+    assert stored["result"]["models"]["baseline-prior"]["kind"] == "baseline"
+    report = (home / "reports" / p / f"{earlier}.html").read_text("utf-8")
+    assert note in report and newest_bundle[:12] in report
 
     current = evaluate_again(t, later)  # a holdout production never saw: compared
     assert current.success
     (mat,) = current.asset_materializations_for_node(f"{p}__evaluation")
     assert mat.metadata["production"].value == newest_bundle
+    assert mat.metadata["production_comparable"].value is True
     assert "production/roc_auc" in mat.metadata

@@ -10,15 +10,18 @@ A few quick TestClient checks of the report route and the page's headers come fi
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
 from mlplatform.serving.app import create_app
+from mlplatform.serving.bundle import bundle_id_of
 from mlplatform.steps.evaluate import PRODUCTION, EvaluationResult, GateResult, ModelScores
 from mlplatform.steps.report import render_report, write_report
 from mlplatform_tests.serving.builders import PROJECT, Built
@@ -79,6 +82,39 @@ def publish_report(env: Env) -> str:
     return cutoff
 
 
+def publish_older_bundle(env: Env) -> str:
+    """Bundle c relabelled as a candidate of the month before, with a better roc_auc than any
+    bundle of the newer holdout: another holdout, so never "best" beside them. Returns its
+    cutoff."""
+    m = manifest(env, "c")
+    older = (pd.Timestamp(m["cutoff"]) - pd.DateOffset(months=1)).strftime("%Y-%m-%d")
+    body = {k: v for k, v in m.items() if k != "bundle_id"}
+    relative = {
+        "metric": "roc_auc",
+        "value": 0.99,
+        "min": None,
+        "max": None,
+        "passed": True,
+        "min_lift": 0.1,
+        "beat_baseline": False,
+        "baseline": "baseline-prior",
+        "baseline_value": 0.5,
+        "lift": 0.49,
+    }
+    body.update(
+        cutoff=older,
+        candidate="old_forest",
+        metrics={**m["metrics"], "roc_auc": 0.99},
+        gates=[relative],
+    )
+    bundle_id = bundle_id_of(body)
+    folder = env.settings.bundles_dir / bundle_id
+    shutil.copytree(env.bundle_dir("c"), folder)
+    (folder / "manifest.json").write_text(json.dumps({**body, "bundle_id": bundle_id}), "utf-8")
+    env.ids["d"] = bundle_id
+    return older
+
+
 # -- the report route and the page's headers (no browser) -------------------------------
 
 
@@ -122,17 +158,20 @@ class Review:
     base_url: str
     env: Env
     cutoff: str
+    older: str
 
 
 @pytest.fixture(scope="module")
 def review(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Review]:
-    """A real uvicorn server of this module: a is production, b and c are candidates."""
+    """A real uvicorn server of this module: a is production, b and c are candidates of the
+    same cutoff, d a candidate of the cutoff before."""
     env = make_env(built, tmp_path_factory.mktemp("review"), **TOKENS)
     cutoff = publish_report(env)
+    older = publish_older_bundle(env)
     app = create_app(env.settings, poll_seconds=POLL)
     try:
         with uvicorn_thread(app) as url:
-            yield Review(url, env, cutoff)
+            yield Review(url, env, cutoff, older)
     finally:
         env.ledger.dispose()
 
@@ -183,7 +222,7 @@ def sign_in(page: Any, base_url: str, token: str) -> None:
     expect(page.locator("article.candidate")).to_have_count(0)
     page.get_by_label("API token").fill(token)
     page.get_by_role("button", name="Use token").click()
-    expect(page.locator("article.candidate")).to_have_count(2)
+    expect(page.locator("article.candidate")).to_have_count(3)
     assert page.get_by_label("API token").input_value() == ""
     assert page.evaluate("sessionStorage.getItem('mlplatform.review.token')") == token
 
@@ -195,9 +234,29 @@ def test_reader_sees_metrics_report_and_cannot_approve(review: Review, tab: Tab)
     sign_in(page, review.base_url, READER_TOKEN)
     a, b, c = (manifest(env, k) for k in ("a", "b", "c"))
 
+    # One section per holdout, newest cutoff first; production is compared only in the section
+    # of its own cutoff, and the older candidate (the best number of all) only with itself.
+    groups = page.locator("section.holdout")
+    expect(groups).to_have_count(2)
+    cutoffs = groups.evaluate_all("gs => gs.map((g) => g.dataset.cutoff)")
+    assert cutoffs == [review.cutoff, review.older]
+    newest, older = groups.nth(0), groups.nth(1)
+    expect(newest.locator("h2 .tag")).to_have_text("production")
+    expect(newest.locator("article.candidate")).to_have_count(2)
+    expect(older.locator("article.candidate")).to_have_count(1)
+    expect(older.locator(f'article[data-bundle-id="{env.ids["d"]}"]')).to_have_count(1)
+    expect(older.locator(".holdout-note")).to_contain_text(
+        f"was evaluated on the holdout of cutoff {review.cutoff}"
+    )
+    expect(older.locator("table.comparison thead th")).to_have_count(2)  # metric + old_forest
+    expect(older.locator("td.best")).to_have_count(0)
+    expect(older.locator("table.gates")).to_contain_text(
+        "lift ≥ 0.1000 over baseline-prior (0.5000): lift 0.4900"
+    )
+
     # Production first, then both candidates (newest first), side by side; the primary
-    # metric is the first row and its best value is highlighted.
-    table = page.locator("#comparison")
+    # metric is the first row and its best value (within this holdout) is highlighted.
+    table = newest.locator("table.comparison")
     heads = table.locator("thead th").all_inner_texts()[1:]
     assert len(heads) == 3 and "production" in heads[0] and a["bundle_id"][:8] in heads[0]
     column = {
@@ -254,7 +313,7 @@ def test_reader_sees_metrics_report_and_cannot_approve(review: Review, tab: Tab)
     # The index lists the projects (with the same token, kept in this tab) and links here.
     page.goto(f"{review.base_url}/review")
     page.get_by_role("link", name=PROJECT, exact=True).click()
-    expect(page.locator("article.candidate")).to_have_count(2)
+    expect(page.locator("article.candidate")).to_have_count(3)
     tab.check_clean(review.base_url, READER_TOKEN)
 
 

@@ -76,10 +76,17 @@
 
   function bound(g) {
     const lo = num(g.min), hi = num(g.max);
-    if (lo !== null && hi !== null) return "[" + fmt(lo) + ", " + fmt(hi) + "]";
-    if (lo !== null) return "≥ " + fmt(lo);
-    if (hi !== null) return "≤ " + fmt(hi);
-    return "—";
+    const parts = [];
+    if (lo !== null && hi !== null) parts.push("[" + fmt(lo) + ", " + fmt(hi) + "]");
+    else if (lo !== null) parts.push("≥ " + fmt(lo));
+    else if (hi !== null) parts.push("≤ " + fmt(hi));
+    // A gate relative to the best baseline of the evaluation (min_lift / beat_baseline).
+    const lift = num(g.min_lift);
+    if (lift !== null || g.beat_baseline) {
+      const need = [lift !== null ? "lift ≥ " + fmt(lift) : null, g.beat_baseline ? "lift > 0" : null].filter(Boolean).join(" and ");
+      parts.push(g.baseline ? need + " over " + g.baseline + " (" + fmt(g.baseline_value) + "): lift " + fmt(g.lift) : need + " (no baseline)");
+    }
+    return parts.length ? parts.join("; ") : "—";
   }
 
   function modelName(m) {
@@ -212,16 +219,61 @@
     const prod = data.production;
     const cands = data.candidates;
     const primary = (prod && prod.primary_metric) || (cands[0] && cands[0].primary_metric) || null;
-    const cards = cands.map((c) => candidateCard(c, primary));
+    const groups = holdoutGroups(prod, cands);
+    const cards = [];
+    const sections = groups.map((g, i) => {
+      const groupCards = g.candidates.map((c) => candidateCard(c, primary));
+      cards.push(...groupCards);
+      return holdoutSection(g, prod, groupCards, primary, i === 0);
+    });
     content.append(
       summary(prod, cands, primary),
-      comparison(prod, cands, primary),
-      h("h2", { id: "candidates-heading" }, "Candidates"),
-      cards.length
-        ? h("div", { class: "cards", "aria-labelledby": "candidates-heading" }, cards.map((c) => c.node))
-        : h("p", { class: "muted" }, "No candidates are waiting for review."),
-      reports(prod, cands));
+      h("p", { class: "help", id: "holdout-help" },
+        "Each cutoff has its own holdout (the partition after its training window). Metrics are " +
+        "compared, and the best highlighted, only among bundles evaluated on the same holdout."),
+      ...(cands.length ? [] : [h("p", { class: "muted" }, "No candidates are waiting for review.")]),
+      ...sections);
     for (const card of cards) loadManifest(card, mine);
+  }
+
+  // Candidates by cutoff, newest first; production joins the group of its own cutoff (the only
+  // holdout its manifest metrics were measured on).
+  function holdoutGroups(prod, cands) {
+    const byCutoff = new Map();
+    const group = (cutoff) => {
+      if (!byCutoff.has(cutoff)) byCutoff.set(cutoff, []);
+      return byCutoff.get(cutoff);
+    };
+    for (const c of cands) group(c.cutoff || "—").push(c);
+    if (prod) group(prod.cutoff || "—");
+    return [...byCutoff.keys()].sort().reverse().map((cutoff) => ({
+      cutoff,
+      candidates: byCutoff.get(cutoff),
+      production: prod && (prod.cutoff || "—") === cutoff ? prod : null,
+    }));
+  }
+
+  function holdoutSection(g, prod, cards, primary, first) {
+    const id = "holdout-" + g.cutoff;
+    let note;
+    if (g.production) {
+      note = "Production was evaluated on this holdout: it is compared side by side.";
+    } else if (prod) {
+      note = ["Production ", h("code", { title: prod.bundle_id }, short(prod.bundle_id)),
+        " was evaluated on the holdout of cutoff " + (prod.cutoff || "—") + ", so its metrics are not " +
+        "shown here; the evaluation report scores it on this holdout when it did not train on it."];
+    } else {
+      note = "No production bundle yet.";
+    }
+    return h("section", { class: "holdout", id, "data-cutoff": g.cutoff, "aria-labelledby": id + "-heading" },
+      h("h2", { id: id + "-heading" }, "Cutoff " + g.cutoff,
+        h("span", { class: "sub" }, " · holdout " + g.cutoff + " · " + g.candidates.length + " candidate" +
+          (g.candidates.length === 1 ? "" : "s")),
+        g.production ? h("span", { class: "tag" }, "production") : null),
+      h("p", { class: "muted holdout-note" }, note),
+      comparison(g, primary),
+      cards.length ? h("div", { class: "cards", "aria-labelledby": id + "-heading" }, cards.map((c) => c.node)) : null,
+      reportDetails(g.cutoff, g.candidates.map(modelName), first));
   }
 
   function summary(prod, cands, primary) {
@@ -238,8 +290,9 @@
     return h("p", { class: "summary", id: "summary" }, parts);
   }
 
-  function comparison(prod, cands, primary) {
-    const models = (prod ? [prod] : []).concat(cands);
+  function comparison(g, primary) {
+    const prod = g.production;
+    const models = (prod ? [prod] : []).concat(g.candidates);
     const names = metricNames(primary, models);
     const head = h("tr", {}, h("th", { class: "l", scope: "col" }, "Metric"),
       models.map((m, i) =>
@@ -277,12 +330,11 @@
         if (!gs.length) return h("td", {}, "—");
         return h("td", { class: failed ? "fail" : "pass" }, failed ? failed + " failed" : "all passed");
       }));
-    return h("section", { "aria-labelledby": "comparison-heading" },
-      h("h2", { id: "comparison-heading" }, "Holdout metrics: candidates vs production"),
-      h("div", { class: "scroll" },
-        h("table", { id: "comparison" },
-          h("caption", {}, "Best value per metric highlighted; ↑ higher is better, ↓ lower is better."),
-          h("thead", {}, head), h("tbody", {}, rows, gates))));
+    return h("div", { class: "scroll" },
+      h("table", { class: "comparison", id: "comparison-" + g.cutoff },
+        h("caption", {}, "Holdout " + g.cutoff + (prod ? ": candidates vs production" : ": candidates") +
+          ". Best value per metric among these bundles highlighted; ↑ higher is better, ↓ lower is better."),
+        h("thead", {}, head), h("tbody", {}, rows, gates)));
   }
 
   function gatesTable(c) {
@@ -399,35 +451,22 @@
     }
   }
 
-  function reports(prod, cands) {
-    const byCutoff = new Map();
-    for (const c of cands) {
-      if (!c.cutoff) continue;
-      if (!byCutoff.has(c.cutoff)) byCutoff.set(c.cutoff, []);
-      byCutoff.get(c.cutoff).push(modelName(c));
-    }
-    if (prod && prod.cutoff && !byCutoff.has(prod.cutoff)) byCutoff.set(prod.cutoff, []);
-    const cutoffs = [...byCutoff.keys()].sort().reverse();
-    const section = h("section", { "aria-labelledby": "reports-heading" },
-      h("h2", { id: "reports-heading" }, "Evaluation reports"));
-    if (!cutoffs.length) section.append(h("p", { class: "muted" }, "No cutoffs to show."));
-    cutoffs.forEach((cutoff, i) => {
-      const body = h("div", {});
-      const names = byCutoff.get(cutoff);
-      const details = h("details", { class: "report", id: "report-" + cutoff },
-        h("summary", {}, "Cutoff " + cutoff + (names.length ? " — candidates " + names.join(", ") : " — production")),
-        body);
-      let loaded = false;
-      details.addEventListener("toggle", () => {
-        if (details.open && !loaded) {
-          loaded = true;
-          loadReport(cutoff, body);
-        }
-      });
-      if (i === 0) details.open = true;
-      section.append(details);
+  function reportDetails(cutoff, names, open) {
+    const body = h("div", {});
+    const details = h("details", { class: "report", id: "report-" + cutoff },
+      h("summary", {}, "Evaluation report, cutoff " + cutoff +
+        (names.length ? " — candidates " + names.join(", ") : " — production") +
+        ", with the baselines (and production, where comparable) on this holdout"),
+      body);
+    let loaded = false;
+    details.addEventListener("toggle", () => {
+      if (details.open && !loaded) {
+        loaded = true;
+        loadReport(cutoff, body);
+      }
     });
-    return section;
+    if (open) details.open = true;
+    return details;
   }
 
   async function loadReport(cutoff, body) {

@@ -1,0 +1,72 @@
+"""`mlplatform candidates` groups bundles by cutoff (one holdout each), marks the best only
+within a holdout, the production bundle, and the cutoff's best baseline."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+from typer.testing import CliRunner
+
+from mlplatform.cli import app
+from mlplatform.ledger import Ledger
+from mlplatform.settings import load_settings
+from mlplatform_tests.conftest import variant
+
+
+def bundle(home: Path, bundle_id: str, cutoff: str, candidate: str, roc_auc: float) -> None:
+    folder = home / "bundles" / bundle_id
+    folder.mkdir(parents=True)
+    manifest = {
+        "bundle_id": bundle_id,
+        "project": "shop",
+        "cutoff": cutoff,
+        "candidate": candidate,
+        "metrics": {"roc_auc": roc_auc},
+        "created_at": f"{cutoff}T00:00:00+00:00",
+    }
+    (folder / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+
+
+def test_candidates_are_grouped_by_holdout(tmp_path: Path) -> None:
+    projects, home = tmp_path / "projects", tmp_path / "home"
+    projects.mkdir()
+    (projects / "shop.yaml").write_text(yaml.safe_dump(variant("binary", "shop")))
+    old, new = "2024-03-01", "2024-04-01"
+    bundle(home, "a" * 64, old, "forest", 0.91)  # the best number, on another holdout
+    bundle(home, "b" * 64, old, "logreg", 0.85)
+    bundle(home, "c" * 64, new, "logreg", 0.70)
+    bundle(home, "d" * 64, new, "forest", 0.78)
+    evaluation = {
+        "result": {
+            "models": {
+                "baseline-prior": {"kind": "baseline", "metrics": {"roc_auc": 0.5}},
+                "forest": {"kind": "candidate", "metrics": {"roc_auc": 0.78}},
+            }
+        }
+    }
+    (home / "evaluations" / "shop").mkdir(parents=True)
+    (home / "evaluations" / "shop" / f"{new}.json").write_text(json.dumps(evaluation))
+    ledger = Ledger(load_settings(home=home, projects_dir=projects).ledger)
+    ledger.promote("shop", "b" * 64, "ci", "first", expected_from=None)
+    ledger.dispose()
+
+    result = CliRunner().invoke(
+        app, ["candidates", "shop", "--home", str(home), "--projects", str(projects)]
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    heads = [i for i, line in enumerate(lines) if line.startswith("cutoff ")]
+    assert [lines[i].split()[1] for i in heads] == [new, old]  # newest holdout first
+    newer, older = lines[heads[0] : heads[1]], lines[heads[1] :]
+    assert "best baseline: baseline-prior roc_auc 0.5000" in newer[1]
+    row = {line.split()[0]: line for line in lines if line.startswith("  ")}
+    assert row["d" * 12].endswith("best of this holdout")  # 0.78 beats 0.70, not 0.91
+    assert "best" not in row["c" * 12]
+    assert row["a" * 12].endswith("best of this holdout")
+    assert row["b" * 12].endswith("production") and "best" not in row["b" * 12]
+    assert ["d" * 12 in line for line in newer].index(True) < [
+        "c" * 12 in line for line in newer
+    ].index(True)
+    assert all("b" * 12 not in line for line in newer) and any("b" * 12 in line for line in older)
