@@ -3,32 +3,32 @@
 from typing import TYPE_CHECKING
 
 import dagster as dg
-import pandas as pd
 
 from mlplatform.defs.checks import check_results, check_specs
+from mlplatform.defs.frames import Frame
 from mlplatform.defs.models import model_key
 from mlplatform.defs.partitions import cutoff_partitions, data_partitions, previous_window
 from mlplatform.defs.versions import code_version
 from mlplatform.resources.ledger import LedgerResource
 from mlplatform.resources.store import ArtifactStore
-from mlplatform.serving.bundle import Bundle, BundleError, load
 from mlplatform.spec import ProjectSpec
-from mlplatform.steps import candidates
-from mlplatform.steps.candidates import FittedModel
 
 if TYPE_CHECKING:
-    # sklearn and matplotlib: imported by the run that evaluates, not by defining assets
+    # numpy, pandas, sklearn, onnxruntime, matplotlib: imported by the run that evaluates,
+    # not by defining assets
+    from mlplatform.serving.bundle import Bundle
     from mlplatform.steps import evaluate
+    from mlplatform.steps.candidates import FittedModel
 
 # No ``from __future__ import annotations`` here: Dagster reads the asset functions' annotations
 # (a string ``context`` annotation is refused).
 
 
-def model_predictor(model: FittedModel) -> "evaluate.Predictor":
+def model_predictor(model: "FittedModel") -> "evaluate.Predictor":
     """Score a trained candidate of any kind."""
     from mlplatform.steps import evaluate
 
-    def predict(frame: pd.DataFrame) -> evaluate.Prediction:
+    def predict(frame: Frame) -> evaluate.Prediction:
         out = model.predict(frame)
         if model.classes is None:
             return evaluate.Prediction(values=out)
@@ -37,13 +37,13 @@ def model_predictor(model: FittedModel) -> "evaluate.Predictor":
     return predict
 
 
-def bundle_predictor(bundle: Bundle) -> "evaluate.Predictor":
+def bundle_predictor(bundle: "Bundle") -> "evaluate.Predictor":
     """Score the production bundle (ONNX) on the same holdout features as the candidates."""
     from mlplatform.steps import evaluate
 
     names = [n for n, _ in bundle.schema.layout]
 
-    def predict(frame: pd.DataFrame) -> evaluate.Prediction:
+    def predict(frame: Frame) -> evaluate.Prediction:
         out = bundle.predict_features({n: frame[n].to_numpy() for n in names})
         if bundle.classes is None:
             return evaluate.Prediction(values=out)
@@ -56,12 +56,13 @@ def production_predictor(
     spec: ProjectSpec,
     ledger: LedgerResource,
     store: ArtifactStore,
-    holdout: pd.DataFrame,
+    holdout: Frame,
     cutoff: str,
 ) -> "tuple[evaluate.Predictor | None, evaluate.ProductionEntry]":
     """The current production bundle as a predictor, or None and why not: only when every
     partition it trained on precedes ``cutoff`` (scored on data it trained on, it would look
     better than it is and fail every "no worse than production" gate of a backtest)."""
+    from mlplatform.serving.bundle import BundleError, load
     from mlplatform.steps.evaluate import ProductionEntry
 
     current = ledger.ledger.production(spec.name)
@@ -147,11 +148,11 @@ def evaluation_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
     )
     def evaluation(
         context: dg.AssetExecutionContext,
-        holdout: pd.DataFrame,
+        holdout: Frame,
         store: ArtifactStore,
         ledger: LedgerResource,
     ) -> dg.MaterializeResult:
-        from mlplatform.steps import evaluate, report
+        from mlplatform.steps import candidates, evaluate, report
 
         cutoff = context.partition_key
         predictors: dict[str, evaluate.Predictor] = {}
