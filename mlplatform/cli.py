@@ -284,7 +284,8 @@ def _fmt(value: object) -> str:
 def summary_lines(
     spec: ProjectSpec, cutoff: str, evaluation: dict, bundle: str | None
 ) -> list[str]:
-    """The summary of one cutoff's evaluation JSON (read defensively: fields may be absent)."""
+    """The summary of one cutoff's evaluation JSON, read defensively (fields may be absent):
+    models named ``baseline...`` are reference predictors, ``production`` the current one."""
     result = evaluation.get("result", evaluation)
     metric = result.get("primary_metric") or spec.evaluation.primary_metric
     models = result.get("models") or {}
@@ -294,34 +295,41 @@ def summary_lines(
         return ((models.get(name) or {}).get("metrics") or {}).get(metric)
 
     compare = []
+    production = result.get("production")
     if "production" in models:
         compare.append(f"production {_fmt(value('production'))}")
-    elif isinstance(result.get("production"), str):
-        compare.append(f"production: {result['production']}")
-    baselines = result.get("baselines") or {}
-    if isinstance(baselines, dict):
-        for name, scores in baselines.items():
-            metrics = scores.get("metrics", scores) if isinstance(scores, dict) else {}
-            compare.append(f"baseline {name} {_fmt(metrics.get(metric))}")
+    elif isinstance(production, dict) and production.get("note"):
+        compare.append(f"production: {production['note']}")
+    elif isinstance(production, str) and production:
+        compare.append(f"production: {production}")
+    baselines = [n for n in models if n.startswith("baseline")]
+    compare += [f"{name} {_fmt(value(name))}" for name in baselines]
     versus = f" (vs {', '.join(compare)})" if compare else ""
     if winner:
         lines = [f"  cutoff {cutoff}: winner {winner}, {metric} {_fmt(value(winner))}{versus}"]
         gated = [winner]
     else:
         lines = [f"  cutoff {cutoff}: no winner{versus}"]
-        gated = [n for n in models if n != "production"]
+        gated = [n for n in models if n != "production" and n not in baselines]
     for name in gated:
         for gate in (models.get(name) or {}).get("gates") or []:
-            bounds = " ".join(f"{k} {gate[k]}" for k in ("min", "max") if gate.get(k) is not None)
-            verdict = "passed" if gate.get("passed") else "FAILED"
-            lines.append(
-                f"    gate {name}: {gate.get('metric')} {_fmt(gate.get('value'))} "
-                f"({bounds}) {verdict}"
-            )
+            lines.append(f"    gate {name}: {_gate(gate)}")
     for reason in result.get("reasons") or []:
         lines.append(f"    reason: {reason}")
     lines.append(f"    bundle: {bundle or '-'}")
     return lines
+
+
+def _gate(gate: dict) -> str:
+    """'roc_auc 0.8123 (min 0.55) passed'; a relative gate with its baseline and lift."""
+    rule = [f"{k} {gate[k]}" for k in ("min", "max", "min_lift") if gate.get(k) is not None]
+    rule += ["beat_baseline"] * bool(gate.get("beat_baseline"))
+    text = f"{gate.get('metric')} {_fmt(gate.get('value'))} ({', '.join(rule) or 'no bound'})"
+    if gate.get("baseline"):
+        text += f" vs {gate['baseline']} {_fmt(gate.get('baseline_value'))}"
+        if gate.get("lift") is not None:
+            text += f", lift {gate['lift']:+.4f}"
+    return f"{text} {'passed' if gate.get('passed') else 'FAILED'}"
 
 
 def _print_stopped(exc: object, done: list, not_run: list[tuple[str, str]]) -> None:

@@ -50,21 +50,43 @@ def test_summary_compares_the_winner_with_production_and_baselines(
             "winner": "forest",
             "models": {
                 "production": {"metrics": {"roc_auc": 0.7}},
+                "baseline-prior": {"metrics": {"roc_auc": 0.5}, "gates": []},
                 "forest": {
                     "metrics": {"roc_auc": 0.8},
-                    "gates": [gate("roc_auc", 0.8, True, 0.55)],
+                    "gates": [
+                        gate("roc_auc", 0.8, True, 0.55),
+                        {
+                            **gate("pr_auc", 0.4, True),
+                            "min_lift": 0.1,
+                            "baseline": "baseline-prior",
+                            "baseline_value": 0.2,
+                            "lift": 0.2,
+                        },
+                    ],
                 },
             },
-            "baselines": {"prior": {"metrics": {"roc_auc": 0.5}}},
         }
     }
     lines = summary_lines(churn_spec, "2024-05-01", evaluation, "/b/123")
     assert lines[0] == (
         "  cutoff 2024-05-01: winner forest, roc_auc 0.8000 "
-        "(vs production 0.7000, baseline prior 0.5000)"
+        "(vs production 0.7000, baseline-prior 0.5000)"
     )
     assert "    gate forest: roc_auc 0.8000 (min 0.55) passed" in lines
+    assert (
+        "    gate forest: pr_auc 0.4000 (min_lift 0.1) vs baseline-prior 0.2000, lift +0.2000 "
+        "passed"
+    ) in lines
     assert lines[-1] == "    bundle: /b/123"
+
+    evaluation["result"]["models"].pop("production")
+    evaluation["result"]["production"] = {
+        "bundle_id": "abc",
+        "comparable": False,
+        "note": "not comparable: production trained on this holdout",
+    }
+    lines = summary_lines(churn_spec, "2024-05-01", evaluation, None)
+    assert "production: not comparable: production trained on this holdout" in lines[0]
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
