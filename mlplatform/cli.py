@@ -12,7 +12,27 @@ import typer
 from mlplatform.settings import Settings, load_settings
 from mlplatform.spec import ProjectSpec, SpecError, load_spec, load_specs, spec_files
 
-app = typer.Typer(
+_VERBOSE = False  # set by the -v option of the command group
+
+
+class _App(typer.Typer):
+    """Without -v, an unexpected error ends the command with one line, not a stack trace."""
+
+    def __call__(self, *args: object, **kwargs: object) -> object:
+        try:
+            return super().__call__(*args, **kwargs)
+        except Exception as exc:
+            if _VERBOSE:
+                raise
+            typer.secho(
+                f"mlplatform: {type(exc).__name__}: {exc} (run with -v for the stack trace)",
+                fg=typer.colors.RED,
+                err=True,
+            )
+            sys.exit(1)
+
+
+app = _App(
     help="mlplatform: tabular ML from landing files to a verified, pickle-free bundle.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -154,6 +174,10 @@ def _print_outcome(i: int, n: int, outcome: object) -> None:
         typer.secho("      " + outcome.error.replace("\n", "\n      "), fg=color, err=True)
 
 
+def _shown(keys: list[str]) -> str:
+    return ", ".join(keys) if len(keys) < 4 else f"{keys[0]} .. {keys[-1]}"
+
+
 def _run(
     settings: Settings,
     spec: ProjectSpec,
@@ -161,20 +185,29 @@ def _run(
     start: str | None,
     end: str | None,
     latest: bool,
-) -> list:
-    """Materialize through Dagster, one run per partition. The first SIGINT or SIGTERM stops
-    it all: the run in progress ends FAILURE, no further run starts, and the command exits
-    with 128 + the signal's number after saying what finished and what did not run."""
+    force: bool = False,
+) -> tuple[list, list]:
+    """Materialize through Dagster, one run per partition, only what is missing or stale
+    (everything in range with ``force``); returns the run outcomes and the cutoff plans.
+    The first SIGINT or SIGTERM stops it all: the run in progress ends FAILURE, no further
+    run starts, and the command exits with 128 + the signal's number after saying what
+    finished and what did not run."""
     from mlplatform.defs.build import build_defs, data_job_name, train_job_name
     from mlplatform.defs.interrupts import StopRequestedError, stop_on_signal
     from mlplatform.defs.runs import (
+        QUIET,
+        SILENT,
         RunOutcome,
         instance_for,
         landed_partitions,
-        materialize_project,
+        plan_cutoff,
+        reads_of,
+        run_partitions,
+        stale_data_keys,
         trainable_cutoffs,
     )
 
+    _quiet_optuna(spec)
     with stop_on_signal() as stop:
         landed, stray = landed_partitions(spec, settings.home)
         for path in stray:
@@ -185,22 +218,23 @@ def _run(
         def in_range(key: str) -> bool:
             return (start is None or key >= start) and (end is None or key <= end)
 
-        data_keys = [k for k in landed if in_range(k)] if assets in ("data", "all") else []
         cutoffs = [k for k in trainable_cutoffs(spec, landed) if in_range(k)]
         if assets == "data":
             cutoffs = []
-        elif latest and cutoffs:
+        elif latest:
             cutoffs = cutoffs[-1:]
-        typer.echo(
-            f"{spec.name}: {len(data_keys)} data partition(s), {len(cutoffs)} cutoff(s) "
-            f"[{', '.join(cutoffs) if len(cutoffs) < 4 else cutoffs[0] + ' .. ' + cutoffs[-1]}]"
-        )
-        planned = [(data_job_name(spec.name), k) for k in data_keys]
-        planned += [(train_job_name(spec.name), k) for k in cutoffs]
+        wanted: set[str] = set()
+        if assets in ("data", "all"):
+            wanted = {k for k in landed if in_range(k)}
+            wanted |= {k for c in cutoffs for k in reads_of(spec, c) if k in landed}
+        data_keys = sorted(wanted)
         done: list[RunOutcome] = []
+        not_run: list[tuple[str, str]] = [(train_job_name(spec.name), c) for c in cutoffs]
+        config = QUIET if _VERBOSE else SILENT
 
         def progress(i: int, n: int, outcome: RunOutcome) -> None:
             done.append(outcome)
+            not_run.remove((outcome.job, outcome.partition))
             _print_outcome(i, n, outcome)
             stop.check()
 
@@ -208,11 +242,132 @@ def _run(
             stop.check()
             defs = build_defs(settings, [spec])
             instance = instance_for(settings)
+            todo = (
+                data_keys
+                if force
+                else stale_data_keys(defs, instance, spec, data_keys, settings.home)
+            )
+            typer.echo(
+                f"{spec.name}: {len(todo)} of {len(data_keys)} data partition(s) to build"
+                + (f" [{_shown(todo)}]" if todo else "")
+                + f", {len(cutoffs)} cutoff(s)"
+                + (f" [{_shown(cutoffs)}]" if cutoffs else "")
+            )
+            not_run[:0] = [(data_job_name(spec.name), k) for k in todo]
             stop.check()
-            return materialize_project(defs, instance, spec, data_keys, cutoffs, progress)
+            outcomes = run_partitions(
+                defs, instance, data_job_name(spec.name), todo, progress, run_config=config
+            )
+            plans = [
+                plan_cutoff(defs, instance, spec, c, settings.home, force, landed) for c in cutoffs
+            ]
+            for plan in plans:
+                if plan.refused:
+                    typer.secho(plan.refused, fg=typer.colors.RED, err=True)
+                if not plan.assets:
+                    not_run.remove((train_job_name(spec.name), plan.cutoff))
+                if plan.note:
+                    typer.echo(f"  cutoff {plan.cutoff}: {plan.note}")
+            train = [plan for plan in plans if plan.assets]
+            outcomes += run_partitions(
+                defs,
+                instance,
+                train_job_name(spec.name),
+                [plan.cutoff for plan in train],
+                progress,
+                selections={plan.cutoff: plan.assets for plan in train},
+                run_config=config,
+            )
+            if not todo and not train and not any(plan.refused for plan in plans):
+                typer.echo(
+                    f"nothing is stale: {len(data_keys)} data partition(s) and {len(cutoffs)} "
+                    "cutoff(s) up to date (--force recomputes them)"
+                )
+            return outcomes, plans
         except StopRequestedError as exc:
-            _print_stopped(exc, done, planned[len(done) :])
+            _print_stopped(exc, done, not_run)
             raise typer.Exit(exc.exit_code) from None
+
+
+def _summary(settings: Settings, spec: ProjectSpec, plans: list) -> None:
+    """Per cutoff: winner, primary metric vs production and baselines, gates, report, bundle."""
+    import json
+
+    from mlplatform.defs.runs import instance_for, latest_bundle
+
+    instance = instance_for(settings)
+    reports = settings.home / "reports" / spec.name
+    evaluations = settings.home / "evaluations" / spec.name
+    typer.secho("summary", bold=True)
+    for plan in plans:
+        if plan.refused:
+            typer.echo(f"  cutoff {plan.cutoff}: not trained (see above)")
+            continue
+        path = evaluations / f"{plan.cutoff}.json"
+        if not path.is_file():
+            typer.echo(f"  cutoff {plan.cutoff}: no evaluation")
+            continue
+        evaluation = json.loads(path.read_text(encoding="utf-8"))
+        bundle = latest_bundle(instance, spec, plan.cutoff)
+        for line in summary_lines(spec, plan.cutoff, evaluation, bundle):
+            typer.echo(line)
+        report = reports / f"{plan.cutoff}.html"
+        typer.echo(f"    report: {report if report.is_file() else '-'}")
+
+
+def _fmt(value: object) -> str:
+    return f"{value:.4f}" if isinstance(value, int | float) else "-"
+
+
+def summary_lines(
+    spec: ProjectSpec, cutoff: str, evaluation: dict, bundle: str | None
+) -> list[str]:
+    """The summary of one cutoff's evaluation JSON, read defensively (fields may be absent):
+    models named ``baseline...`` are reference predictors, ``production`` the current one."""
+    result = evaluation.get("result", evaluation)
+    metric = result.get("primary_metric") or spec.evaluation.primary_metric
+    models = result.get("models") or {}
+    winner = result.get("winner")
+
+    def value(name: str) -> object:
+        return ((models.get(name) or {}).get("metrics") or {}).get(metric)
+
+    compare = []
+    production = result.get("production")
+    if "production" in models:
+        compare.append(f"production {_fmt(value('production'))}")
+    elif isinstance(production, dict) and production.get("note"):
+        compare.append(f"production: {production['note']}")
+    elif isinstance(production, str) and production:
+        compare.append(f"production: {production}")
+    baselines = [n for n in models if n.startswith("baseline")]
+    compare += [f"{name} {_fmt(value(name))}" for name in baselines]
+    versus = f" (vs {', '.join(compare)})" if compare else ""
+    if winner:
+        lines = [f"  cutoff {cutoff}: winner {winner}, {metric} {_fmt(value(winner))}{versus}"]
+        gated = [winner]
+    else:
+        lines = [f"  cutoff {cutoff}: no winner{versus}"]
+        gated = [n for n in models if n != "production" and n not in baselines]
+    for name in gated:
+        for gate in (models.get(name) or {}).get("gates") or []:
+            lines.append(f"    gate {name}: {_gate(gate)}")
+    for reason in result.get("reasons") or []:
+        lines.append(f"    reason: {reason}")
+    lines.append(f"    bundle: {bundle or '-'}")
+    return lines
+
+
+def _gate(gate: dict) -> str:
+    """'roc_auc 0.8123 (min 0.55) passed'; a relative gate with its baseline and lift."""
+    rule = [f"{k} {gate[k]}" for k in ("min", "max", "min_lift") if gate.get(k) is not None]
+    rule += ["beat_baseline"] * bool(gate.get("beat_baseline"))
+    text = f"{gate.get('metric')} {_fmt(gate.get('value'))} ({', '.join(rule) or 'no bound'})"
+    if gate.get("baseline"):
+        text += f" vs {gate['baseline']} {_fmt(gate.get('baseline_value'))}"
+        if gate.get("lift") is not None:
+            text += f", lift {gate['lift']:+.4f}"
+    return f"{text} {'passed' if gate.get('passed') else 'FAILED'}"
 
 
 def _print_stopped(exc: object, done: list, not_run: list[tuple[str, str]]) -> None:
@@ -239,23 +394,50 @@ def materialize(
     assets: Annotated[
         str, typer.Option(help="data (raw, features), train (models, evaluation, bundle) or all.")
     ] = "all",
-    start: Annotated[str | None, typer.Option("--from", help="First partition key.")] = None,
-    end: Annotated[str | None, typer.Option("--to", help="Last partition key.")] = None,
+    start: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            help="First partition key: data partitions and cutoffs (a cutoff's key is its "
+            "holdout partition) before it are left alone.",
+        ),
+    ] = None,
+    end: Annotated[
+        str | None,
+        typer.Option("--to", help="Last partition key, for data partitions and cutoffs alike."),
+    ] = None,
     all_cutoffs: Annotated[
-        bool, typer.Option("--all-cutoffs", help="Train every cutoff, not only the latest.")
+        bool,
+        typer.Option(
+            "--all-cutoffs",
+            help="Train every cutoff in --from/--to, not only the newest one (a backtest).",
+        ),
+    ] = False,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Recompute everything in range, stale or not."),
     ] = False,
     home: HomeOption = None,
     projects: ProjectsOption = None,
 ) -> None:
-    """Materialize a project's assets through Dagster, one run per partition."""
+    """Materialize what is missing or stale through Dagster, one run per partition: landed
+    data partitions in --from/--to (and those the chosen cutoffs read), then the newest
+    cutoff in range (--all-cutoffs: every one). A cutoff that reads a partition with a failed
+    blocking check, or whose window is not materialized, is refused (exit 1)."""
     if assets not in ("data", "train", "all"):
         raise typer.BadParameter("--assets must be data, train or all")
     settings = _settings(home, projects)
     spec = _project(settings, project)
-    outcomes = _run(settings, spec, assets, start, end, latest=not all_cutoffs and not start)
+    outcomes, plans = _run(settings, spec, assets, start, end, not all_cutoffs, force)
     failed = [o for o in outcomes if not o.success]
-    typer.echo(f"{len(outcomes) - len(failed)} run(s) succeeded, {len(failed)} failed")
-    if failed:
+    refused = [p for p in plans if p.refused]
+    if plans:
+        _summary(settings, spec, plans)
+    typer.echo(
+        f"{len(outcomes) - len(failed)} run(s) succeeded, {len(failed)} failed"
+        + (f", {len(refused)} cutoff(s) refused" if refused else "")
+    )
+    if failed or refused:
         raise typer.Exit(1)
 
 
@@ -291,10 +473,11 @@ def demo(
     typer.secho(
         "2/3 materializing churn: raw -> features -> models -> evaluation -> bundle", bold=True
     )
-    outcomes = _run(settings, spec, "all", None, None, latest=True)
+    outcomes, plans = _run(settings, spec, "all", None, None, latest=True)
     failed = [o for o in outcomes if not o.success]
-    if failed:
-        _fail(f"{len(failed)} run(s) failed; see the messages above")
+    refused = [p for p in plans if p.refused]
+    if failed or refused:
+        _fail(f"{len(failed)} run(s) failed, {len(refused)} cutoff(s) refused; see above")
     bundle, report = _latest_bundle(settings, spec)
     typer.secho("3/3 done", bold=True)
     typer.echo(f"  bundle:  {bundle}")
@@ -320,7 +503,8 @@ def status(
     home: HomeOption = None,
     projects: ProjectsOption = None,
 ) -> None:
-    """Assets x partitions: materialized, stale (and why), missing, failed checks."""
+    """Assets x partitions: materialized, stale (and why), missing, failed_check (a blocking
+    check failed: which and why), warning (a warn-only check failed); production last."""
     import json
 
     from mlplatform.defs.build import build_defs
@@ -338,11 +522,17 @@ def status(
         for row in rows:
             typer.echo(json.dumps(row.to_json()))
         return
-    colors = {"materialized": "green", "stale": "yellow", "missing": None, "failed_check": "red"}
+    colors = {
+        "materialized": "green",
+        "stale": "yellow",
+        "warning": "yellow",
+        "missing": None,
+        "failed_check": "red",
+    }
     width = max((len(r.asset) for r in rows), default=10)
     typer.echo(f"{'asset':<{width}}  {'partition':<10}  {'state':<12}  reason")
     for row in rows:
-        typer.echo(f"{row.asset:<{width}}  {row.partition:<10}  ", nl=False)
+        typer.echo(f"{row.asset:<{width}}  {row.partition or '-':<10}  ", nl=False)
         typer.secho(f"{row.state:<12}", fg=colors[row.state], nl=False)
         typer.echo(f"  {row.reason}")
     counts: dict[str, int] = {}
@@ -775,25 +965,37 @@ def stack_env(home: HomeOption = None) -> None:
 
 @app.callback()
 def main(
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show library logs.")] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option("--verbose", "-v", help="Show library logs, warnings and stack traces."),
+    ] = False,
 ) -> None:
     """mlplatform command line."""
+    global _VERBOSE
+    _VERBOSE = verbose
     if not verbose:
         quiet_libraries()
 
 
 def quiet_libraries() -> None:
-    """Keep the terminal to our own progress: no beta warnings, MLflow chatter or bars."""
+    """Keep the terminal to our own progress and errors: no library warnings (sklearn's,
+    Dagster's beta notes), MLflow chatter or bars; optuna is quieted where it is used."""
     import logging
     import warnings
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
-    warnings.filterwarnings("ignore", message=".*is currently in (beta|preview).*")
-    warnings.filterwarnings("ignore", category=UserWarning, module="mlflow")
+    warnings.simplefilter("ignore")
     for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.ERROR)
-    import optuna  # its own handler is set up on first use; trials are logged by the asset
+
+
+def _quiet_optuna(spec: ProjectSpec) -> None:
+    """Optuna's own handler logs every trial at INFO; the asset logs them already. Imported
+    only for a project that searches, so other commands do not pay for optuna."""
+    if _VERBOSE or not any(c.search for c in spec.candidates):
+        return
+    import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 

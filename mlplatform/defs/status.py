@@ -1,6 +1,6 @@
 """What is materialized, stale (and why), missing or blocked by a failed check, per partition."""
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -14,6 +14,7 @@ from dagster._core.definitions.data_version import (  # the resolver behind the 
 from dagster._core.event_api import PartitionKeyFilter
 from dagster._core.loader import DataLoader, LoadingContext
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+from dagster_shared.error import SerializableErrorInfo
 
 from mlplatform.defs.partitions import cutoff_partitions, data_partitions, previous_window
 from mlplatform.spec import ProjectSpec
@@ -24,6 +25,8 @@ CAUSES = {
     StaleCauseCategory.DATA: "upstream changed",
     StaleCauseCategory.DEPENDENCIES: "dependencies changed",
 }
+# a run stopped by a signal says nothing about the data
+INTERRUPTED = {"DagsterExecutionInterruptedError", "StopRequestedError", "KeyboardInterrupt"}
 
 
 class _Loading(LoadingContext):
@@ -44,11 +47,26 @@ class _Loading(LoadingContext):
 class PartitionStatus:
     asset: str
     partition: str
-    state: str  # materialized | stale | missing | failed_check
+    state: str  # materialized | stale | missing | failed_check | warning
     reason: str = ""
+    stale: bool = False  # also true for a failed_check whose inputs or code changed since
 
     def to_json(self) -> dict[str, str]:
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if k != "stale"}
+
+
+@dataclass(frozen=True)
+class CheckFailure:
+    """The latest completed execution of one check on one asset partition, failed."""
+
+    asset: str
+    partition: str
+    check: str
+    blocking: bool
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.check}: {self.reason}" if self.reason else self.check
 
 
 def stale_resolver(
@@ -59,16 +77,82 @@ def stale_resolver(
     return CachingStaleStatusResolver(instance, graph, _Loading(instance))
 
 
-def _failed_checks(
-    instance: dg.DagsterInstance, key: dg.AssetKey, check_names: Iterable[str], partition: str
-) -> list[str]:
-    failed = []
+def error_text(error: SerializableErrorInfo | None, fallback: str = "") -> str:
+    """The message a user needs from a step failure: the cause's, else the error's own."""
+    if error is None:
+        return fallback.strip()
+    if error.cause is not None:
+        error = error.cause
+    message = error.message.strip()
+    if error.cls_name == "Failure":  # dg.Failure: the description is the message
+        message = message.removeprefix("dagster._core.definitions.events.Failure: ")
+    return message
+
+
+def _step_failure(
+    instance: dg.DagsterInstance, run_id: str, key: dg.AssetKey
+) -> SerializableErrorInfo | None:
+    """The error that failed ``key``'s step in a run, if that step itself failed."""
+    step = key.to_python_identifier()
+    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE):
+        event = entry.dagster_event
+        if event is not None and event.step_key == step:
+            return event.event_specific_data.error  # type: ignore[union-attr]
+    return None
+
+
+def check_failures(
+    instance: dg.DagsterInstance,
+    key: dg.AssetKey,
+    check_names: Iterable[str],
+    partition: str | None,
+) -> list[CheckFailure]:
+    """Checks whose latest *completed* execution on this partition failed. A check planned
+    in a run that was canceled, interrupted or is still going says nothing and is passed over;
+    a check left unevaluated because the asset's own step raised (a landing file that cannot
+    be parsed) is reported once, as check ``step`` with that error."""
+    failed: list[CheckFailure] = []
+    partition_filter = None if partition is None else PartitionKeyFilter(key=partition)
+    step_errors: dict[str, SerializableErrorInfo | None] = {}
+    step_failed = ""
     for name in check_names:
         records = instance.event_log_storage.get_asset_check_execution_history(
-            dg.AssetCheckKey(key, name), limit=1, partition_filter=PartitionKeyFilter(key=partition)
+            dg.AssetCheckKey(key, name), limit=10, partition_filter=partition_filter
         )
-        if records and records[0].status == AssetCheckExecutionRecordStatus.FAILED:
-            failed.append(name)
+        for record in records:
+            if record.status == AssetCheckExecutionRecordStatus.SUCCEEDED:
+                break
+            evaluation = record.evaluation
+            if record.status == AssetCheckExecutionRecordStatus.FAILED and evaluation:
+                blocking = evaluation.blocking
+                if blocking is None:
+                    blocking = evaluation.severity == dg.AssetCheckSeverity.ERROR
+                warn = evaluation.severity == dg.AssetCheckSeverity.WARN
+                description = evaluation.description or ""
+                failed.append(
+                    CheckFailure(
+                        key.to_user_string(),
+                        partition or "",
+                        name,
+                        blocking and not warn,
+                        description,
+                    )
+                )
+                break
+            run = instance.get_run_by_id(record.run_id)
+            if run is None or run.status != dg.DagsterRunStatus.FAILURE:
+                continue  # canceled or still going: look further back
+            if record.run_id not in step_errors:
+                step_errors[record.run_id] = _step_failure(instance, record.run_id, key)
+            error = step_errors[record.run_id]
+            if error is None or error.cls_name in INTERRUPTED:
+                continue  # the asset never ran (upstream failed) or the run was interrupted
+            step_failed = step_failed or error_text(error)
+            break
+    if step_failed:
+        failed.insert(
+            0, CheckFailure(key.to_user_string(), partition or "", "step", True, step_failed)
+        )
     return failed
 
 
@@ -96,50 +180,93 @@ def project_status(
     spec: ProjectSpec,
     partitions: list[str] | None = None,
     home: Path | None = None,
+    cutoffs: list[str] | None = None,
 ) -> list[PartitionStatus]:
-    """One row per (asset, partition) of the project, upstream first. Stale means: the
-    landing file changed since raw was built (new data), the asset's code version changed
-    (new code), or something it was computed from changed or is itself stale."""
+    """One row per (asset, partition) of the project, upstream first; ``production`` (one
+    pointer, not partitioned) last. Stale means: the landing file changed since raw was built
+    (new data), the asset's code version changed (new code), or something it was computed
+    from changed or is itself stale. ``cutoffs`` narrows the cutoff-partitioned assets
+    further than ``partitions``."""
     resolver = stale_resolver(defs, instance)
     graph = defs.resolve_asset_graph()
     data_keys = set(data_partitions(spec).get_partition_keys())
     cutoff_keys = set(cutoff_partitions(spec).get_partition_keys())
+    if partitions is not None:
+        data_keys &= set(partitions)
+        cutoff_keys &= set(partitions)
+    if cutoffs is not None:
+        cutoff_keys &= set(cutoffs)
     states: dict[tuple[str, str], PartitionStatus] = {}
     for key in sorted(
         (k for k in graph.get_all_asset_keys() if k.path[0] == spec.name), key=_order
     ):
-        valid = data_keys if key.path[1] in ("raw", "features") else cutoff_keys
-        keys = sorted(valid if partitions is None else valid & set(partitions))
-        checks = [c.name for c in graph.get(key).check_keys]
+        node = graph.get(key)
+        keys: Sequence[str | None]
+        if node.partitions_def is None:
+            keys = [None]
+        else:
+            keys = sorted(data_keys if key.path[1] in ("raw", "features") else cutoff_keys)
+        checks = [c.name for c in node.check_keys]
         name = key.to_user_string()
         for pk in keys:
-            status = resolver.get_status(key, pk)
-            failed = _failed_checks(instance, key, checks, pk)
-            reasons = []
-            if status == StaleStatus.STALE:
-                reasons = sorted({_cause(c) for c in resolver.get_stale_root_causes(key, pk)})
-            if key.path[1] == "raw" and home is not None and status != StaleStatus.MISSING:
-                path = spec.landing_file(home, pk)
-                current = resolver.get_current_data_version(key, pk).value
-                if path.is_file() and file_sha256(path) != current:
-                    reasons.append("new data: the landing file changed since raw was built")
-            stale_up = [
-                f"{a}[{k}]"
-                for a, k in upstream_of(spec, key, pk)
-                if (a, k) in states and states[(a, k)].state == "stale"
-            ]
-            if stale_up and not reasons:
-                reasons.append("upstream stale: " + ", ".join(stale_up[:3]))
-            if failed:
-                row = PartitionStatus(name, pk, "failed_check", ", ".join(failed))
-            elif status == StaleStatus.MISSING:
-                row = PartitionStatus(name, pk, "missing")
-            elif reasons:
-                row = PartitionStatus(name, pk, "stale", "; ".join(reasons))
-            else:
-                row = PartitionStatus(name, pk, "materialized")
-            states[(name, pk)] = row
+            row = _row(resolver, instance, spec, key, pk, checks, home, states)
+            states[(name, pk or "")] = row
     return list(states.values())
+
+
+def _row(
+    resolver: CachingStaleStatusResolver,
+    instance: dg.DagsterInstance,
+    spec: ProjectSpec,
+    key: dg.AssetKey,
+    pk: str | None,
+    checks: list[str],
+    home: Path | None,
+    states: dict[tuple[str, str], PartitionStatus],
+) -> PartitionStatus:
+    name = key.to_user_string()
+    status = resolver.get_status(key, pk)
+    failures = check_failures(instance, key, checks, pk)
+    blocking = [str(f) for f in failures if f.blocking]
+    warnings = [str(f) for f in failures if not f.blocking]
+    reasons = []
+    if status == StaleStatus.STALE:
+        reasons = sorted({_cause(c) for c in resolver.get_stale_root_causes(key, pk)})
+    if key.path[1] == "raw" and pk and home is not None and status != StaleStatus.MISSING:
+        path = spec.landing_file(home, pk)
+        current = resolver.get_current_data_version(key, pk).value
+        if path.is_file() and file_sha256(path) != current:
+            reasons.append("new data: the landing file changed since raw was built")
+    stale_up = [
+        f"{a}[{k}]"
+        for a, k in (upstream_of(spec, key, pk) if pk else [])
+        if (a, k) in states and states[(a, k)].stale
+    ]
+    if stale_up and not reasons:
+        reasons.append("upstream stale: " + ", ".join(stale_up[:3]))
+    partition = pk or ""
+    if blocking:
+        also = [f"stale: {r}" for r in reasons] + [f"warning {w}" for w in warnings]
+        reason = "; ".join(blocking + also)
+        return PartitionStatus(name, partition, "failed_check", reason, stale=bool(reasons))
+    if status == StaleStatus.MISSING:
+        return PartitionStatus(name, partition, "missing")
+    if reasons:
+        also = [f"warning {w}" for w in warnings]
+        return PartitionStatus(name, partition, "stale", "; ".join(reasons + also), stale=True)
+    if warnings:
+        return PartitionStatus(name, partition, "warning", "; ".join(warnings))
+    return PartitionStatus(name, partition, "materialized", _pointer(instance, key, pk))
+
+
+def _pointer(instance: dg.DagsterInstance, key: dg.AssetKey, pk: str | None) -> str:
+    """What an unpartitioned pointer asset (``production``) points at, from its metadata."""
+    if pk is not None:
+        return ""
+    event = instance.get_latest_materialization_event(key)
+    mat = event.asset_materialization if event else None
+    bundle = mat.metadata.get("bundle_id") if mat else None
+    return f"bundle {str(bundle.value)[:12]}" if bundle is not None else ""
 
 
 def _cause(cause: StaleCause) -> str:
@@ -154,5 +281,5 @@ def _cause(cause: StaleCause) -> str:
 
 
 def _order(key: dg.AssetKey) -> tuple[int, str]:
-    rank = {"raw": 0, "features": 1, "model": 2, "evaluation": 3, "bundle": 4}
+    rank = {"raw": 0, "features": 1, "model": 2, "evaluation": 3, "bundle": 4, "production": 5}
     return rank.get(key.path[1], 9), key.to_user_string()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -135,3 +136,85 @@ def test_ui_serves_the_asset_graph(tmp_path: Path) -> None:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+def run_count(home: Path) -> int:
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(home / "dagster" / "history" / "runs.db")) as db:
+        return int(db.execute("select count(*) from runs").fetchone()[0])
+
+
+def bundle_ids(home: Path) -> set[str]:
+    bundles = home / "bundles"
+    return {p.name for p in bundles.iterdir()} if bundles.is_dir() else set()
+
+
+def break_target(path: Path) -> None:
+    """Empty the target column of every row: the raw ``target`` check fails."""
+    lines = path.read_text().splitlines()
+    at = lines[0].split(",").index("churned")
+    rows = [",".join("" if i == at else c for i, c in enumerate(ln.split(","))) for ln in lines[1:]]
+    path.write_text("\n".join([lines[0], *rows]) + "\n")
+
+
+def test_materialize_does_what_status_says(make_project: ProjectFactory) -> None:
+    project = make_project("binary", months=5, rows=250)
+    args = ["--home", str(project.home), "--projects", str(project.settings.projects_dir)]
+    name, home = project.spec.name, project.home
+    newest = project.files[-1].stem
+
+    # a window that is not materialized: one line naming the partitions, no stack trace
+    result = cli("materialize", name, "--assets", "train", *args)
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert f"cutoff {newest} not trained" in result.stderr
+    assert all(f.stem in result.stderr for f in project.files[1:])
+    assert "Traceback" not in result.stderr and "FileNotFoundError" not in result.stderr
+
+    result = cli("materialize", name, *args)
+    assert result.returncode == 0, result.stderr
+    assert f"[1/1] {name}__train {newest} ok" in result.stdout
+    summary = result.stdout.split("summary")[1]
+    assert f"cutoff {newest}: winner " in summary and "roc_auc" in summary
+    assert "(min 0.55) passed" in summary
+    report = Path(summary.split("report: ")[1].split()[0])
+    bundle = Path(summary.split("bundle: ")[1].split()[0])
+    assert report.is_file() and (bundle / "manifest.json").is_file()
+    runs, bundles = run_count(home), bundle_ids(home)
+
+    # nothing is stale: no run, no bundle
+    result = cli("materialize", name, *args)
+    assert result.returncode == 0, result.stderr
+    assert "nothing is stale" in result.stdout and "[1/" not in result.stdout
+    assert run_count(home) == runs and bundle_ids(home) == bundles
+
+    # a failed raw month stops the cutoff that reads it: named, with the check's reason
+    good = project.files[-1].read_text()
+    break_target(project.files[-1])
+    result = cli("materialize", name, *args)
+    assert result.returncode == 1
+    assert f"{name}__data {newest} FAILED" in result.stdout
+    assert f"{name}/raw[{newest}] failed target: target column 'churned'" in result.stderr
+    assert "Traceback" not in result.stderr and " - ERROR - " not in result.stderr
+    assert bundle_ids(home) == bundles
+    result = cli("status", name, "--json", *args)
+    rows = {(r["asset"], r["partition"]): r for r in map(json.loads, result.stdout.splitlines())}
+    raw = rows[(f"{name}/raw", newest)]
+    assert raw["state"] == "failed_check" and "target column 'churned'" in raw["reason"]
+    # with -v, Dagster's own log of the failure is shown too
+    result = cli("-v", "materialize", name, "--assets", "data", "--from", newest, *args)
+    assert result.returncode == 1 and " - ERROR - " in result.stderr
+
+    # the file fixed: its data partition is rebuilt; the cutoff's inputs are as before
+    project.files[-1].write_text(good)
+    result = cli("materialize", name, *args)
+    assert result.returncode == 0, result.stderr
+    assert f"{name}__data {newest} ok" in result.stdout and "__train" not in result.stdout
+    assert f"cutoff {newest}: up to date" in result.stdout
+
+    # --force redoes everything in range
+    result = cli("materialize", name, "--force", "--assets", "train", *args)
+    assert result.returncode == 0, result.stderr
+    assert f"[1/1] {name}__train {newest} ok" in result.stdout
+    assert run_count(home) > runs
