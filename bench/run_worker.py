@@ -14,7 +14,7 @@ RSS from ``os.wait4``:
   (``read_landing_file`` -> ``parse_partition`` -> ``build_features``, raw and features
   written as Parquet with pyarrow; no Dagster, no checks);
 * (e) for reference (not in a ratio) the same run through the CLI, ``mlplatform materialize
-  benchchurn --assets data --from K --to K`` (its Typer app called in a fresh interpreter, so
+  benchchurn --assets data --from K --to K --force`` (its Typer app called in a fresh interpreter, so
   the heavy modules it ends with can be listed as for the others).
 
 Prints a table, then (last stdout line) ``{"bench": "run_worker", "definitions_s",
@@ -129,7 +129,7 @@ import sys
 from mlplatform.cli import app
 
 sys.argv = ["mlplatform", "materialize", {project!r}, "--assets", "data", "--from", {key!r},
-            "--to", {key!r}]
+            "--to", {key!r}, "--force"]
 try:
     app()
 except SystemExit as exc:

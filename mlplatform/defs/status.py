@@ -17,8 +17,8 @@ from dagster._core.storage.asset_check_execution_record import AssetCheckExecuti
 from dagster_shared.error import SerializableErrorInfo
 
 from mlplatform.defs.partitions import cutoff_partitions, data_partitions, previous_window
+from mlplatform.digests import file_sha256
 from mlplatform.spec import ProjectSpec
-from mlplatform.steps.ingest import file_sha256
 
 CAUSES = {
     StaleCauseCategory.CODE: "new code",

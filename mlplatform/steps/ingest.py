@@ -13,7 +13,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mlplatform.columns import parse_column
-from mlplatform.digests import file_sha256  # noqa: F401 (until every caller imports digests)
 from mlplatform.spec import ProjectSpec
 
 
