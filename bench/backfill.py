@@ -134,7 +134,9 @@ def run_bare(spec: ProjectSpec, home: Path, keys: list[str], cutoffs: list[str])
             pipelines[cand.name] = pipeline
         holdout = features[cutoff]
         predictors = {n: sklearn_predictor(p, spec) for n, p in pipelines.items()}
-        result = evaluate.evaluate(holdout, predictors, spec, cutoff)
+        targets = {k: f[spec.target].dropna().to_numpy() for k, f in parts.items()}
+        baselines = evaluate.baseline_predictors(spec, targets)
+        result = evaluate.evaluate(holdout, predictors, spec, cutoff, baselines)
         html = report.render_report(result, project=spec.name, training_manifests=manifests)
         report.write_report(html, home / "reports" / spec.name / f"{cutoff}.html")
         evaluation = {"result": result.to_json(), "training_manifests": manifests}

@@ -14,8 +14,8 @@ RSS from ``os.wait4``:
   (``read_landing_file`` -> ``parse_partition`` -> ``build_features``, raw and features
   written as Parquet with pyarrow; no Dagster, no checks);
 * (e) for reference (not in a ratio) the same run through the CLI, ``mlplatform materialize
-  benchchurn --assets data --from K --to K --force`` (its Typer app called in a fresh interpreter, so
-  the heavy modules it ends with can be listed as for the others).
+  benchchurn --assets data --from K --to K --force`` (its Typer app called in a fresh
+  interpreter, so the heavy modules it ends with can be listed as for the others).
 
 Prints a table, then (last stdout line) ``{"bench": "run_worker", "definitions_s",
 "dagster_s", "import_ratio", "definitions_mb", "dagster_mb", "rss_ratio", "run_s", "bare_s",

@@ -120,7 +120,9 @@ def build_production(root: Path, size: Size) -> Production:
     predictors = {
         n: model_predictor(train_sklearn.SklearnModel(p, spec)) for n, p in pipelines.items()
     }
-    result = evaluate.evaluate(holdout, predictors, spec, cutoff)
+    targets = {k: f[spec.target].dropna().to_numpy() for k, f in parts.items()}
+    baselines = evaluate.baseline_predictors(spec, targets)
+    result = evaluate.evaluate(holdout, predictors, spec, cutoff, baselines)
     if not result.winner:
         raise SystemExit(f"no candidate passed the gates for {cutoff}: {result.reasons}")
     winner = pipelines[result.winner]

@@ -46,7 +46,7 @@ def test_torch_and_sklearn_compared_in_one_report(
     assert manifest["best_epoch"] == best["epoch"]
 
     evaluation = json.loads((project.home / "evaluations" / p / f"{cutoff}.json").read_text())
-    assert set(evaluation["result"]["models"]) == {"logreg", "mlp"}
+    assert set(evaluation["result"]["models"]) == {"logreg", "mlp", "baseline-prior"}
     assert all("roc_auc" in m["metrics"] for m in evaluation["result"]["models"].values())
     html = (project.home / "reports" / p / f"{cutoff}.html").read_text()
     assert "mlp" in html and "logreg" in html and "earning curve" in html
