@@ -102,6 +102,7 @@ def bundle_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
                 "mlplatform.steps.export",
                 "mlplatform.serving.bundle",
                 "mlplatform.columns",
+                "mlplatform.digests",
                 *export_modules(spec),
             ],
             ["columns", "features"],

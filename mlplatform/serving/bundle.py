@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from mlplatform.columns import derive_features, parse_column
+from mlplatform.digests import file_sha256
 from mlplatform.spec import Column, Features
 
 MANIFEST = "manifest.json"
@@ -24,18 +25,10 @@ class BundleError(Exception):
     """A bundle that must not be used: missing, altered or malformed."""
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def file_hashes(root: Path) -> dict[str, str]:
     """sha256 of every file under root except the manifest, by POSIX relative path."""
     return {
-        p.relative_to(root).as_posix(): sha256_file(p)
+        p.relative_to(root).as_posix(): file_sha256(p)
         for p in sorted(root.rglob("*"))
         if p.is_file() and p.name != MANIFEST
     }

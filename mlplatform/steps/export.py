@@ -38,7 +38,13 @@ from mlplatform.steps.candidates import FittedModel
 from mlplatform.steps.features import layout
 
 PYFUNC_ENTRY = Path(__file__).with_name("bundle_pyfunc.py")
-SHIPPED_MODULES = ("spec.py", "columns.py", "serving/__init__.py", "serving/bundle.py")
+SHIPPED_MODULES = (
+    "spec.py",
+    "columns.py",
+    "digests.py",
+    "serving/__init__.py",
+    "serving/bundle.py",
+)
 
 
 def pipeline_to_onnx(pipeline: Pipeline, spec: ProjectSpec) -> onnx.ModelProto:

@@ -6,6 +6,7 @@ import csv
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -14,6 +15,9 @@ import pyarrow.parquet as pq
 
 from mlplatform.columns import parse_column
 from mlplatform.spec import ProjectSpec
+
+if TYPE_CHECKING:
+    from _csv import Reader
 
 
 class DataError(Exception):
@@ -42,10 +46,20 @@ def _read_csv(path: Path, spec: ProjectSpec) -> pd.DataFrame:
             "set data.encoding in the spec (e.g. latin-1)",
             rows=f"line {line}",
         ) from None
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=spec.data.delimiter)
+    frame, _ = csv_frame(
+        csv.reader(io.StringIO(text, newline=""), delimiter=spec.data.delimiter), path
+    )
+    return frame
+
+
+def csv_frame(reader: Reader, path: Path, limit: int | None = None) -> tuple[pd.DataFrame, bool]:
+    """Header and rows of a ``csv.reader`` as strings indexed by file line number (blank lines
+    skipped, ragged rows refused), up to ``limit`` rows; and whether the file was read to its
+    end."""
     header: list[str] | None = None
     rows: list[list[str]] = []
     lines: list[int] = []
+    complete = True
     try:
         for row in reader:
             if not any(cell.strip() for cell in row):
@@ -53,6 +67,9 @@ def _read_csv(path: Path, spec: ProjectSpec) -> pd.DataFrame:
             if header is None:
                 header = row
                 continue
+            if limit is not None and len(rows) == limit:
+                complete = False
+                break
             if len(row) != len(header):
                 raise DataError(
                     path,
@@ -67,7 +84,7 @@ def _read_csv(path: Path, spec: ProjectSpec) -> pd.DataFrame:
         raise DataError(path, "empty file: no header and no rows")
     frame = pd.DataFrame(rows, columns=header, dtype=object)
     frame.index = pd.Index(lines, name="line")
-    return frame
+    return frame, complete
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mlplatform.spec import ProjectSpec
-from mlplatform.steps.ingest import DataError, parse_partition
+from mlplatform.steps.ingest import DataError, csv_frame, parse_partition
 
 
 @dataclass
@@ -33,43 +33,16 @@ def _head_csv(path: Path, spec: ProjectSpec, rows: int) -> tuple[pd.DataFrame, b
     encoding = spec.data.encoding
     if codecs.lookup(encoding).name == "utf-8":
         encoding = "utf-8-sig"  # tolerate a byte-order mark, as the raw asset does
-    header: list[str] | None = None
-    cells: list[list[str]] = []
-    lines: list[int] = []
-    complete = True
     with path.open(encoding=encoding, newline="") as fh:
         reader = csv.reader(fh, delimiter=spec.data.delimiter)
         try:
-            for row in reader:
-                if not any(cell.strip() for cell in row):
-                    continue
-                if header is None:
-                    header = row
-                    continue
-                if len(cells) == rows:
-                    complete = False
-                    break
-                if len(row) != len(header):
-                    raise DataError(
-                        path,
-                        f"malformed CSV: {len(row)} fields where the header has {len(header)}",
-                        rows=f"line {reader.line_num}",
-                    )
-                cells.append(row)
-                lines.append(reader.line_num)
+            return csv_frame(reader, path, limit=rows)
         except UnicodeDecodeError as exc:
             raise DataError(
                 path,
                 f"not valid {spec.data.encoding} text ({exc.reason}) after line "
                 f"{reader.line_num}; set data.encoding in the spec (e.g. latin-1)",
             ) from None
-        except csv.Error as exc:
-            raise DataError(path, f"malformed CSV: {exc}", rows=f"line {reader.line_num}") from None
-    if header is None:
-        raise DataError(path, "empty file: no header and no rows")
-    frame = pd.DataFrame(cells, columns=header, dtype=object)
-    frame.index = pd.Index(lines, name="line")
-    return frame, complete
 
 
 def _head_parquet(path: Path, rows: int) -> tuple[pd.DataFrame, bool]:
