@@ -57,6 +57,7 @@ import yaml
 from _common import emit, progress, quiet, table, work_dir
 
 from mlplatform.settings import EXAMPLES_DIR, Settings, load_settings
+from mlplatform.spec import Automation
 
 BIN = Path(sys.executable).parent
 PROJECT = "churn"
@@ -349,7 +350,9 @@ def main() -> None:
     spec = yaml.safe_load((EXAMPLES_DIR / f"{PROJECT}.yaml").read_text(encoding="utf-8"))
     if args.interval is not None:
         spec["automation"] = {"enabled": True, "sensor_interval_seconds": args.interval}
-    interval = (spec.get("automation") or {}).get("sensor_interval_seconds", 30)
+    interval = (spec.get("automation") or {}).get(
+        "sensor_interval_seconds", Automation().sensor_interval_seconds
+    )
     rows: list[list[object]] = []
     with work_dir(args.keep) as root:
         gen = make_home(root, "generated", spec)

@@ -247,7 +247,7 @@ class Automation(_Frozen):
     enabled: bool = Field(
         default=True, description="false: no landing sensor, automation or schedule runs."
     )
-    sensor_interval_seconds: int = Field(default=30, ge=5)
+    sensor_interval_seconds: int = Field(default=15, ge=5)
 
 
 class Training(_Frozen):
