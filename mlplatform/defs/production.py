@@ -166,6 +166,9 @@ def promotion_sensor(spec: ProjectSpec) -> dg.SensorDefinition:
         cursor = json.loads(context.cursor) if context.cursor else {"decision": 0, "bundle": ""}
         book = ledger.ledger
         requests = []
+        # before the ledger and the alias are read: a promotion run that finishes during this
+        # tick has moved both by the time it is no longer in flight
+        busy = promotion_in_flight(context.instance, key)
         current = book.production(p)
         current_id = current.to_bundle if current else None
         if spec.promotion.policy == "auto":
@@ -191,12 +194,7 @@ def promotion_sensor(spec: ProjectSpec) -> dg.SensorDefinition:
                     continue
                 requests.append(_request(p, bundle, f"approval:{bundle}:{decision.id}"))
             cursor["decision"] = max([cursor["decision"], *(d.id for d in decisions)])
-        if (
-            current_id
-            and not requests
-            and mlflow.production_alias(p) != current_id
-            and not promotion_in_flight(context.instance, key)
-        ):
+        if current_id and not requests and mlflow.production_alias(p) != current_id and not busy:
             requests.append(_request(p, current_id, f"sync:{current.id}"))  # type: ignore[union-attr]
         return dg.SensorResult(run_requests=requests, cursor=json.dumps(cursor))
 
