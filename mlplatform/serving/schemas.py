@@ -13,6 +13,8 @@ out-of-range numbers are clipped (or made missing, per the spec).
 from __future__ import annotations
 
 import datetime as dt
+import json
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -24,6 +26,7 @@ from pydantic import (
     ValidationError,
     WithJsonSchema,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 from typing_extensions import TypedDict
 
 from mlplatform.columns import FALSE_TOKENS, MISSING_TOKENS, TRUE_TOKENS
@@ -33,6 +36,10 @@ from mlplatform.spec import Column
 
 MAX_ROWS = 10_000
 MAX_ERRORS = 100
+# The shortest JSON items ("0,") take 2 bytes: a shorter body cannot hold MAX_ROWS + 1 rows.
+PRESCAN_BYTES = 2 * MAX_ROWS
+_SPACE = re.compile(r"[ \t\n\r]*")
+_SCAN = json.JSONDecoder().scan_once  # type: ignore[attr-defined]  # the C item scanner
 
 # -- predict requests ---------------------------------------------------------------------
 
@@ -128,8 +135,66 @@ class PredictValidator:
         self.adapter: TypeAdapter[Any] = TypeAdapter(PredictBody)
 
     def rows(self, payload: bytes) -> list[dict[str, Any]]:
-        """Validated rows (values already parsed); raises pydantic's ValidationError."""
+        """Validated rows (values already parsed); raises pydantic's ValidationError.
+
+        A body large enough to hold too many rows is pre-scanned first, so that parsing stops
+        at row MAX_ROWS + 1 (or at a field other than ``rows``) instead of building them all."""
+        if len(payload) > PRESCAN_BYTES:
+            refused = prescan(payload, MAX_ROWS)
+            if refused is not None:
+                raise ValidationError.from_exception_data("PredictBody", [refused])
         return self.adapter.validate_json(payload)["rows"]
+
+
+def _space(text: str, at: int) -> int:
+    found = _SPACE.match(text, at)
+    assert found is not None  # the pattern matches the empty string
+    return found.end()
+
+
+def prescan(payload: bytes, max_rows: int) -> InitErrorDetails | None:
+    """The error of a ``{"rows": [...]}`` body with more than ``max_rows`` rows or another
+    field, found item by item (each item is parsed, then dropped); None when the body has no
+    such error or is not shaped like that (the full validation then names the problem)."""
+    try:
+        text = payload.decode("utf-8")
+        at = _space(text, 0)
+        if text[at : at + 1] != "{":
+            return None
+        at = _space(text, at + 1)
+        while text[at : at + 1] == '"':
+            key, at = _SCAN(text, at)
+            at = _space(text, at)
+            if text[at : at + 1] != ":":
+                return None
+            at = _space(text, at + 1)
+            if key != "rows":
+                return InitErrorDetails(type="extra_forbidden", loc=(key,), input=None)
+            if text[at : at + 1] != "[":
+                return None
+            at, count = _space(text, at + 1), 0
+            while text[at : at + 1] != "]":
+                _, at = _SCAN(text, at)
+                count += 1
+                if count > max_rows:
+                    error = PydanticCustomError(
+                        "too_long",
+                        "more than {max_rows} rows; send at most {max_rows} rows per request",
+                        {"max_rows": max_rows},
+                    )
+                    return InitErrorDetails(type=error, loc=("rows",), input=None)
+                at = _space(text, at)
+                if text[at : at + 1] == ",":
+                    at = _space(text, at + 1)
+                elif text[at : at + 1] != "]":
+                    return None
+            at = _space(text, at + 1)
+            if text[at : at + 1] != ",":
+                return None
+            at = _space(text, at + 1)
+    except (UnicodeDecodeError, ValueError, StopIteration):
+        return None
+    return None
 
 
 def error_details(exc: ValidationError, prefix: tuple[str | int, ...] = ()) -> list[dict]:
