@@ -75,8 +75,10 @@ def test_tampered_download_is_refused_and_leaves_nothing(server: Server, tmp_pat
     cache = tmp_path / "cache"
     try:
         with Client(server.base_url, READER_TOKEN, cache) as client:
-            with pytest.raises(BundleError, match="sha256 mismatch"):
+            # The server refuses to send the altered file (409); the client would refuse it too.
+            with pytest.raises(ClientError, match="HTTP 409: .*sha256 mismatch") as refused:
                 client.pull(PROJECT)
+            assert refused.value.status == 409
             assert bundle_dirs(cache) == []
             assert not [p for p in cache.iterdir() if p.name != ".production"]
     finally:
