@@ -34,21 +34,20 @@ class BodyTooLarge(HTTPException):
         )
 
 
-async def read_capped(request: Request, limit: int) -> bytes:
+async def read_capped(request: Request, limit: int) -> bytearray:
     """The body, read chunk by chunk and refused as soon as it passes ``limit`` bytes."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge(limit)
-    chunks, size = [], 0
+    body = bytearray()  # grown chunk by chunk: no copy of a large body at the end
     async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
+        if len(body) + len(chunk) > limit:
             raise BodyTooLarge(limit)
-        chunks.append(chunk)
-    return b"".join(chunks)
+        body += chunk
+    return body
 
 
-def parse_model(model: type[Model], body: bytes) -> Model:
+def parse_model(model: type[Model], body: bytearray) -> Model:
     """``body`` as ``model``; invalid JSON or fields -> the app's 422 (field and reason)."""
     try:
         return model.model_validate_json(body)
@@ -57,7 +56,7 @@ def parse_model(model: type[Model], body: bytes) -> Model:
         raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors]) from None
 
 
-async def predict_body(request: Request, who: Reader) -> bytes:
+async def predict_body(request: Request, who: Reader) -> bytearray:
     """The raw predict body of an authenticated reader (validated per bundle later)."""
     return await read_capped(request, PREDICT_BODY_BYTES)
 
@@ -72,7 +71,7 @@ async def rollback_body(request: Request, who: Approver) -> RollbackIn:
     return parse_model(RollbackIn, await read_capped(request, DECISION_BODY_BYTES))
 
 
-PredictBody = Annotated[bytes, Depends(predict_body)]
+PredictBody = Annotated[bytearray, Depends(predict_body)]
 DecisionBody = Annotated[DecisionIn, Depends(decision_body)]
 RollbackBody = Annotated[RollbackIn, Depends(rollback_body)]
 

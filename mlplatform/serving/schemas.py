@@ -12,6 +12,7 @@ out-of-range numbers are clipped (or made missing, per the spec).
 
 from __future__ import annotations
 
+import codecs
 import datetime as dt
 import json
 import re
@@ -134,7 +135,7 @@ class PredictValidator:
         PredictBody.__pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[attr-defined]
         self.adapter: TypeAdapter[Any] = TypeAdapter(PredictBody)
 
-    def rows(self, payload: bytes) -> list[dict[str, Any]]:
+    def rows(self, payload: bytes | bytearray) -> list[dict[str, Any]]:
         """Validated rows (values already parsed); raises pydantic's ValidationError.
 
         A body large enough to hold too many rows is pre-scanned first, so that parsing stops
@@ -152,26 +153,51 @@ def _space(text: str, at: int) -> int:
     return found.end()
 
 
-def prescan(payload: bytes, max_rows: int) -> InitErrorDetails | None:
+class _IncompleteError(Exception):
+    """The scan reached the end of a prefix of the body."""
+
+
+def prescan(payload: bytes | bytearray, max_rows: int) -> InitErrorDetails | None:
     """The error of a ``{"rows": [...]}`` body with more than ``max_rows`` rows or another
     field, found item by item (each item is parsed, then dropped); None when the body has no
-    such error or is not shaped like that (the full validation then names the problem)."""
+    such error or is not shaped like that (the full validation then names the problem).
+
+    Only a growing prefix of the body is decoded, so an abusive body costs its first rows."""
+    size = 1 << 20
+    while True:
+        complete = size >= len(payload)
+        try:
+            text = codecs.getincrementaldecoder("utf-8")().decode(payload[:size], final=complete)
+            return _prescan_text(text, max_rows, complete)
+        except _IncompleteError:
+            size *= 4
+        except UnicodeDecodeError:
+            return None
+
+
+def _prescan_text(text: str, max_rows: int, complete: bool) -> InitErrorDetails | None:
+    def shapeless(at: int) -> InitErrorDetails | None:
+        """Not shaped like {"rows": [...]}, or (in a prefix) the prefix ran out first."""
+        if not complete and at >= len(text) - 1:
+            raise _IncompleteError
+        return None
+
+    at = 0
     try:
-        text = payload.decode("utf-8")
         at = _space(text, 0)
         if text[at : at + 1] != "{":
-            return None
+            return shapeless(at)
         at = _space(text, at + 1)
         while text[at : at + 1] == '"':
             key, at = _SCAN(text, at)
             at = _space(text, at)
             if text[at : at + 1] != ":":
-                return None
+                return shapeless(at)
             at = _space(text, at + 1)
             if key != "rows":
                 return InitErrorDetails(type="extra_forbidden", loc=(key,), input=None)
             if text[at : at + 1] != "[":
-                return None
+                return shapeless(at)
             at, count = _space(text, at + 1), 0
             while text[at : at + 1] != "]":
                 _, at = _SCAN(text, at)
@@ -187,14 +213,15 @@ def prescan(payload: bytes, max_rows: int) -> InitErrorDetails | None:
                 if text[at : at + 1] == ",":
                     at = _space(text, at + 1)
                 elif text[at : at + 1] != "]":
-                    return None
+                    return shapeless(at)
             at = _space(text, at + 1)
             if text[at : at + 1] != ",":
-                return None
+                return shapeless(at)
             at = _space(text, at + 1)
-    except (UnicodeDecodeError, ValueError, StopIteration):
-        return None
-    return None
+        return shapeless(at)
+    except (ValueError, StopIteration):
+        # Invalid JSON here, or an item cut by the end of the prefix: read on to be sure.
+        return shapeless(len(text)) if not complete else None
 
 
 def error_details(exc: ValidationError, prefix: tuple[str | int, ...] = ()) -> list[dict]:

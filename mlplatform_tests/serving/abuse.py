@@ -4,18 +4,19 @@ while they run (used by the hardening test and ``bench/healthz_abuse.py``)."""
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -147,24 +148,31 @@ class AbuseResult:
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def _loop(send: Callable[[], int], stop: Any, out: Any) -> None:
+    statuses: Counter[int] = Counter()
+    while not stop.is_set():
+        try:
+            status = send()
+        except (OSError, httpx.HTTPError):
+            status = 0
+        statuses[status] += 1
+    out.put(dict(statuses))
+
+
 def abuse(url: str, abusers: dict[str, Callable[[], int]], seconds: float) -> AbuseResult:
-    """Run every abuser in a loop on its own thread for ``seconds`` while one client asks
-    ``/healthz`` back to back; return the latencies and statuses."""
+    """Run every abuser in a loop in its own (forked) process for ``seconds`` while one client
+    asks ``/healthz`` back to back; return the latencies and statuses. Processes, so that the
+    abusers' own work does not delay this process's measuring client."""
     result = AbuseResult(statuses={name: Counter() for name in abusers})
-    stop = threading.Event()
-
-    def loop(name: str, send: Callable[[], int]) -> None:
-        while not stop.is_set():
-            try:
-                status = send()
-            except (OSError, httpx.HTTPError):
-                status = 0
-            result.statuses[name][status] += 1
-
-    threads = [threading.Thread(target=loop, args=item, daemon=True) for item in abusers.items()]
-    for t in threads:
-        t.start()
-    time.sleep(0.5)  # let the abuse start
+    context = multiprocessing.get_context("fork")
+    stop = context.Event()
+    running = []
+    for name, send in abusers.items():
+        out = context.Queue()
+        process = context.Process(target=_loop, args=(send, stop, out), daemon=True)
+        process.start()
+        running.append((name, process, out))
+    time.sleep(0.5 if abusers else 0)  # let the abuse start
     end = time.monotonic() + seconds
     with httpx.Client(base_url=url, timeout=30) as client:
         while time.monotonic() < end:
@@ -177,6 +185,7 @@ def abuse(url: str, abusers: dict[str, Callable[[], int]], seconds: float) -> Ab
             result.healthz_errors += not ok
             time.sleep(0.005)
     stop.set()
-    for t in threads:
-        t.join(90)
+    for name, process, out in running:
+        result.statuses[name].update(out.get(timeout=120))
+        process.join(30)
     return result
