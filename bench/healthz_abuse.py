@@ -11,9 +11,11 @@ builder), published into a temp home with reader and approver tokens, and served
   (answered 401 before the body is read);
 * ``10M-row predict``: a reader's predict of 10,000,000 empty rows (28 MiB, under the 64 MiB
   cap; answered 422 at row 10,001, validated off the event loop);
+* ``10k valid rows predict``: a reader's predict of 10,000 real rows (the row limit; 200,
+  parsed row by row and validated 256 rows at a time in a worker thread);
 * ``1 MiB streamed approve``: an approver's approval streamed without Content-Length past the
   32 KiB cap (413 while reading);
-* ``all at once``: the three abusers together, each on its own thread, in a loop.
+* ``all at once``: the four abusers together, each a forked process, in a loop.
 
 Prints a table, then (last stdout line) ``{"bench": "healthz_abuse", "bound_ms": 50,
 "idle_p99_ms", "abuse_p99_ms" (worst phase), "healthz_errors", "phases": {phase: {"n",
@@ -24,6 +26,7 @@ Prints a table, then (last stdout line) ``{"bench": "healthz_abuse", "bound_ms":
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 from collections.abc import Callable
@@ -63,6 +66,7 @@ def main() -> int:
         env = make_env(built, root / "served", **TOKENS)
         env.ledger.dispose()
         body = abuse.many_rows_body()
+        full = json.dumps({"rows": (env.rows * 10_000)[:10_000]}).encode()
         b = env.ids["b"]
         abusers: dict[str, Callable[[], int]] = {}
         with abuse.serve_process(
@@ -71,6 +75,7 @@ def main() -> int:
             abusers = {
                 "no-token 300 MB approve": lambda: abuse.unauthenticated_huge_decision(url, b),
                 "10M-row predict": lambda: abuse.many_rows(url, READER_TOKEN, body),
+                "10k valid rows predict": lambda: abuse.many_rows(url, READER_TOKEN, full),
                 "1 MiB streamed approve": lambda: abuse.oversize_decision(url, b, APPROVER_TOKEN),
             }
             phases = {"idle": {}, **{k: {k: v} for k, v in abusers.items()}}

@@ -98,6 +98,17 @@ PREDICT_BODY = {
 }
 
 
+def predict_answer(bundle_id: str, predictions: list[dict[str, Any]], chunk: int = 512) -> bytes:
+    """``{"bundle_id", "predictions"}`` as compact JSON, encoded ``chunk`` predictions at a
+    time (one long ``json.dumps`` would hold the interpreter for the whole batch)."""
+    parts = [
+        json.dumps(predictions[i : i + chunk], separators=(",", ":"))[1:-1]
+        for i in range(0, len(predictions), chunk)
+    ]
+    head = json.dumps({"bundle_id": bundle_id}, separators=(",", ":"))[:-1]
+    return f'{head},"predictions":[{",".join(parts)}]}}'.encode()
+
+
 def etag_matches(if_none_match: str | None, etag: str) -> bool:
     """RFC 9110 weak comparison of an ``If-None-Match`` header with one ETag."""
     if not if_none_match:
@@ -343,15 +354,16 @@ def create_app(
                 rows = validator.rows(body)
         except ValidationError as exc:
             return JSONResponse({"detail": error_details(exc)}, status_code=422)
-        if len(rows) <= INLINE_ROWS:
-            predictions = predictor.predict_rows(rows)
-        else:
-            predictions = await run_in_threadpool(predictor.predict_rows, rows)
-        metrics.predictions_child(project, bundle.bundle_id).inc(len(rows))
         # Our own plain JSON: the shape is PredictOut by construction (documented through
         # response_model), and re-validating every response would cost more than predicting.
-        payload = {"bundle_id": bundle.bundle_id, "predictions": predictions}
-        return Response(json.dumps(payload, separators=(",", ":")), media_type=JSON_MEDIA)
+        if len(rows) <= INLINE_ROWS:
+            answer = predict_answer(bundle.bundle_id, predictor.predict_rows(rows))
+        else:
+            answer = await run_in_threadpool(
+                lambda: predict_answer(bundle.bundle_id, predictor.predict_rows(rows))
+            )
+        metrics.predictions_child(project, bundle.bundle_id).inc(len(rows))
+        return Response(answer, media_type=JSON_MEDIA)
 
     @app.get("/v1/projects/{project}/candidates", response_model=CandidatesOut, tags=["review"])
     def candidates(project: str, who: Reader) -> CandidatesOut:

@@ -7,12 +7,17 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from fastapi.testclient import TestClient
+from pydantic import ValidationError
 
-from mlplatform.serving.app import create_app
+from mlplatform.serving.app import Compiled, create_app
 from mlplatform.serving.bodies import DECISION_BODY_BYTES
+from mlplatform.serving.bundle import load
+from mlplatform.serving.schemas import PRESCAN_BYTES, error_details
 from mlplatform_tests.serving import abuse
 from mlplatform_tests.serving.builders import PROJECT, Built
 from mlplatform_tests.serving.conftest import (
@@ -103,6 +108,35 @@ def test_predict_stops_parsing_past_the_row_limit(server: Server, tmp_path: Path
     found = json.loads(out.stdout.strip().splitlines()[-1])
     assert found["fields"] == ["rows"]
     assert found["grew_mb"] < 200, found  # building 10M rows takes well over a GB
+
+
+def test_large_bodies_are_validated_in_chunks_exactly_like_small_ones(env: Env) -> None:
+    """Bodies over PRESCAN_BYTES are parsed row by row and validated CHUNK_ROWS at a time;
+    rows and 422 details are those of validating the whole body at once."""
+    validator, _ = Compiled().of(load(env.bundle_dir("a")))
+    good = env.rows[0]
+    bad = [{"tenure_months": True}, {"x": 1}, 7, {"autopay": "maybe"}, {"customer_id": {}}]
+    rows = [good] * 10_000
+    for i, row in enumerate(bad):
+        rows[3 + i * 997] = row
+    for body in (
+        json.dumps({"rows": [good] * 10_000}).encode(),
+        json.dumps({"rows": rows}).encode(),
+        json.dumps({"rows": [{"tenure_months": True}] * 5_000}).encode(),
+        b'{"rows": [' + b'{"tenure_months": NaN},' * 3000 + b"{}]}",
+        json.dumps({"rows": [good] * 9_000, "x": 1}).encode(),
+    ):
+        assert len(body) > PRESCAN_BYTES
+        assert outcome(lambda b=body: validator.rows(b)) == outcome(
+            lambda b=body: validator.adapter.validate_json(b)["rows"]
+        )
+
+
+def outcome(validate: Callable[[], list[dict[str, Any]]]) -> Any:
+    try:
+        return validate()
+    except ValidationError as exc:
+        return error_details(exc)
 
 
 def test_healthz_stays_fast_while_abused(built: Built, tmp_path: Path) -> None:
