@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -70,6 +71,7 @@ from mlplatform.spec import ProjectSpec, load_specs
 log = logging.getLogger(__name__)
 JSON_MEDIA = "application/json"
 INLINE_ROWS = 64  # predict batches up to this size run on the event loop
+SWITCH_INTERVAL_S = 0.001
 IMMUTABLE = "public, max-age=31536000, immutable"
 PREDICT_BODY = {
     "required": True,
@@ -169,6 +171,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # A worker thread validating or predicting a large batch hands the interpreter back to
+        # the event loop within 1 ms instead of 5 ms, so /healthz and small requests wait less.
+        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
         await run_in_threadpool(service.refresh_all)
         service.start()
         try:
