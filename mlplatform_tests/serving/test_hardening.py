@@ -162,7 +162,7 @@ def test_healthz_stays_fast_while_abused(built: Built, tmp_path: Path) -> None:
     assert set(result.statuses["no-token 300 MB approve"]) == {401}
     assert set(result.statuses["10M-row predict"]) == {422}
     assert result.statuses["1 MiB streamed approve"].keys() <= {413, 0}
-    assert result.p(0.99) < 0.5, f"p99 {result.p(0.99) * 1000:.0f} ms"
+    assert result.p(0.99) < 1.0, f"p99 {result.p(0.99) * 1000:.0f} ms"
 
 
 # -- refused means refused ------------------------------------------------------------------
