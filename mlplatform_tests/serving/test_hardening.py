@@ -260,3 +260,22 @@ def test_serve_with_a_bad_spec_fails_in_one_line(tmp_path: Path) -> None:
     assert len(lines) == 1, lines
     assert lines[0].startswith(f"cannot serve: {projects / 'bad.yaml'}: task: ")
     assert "Traceback" not in out.stderr and "serving on" not in out.stdout
+
+
+def test_serve_with_an_unreachable_ledger_fails_in_one_line(built: Built, tmp_path: Path) -> None:
+    url = f"postgresql+psycopg2://ledger:pw-SECRET@127.0.0.1:{abuse.free_port()}/ledger"
+    out = subprocess.run(
+        [
+            *(sys.executable, "-m", "mlplatform.cli", "serve", "--home", str(tmp_path / "home")),
+            *("--projects", str(built.projects_dir), "--port", str(abuse.free_port())),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "MLPLATFORM_LEDGER_URL": url},
+    )
+    assert out.returncode != 0
+    lines = (out.stdout + out.stderr).strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("cannot serve: cannot open the ledger at ")
+    assert "pw-SECRET" not in lines[0]
