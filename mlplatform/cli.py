@@ -784,13 +784,25 @@ def serve(
     """Serve production bundles over HTTP (predict, manifests, downloads, review, approvals)."""
     import uvicorn
 
+    from mlplatform.ledger import LedgerError
+    from mlplatform.serving.app import create_app
+
     settings = _settings(home, projects)
     os.environ["MLPLATFORM_HOME"] = str(settings.home)
     os.environ["MLPLATFORM_PROJECTS_DIR"] = str(settings.projects_dir.resolve())
+    try:  # the app is built here once, so a bad spec or ledger fails in one line
+        served = create_app(settings)
+    except SpecError as exc:
+        problems = "; ".join(f"{loc or '<file>'}: {msg}" for loc, msg in exc.problems)
+        _fail(f"cannot serve: {exc.path}: {problems} (see `mlplatform validate`)")
+    except (LedgerError, OSError) as exc:
+        _fail(f"cannot serve: {str(exc).splitlines()[0]}")
+    if workers != 1:  # each worker builds its own app
+        served.state.ledger.dispose()
     typer.echo(f"serving on http://{host}:{port} (home {settings.home})")
     uvicorn.run(
-        "mlplatform.serving.app:app_from_env",
-        factory=True,
+        served if workers == 1 else "mlplatform.serving.app:app_from_env",
+        factory=workers != 1,
         host=host,
         port=port,
         workers=workers,

@@ -44,6 +44,10 @@ class Settings(BaseSettings):
         default_factory=dict,
         description="identity -> token of approvers (JSON in MLPLATFORM_APPROVER_TOKENS).",
     )
+    serving_docs: bool = Field(
+        default=False,
+        description="Serve /docs and /redoc; they load Swagger UI/ReDoc from the jsDelivr CDN.",
+    )
 
     @property
     def dagster_home(self) -> Path:

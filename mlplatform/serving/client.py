@@ -56,6 +56,14 @@ def _safe_relpath(rel: str) -> PurePosixPath:
     return path
 
 
+def _detail(response: httpx.Response) -> str:
+    """The ``detail`` of an error answer (its text when it is not our JSON)."""
+    try:
+        return str(response.json().get("detail", response.text))
+    except (ValueError, AttributeError):
+        return response.text
+
+
 class Client:
     """HTTP client of the serving app: production manifests, verified pulls, local predict.
 
@@ -99,12 +107,9 @@ class Client:
         except httpx.HTTPError as exc:
             raise ClientError(f"GET {url}: {exc}") from exc
         if response.status_code >= 400:
-            try:
-                detail = response.json().get("detail", response.text)
-            except (ValueError, AttributeError):
-                detail = response.text
             raise ClientError(
-                f"GET {url}: HTTP {response.status_code}: {detail}", response.status_code
+                f"GET {url}: HTTP {response.status_code}: {_detail(response)}",
+                response.status_code,
             )
         return response
 
@@ -177,7 +182,8 @@ class Client:
                     if response.status_code != 200:
                         response.read()
                         raise ClientError(
-                            f"GET {url}: HTTP {response.status_code}", response.status_code
+                            f"GET {url}: HTTP {response.status_code}: {_detail(response)}",
+                            response.status_code,
                         )
                     with target.open("wb") as fh:
                         for chunk in response.iter_bytes(1 << 20):

@@ -6,6 +6,7 @@ route uses: the Authenticator (reader rule), the production service, the per-bun
 and fast predictor, and the metrics. Anything else — a missing or unknown token, an unknown
 project, no production yet, an invalid body, a large batch — falls through, body replayed, to
 the FastAPI route, which gives the documented answer. So this changes speed, never answers.
+The token and the project are checked before any of the body is read.
 """
 
 from __future__ import annotations
@@ -55,11 +56,13 @@ class PredictFastPath:
             if scope["type"] == "http" and scope["method"] == "POST"
             else None
         )
-        if match is None:
+        project = match.group(1) if match is not None else ""
+        bundle = self._bundle(project, scope) if match is not None else None
+        if bundle is None:  # not for us, or refused: the app answers before reading the body
             await self.app(scope, receive, send)
             return
         chunks, more = await _read_some(receive, MAX_FAST_BODY)
-        answer = None if more else self._answer(match.group(1), scope, b"".join(chunks))
+        answer = None if more else self._answer(project, bundle, b"".join(chunks))
         if answer is None:
             await self.app(scope, _replay(chunks, more, receive), send)
             return
@@ -76,14 +79,15 @@ class PredictFastPath:
         )
         await send({"type": "http.response.body", "body": answer})
 
-    def _answer(self, project: str, scope: Scope, body: bytes) -> bytes | None:
+    def _bundle(self, project: str, scope: Scope) -> Bundle | None:
+        """The bundle to predict with, when the request's token may read (checked first)."""
         if not self.authenticator.open_reads:
             token = _bearer(scope)
             if token is None or self.authenticator.identify(token) is None:
                 return None
-        bundle = self.production(project)
-        if bundle is None:
-            return None
+        return self.production(project)
+
+    def _answer(self, project: str, bundle: Bundle, body: bytes) -> bytes | None:
         validator, predictor = self.compiled(bundle)
         try:
             rows = validator.rows(body)

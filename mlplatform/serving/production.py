@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from mlplatform.digests import file_sha256
 from mlplatform.ledger import Ledger
 from mlplatform.serving.bundle import (
     MANIFEST,
@@ -35,6 +36,62 @@ from mlplatform.serving.bundle import (
 log = logging.getLogger(__name__)
 BUNDLE_ID = re.compile(r"^[0-9a-f]{64}$")
 SwapHook = Callable[[str, str | None, str | None], None]
+Signature = tuple[int, int, int, int]
+
+
+def ledger_unavailable(exc: BaseException) -> str:
+    """One line for an answer or a log: "ledger unavailable: <the driver's first line>"."""
+    cause = getattr(exc, "orig", None) or exc  # SQLAlchemy wraps the driver's error
+    lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
+    reason = lines[0] if lines else type(cause).__name__
+    return f"ledger unavailable: {reason[:300]}"
+
+
+class VerifiedFiles:
+    """Whether the files of a published bundle may be served: each file's sha256 is checked
+    against the manifest, and checked again whenever the file's size, times or inode change."""
+
+    def __init__(self, bundles_dir: Path):
+        self.bundles_dir = bundles_dir
+        self._checked: dict[Path, tuple[Signature, str | None]] = {}
+        self._lock = threading.Lock()
+
+    def refusal(self, manifest: dict[str, Any]) -> str | None:
+        """Why the bundle must not be served now (one line), or None when every file checks."""
+        bundle_id = str(manifest["bundle_id"])
+        root = self.bundles_dir / bundle_id
+        files: dict[str, str] = manifest.get("files", {})
+        for rel in [MANIFEST, *sorted(files)]:
+            problem = self._check(root / rel, rel, bundle_id, files.get(rel))
+            if problem is not None:
+                return f"bundle {bundle_id} refused: {problem}"
+        return None
+
+    def _check(self, path: Path, rel: str, bundle_id: str, digest: str | None) -> str | None:
+        try:
+            st = path.stat()
+        except OSError:
+            return f"{rel}: listed in the manifest but missing"
+        signature = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+        with self._lock:
+            known = self._checked.get(path)
+        if known is not None and known[0] == signature:
+            return known[1]
+        problem = None
+        try:
+            if digest is None:  # the manifest: its content must hash to its bundle id
+                manifest = json.loads(path.read_text("utf-8"))
+                if not (manifest.get("bundle_id") == bundle_id == bundle_id_of(manifest)):
+                    problem = f"{rel}: manifest content does not match its bundle id"
+            elif file_sha256(path) != digest:
+                problem = f"{rel}: sha256 mismatch (the file was altered)"
+        except (OSError, ValueError, AttributeError) as exc:
+            problem = f"{rel}: unreadable ({type(exc).__name__})"
+        if problem is not None:
+            log.error("bundle %s refused: %s", bundle_id, problem)
+        with self._lock:
+            self._checked[path] = (signature, problem)
+        return problem
 
 
 class BundleCatalog:
@@ -170,9 +227,10 @@ class ProductionService:
             try:
                 pointer = self.ledger.production(project)
             except Exception as exc:
+                message = ledger_unavailable(exc)
                 if state.error is None or not state.error.startswith("ledger"):
-                    log.error("%s: cannot read the ledger: %s", project, exc)
-                new = replace(state, error=f"ledger unavailable: {exc}", checked_at=now)
+                    log.error("%s: %s", project, message)
+                new = replace(state, error=message, checked_at=now)
                 self._states[project] = new
                 return new
             target = pointer.to_bundle if pointer is not None else None

@@ -12,7 +12,11 @@ out-of-range numbers are clipped (or made missing, per the spec).
 
 from __future__ import annotations
 
+import codecs
 import datetime as dt
+import json
+import re
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -24,6 +28,7 @@ from pydantic import (
     ValidationError,
     WithJsonSchema,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 from typing_extensions import TypedDict
 
 from mlplatform.columns import FALSE_TOKENS, MISSING_TOKENS, TRUE_TOKENS
@@ -33,6 +38,17 @@ from mlplatform.spec import Column
 
 MAX_ROWS = 10_000
 MAX_ERRORS = 100
+# The shortest JSON items ("0,") take 2 bytes: a shorter body cannot hold MAX_ROWS + 1 rows.
+PRESCAN_BYTES = 2 * MAX_ROWS
+_SPACE = re.compile(r"[ \t\n\r]*")
+CHUNK_ROWS = 256  # rows validated per call on large bodies (other threads run in between)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # as pydantic's parser: NaN/Infinity are refused
+
+
+_SCAN = json.JSONDecoder(parse_constant=_no_constant).scan_once  # type: ignore[attr-defined]
 
 # -- predict requests ---------------------------------------------------------------------
 
@@ -126,10 +142,132 @@ class PredictValidator:
         PredictBody = TypedDict("PredictBody", {"rows": rows})  # noqa: UP013
         PredictBody.__pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[attr-defined]
         self.adapter: TypeAdapter[Any] = TypeAdapter(PredictBody)
+        self.row_list: TypeAdapter[Any] = TypeAdapter(list[row])
 
-    def rows(self, payload: bytes) -> list[dict[str, Any]]:
-        """Validated rows (values already parsed); raises pydantic's ValidationError."""
+    def rows(self, payload: bytes | bytearray) -> list[dict[str, Any]]:
+        """Validated rows (values already parsed); raises pydantic's ValidationError.
+
+        A body large enough to hold too many rows is scanned row by row first, so that
+        parsing stops at row MAX_ROWS + 1 (or at a field other than ``rows``) instead of
+        building them all; its rows are then validated CHUNK_ROWS at a time, so that a large
+        batch never holds the interpreter for long (it runs in a worker thread)."""
+        if len(payload) > PRESCAN_BYTES:
+            scanned = prescan(payload, MAX_ROWS)
+            if scanned.error is not None:
+                raise ValidationError.from_exception_data("PredictBody", [scanned.error])
+            if scanned.rows:
+                return self._in_chunks(scanned.rows)
         return self.adapter.validate_json(payload)["rows"]
+
+    def _in_chunks(self, rows: list[Any]) -> list[dict[str, Any]]:
+        valid: list[dict[str, Any]] = []
+        errors: list[InitErrorDetails] = []
+        for start in range(0, len(rows), CHUNK_ROWS):
+            try:
+                valid += self.row_list.validate_python(rows[start : start + CHUNK_ROWS])
+            except ValidationError as exc:
+                for e in exc.errors(include_url=False):
+                    index, *rest = e["loc"]
+                    found = InitErrorDetails(
+                        type=e["type"], loc=("rows", start + int(index), *rest), input=e["input"]
+                    )
+                    if "ctx" in e:
+                        found["ctx"] = e["ctx"]
+                    errors.append(found)
+                if len(errors) >= MAX_ERRORS:
+                    break
+        if errors:
+            raise ValidationError.from_exception_data("PredictBody", errors[:MAX_ERRORS])
+        return valid
+
+
+def _space(text: str, at: int) -> int:
+    found = _SPACE.match(text, at)
+    assert found is not None  # the pattern matches the empty string
+    return found.end()
+
+
+class _IncompleteError(Exception):
+    """The scan reached the end of a prefix of the body."""
+
+
+@dataclass
+class Scanned:
+    """What a scan of a predict body found: a refusal, or its rows (parsed, not validated)
+    when the body is exactly ``{"rows": [...]}``; neither when it is shaped otherwise."""
+
+    error: InitErrorDetails | None = None
+    rows: list[Any] | None = None
+
+
+def prescan(payload: bytes | bytearray, max_rows: int) -> Scanned:
+    """Scan a ``{"rows": [...]}`` body row by row: more than ``max_rows`` rows or another field
+    is an error, found without parsing further; an empty Scanned when the body is not shaped
+    like that (the full validation then names the problem).
+
+    Only a growing prefix of the body is decoded, so an abusive body costs its first rows."""
+    size = 1 << 20
+    while True:
+        complete = size >= len(payload)
+        try:
+            text = codecs.getincrementaldecoder("utf-8")().decode(payload[:size], final=complete)
+            return _prescan_text(text, max_rows, complete)
+        except _IncompleteError:
+            size *= 4
+        except UnicodeDecodeError:
+            return Scanned()
+
+
+def _prescan_text(text: str, max_rows: int, complete: bool) -> Scanned:
+    def shapeless(at: int) -> Scanned:
+        """Not shaped like {"rows": [...]}, or (in a prefix) the prefix ran out first."""
+        if not complete and at >= len(text) - 1:
+            raise _IncompleteError
+        return Scanned()
+
+    at = 0
+    rows: list[Any] | None = None
+    try:
+        at = _space(text, 0)
+        if text[at : at + 1] != "{":
+            return shapeless(at)
+        at = _space(text, at + 1)
+        while text[at : at + 1] == '"':
+            key, at = _SCAN(text, at)
+            at = _space(text, at)
+            if text[at : at + 1] != ":":
+                return shapeless(at)
+            at = _space(text, at + 1)
+            if key != "rows":
+                return Scanned(InitErrorDetails(type="extra_forbidden", loc=(key,), input=None))
+            if text[at : at + 1] != "[":
+                return shapeless(at)
+            at, rows = _space(text, at + 1), []
+            while text[at : at + 1] != "]":
+                item, at = _SCAN(text, at)
+                rows.append(item)
+                if len(rows) > max_rows:
+                    error = PydanticCustomError(
+                        "too_long",
+                        "more than {max_rows} rows; send at most {max_rows} rows per request",
+                        {"max_rows": max_rows},
+                    )
+                    return Scanned(InitErrorDetails(type=error, loc=("rows",), input=None))
+                at = _space(text, at)
+                if text[at : at + 1] == ",":
+                    at = _space(text, at + 1)
+                elif text[at : at + 1] != "]":
+                    return shapeless(at)
+            at = _space(text, at + 1)
+            if text[at : at + 1] != ",":
+                return shapeless(at)
+            at = _space(text, at + 1)
+        if text[at : at + 1] == "}" and _space(text, at + 1) == len(text) and complete:
+            return Scanned(rows=rows)
+        return shapeless(at)
+    except (ValueError, StopIteration):
+        # Invalid JSON here, or an item cut by the end of the prefix: read on to be sure.
+        return shapeless(len(text)) if not complete else Scanned()
 
 
 def error_details(exc: ValidationError, prefix: tuple[str | int, ...] = ()) -> list[dict]:

@@ -66,6 +66,10 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
                 "client_p99_us",
             },
         ),
+        (
+            "healthz_abuse.py",
+            {"bench", "bound_ms", "idle_p99_ms", "abuse_p99_ms", "healthz_errors", "phases"},
+        ),
     ],
 )
 def test_quick_bench_ends_with_json(script: str, keys: set[str]) -> None:

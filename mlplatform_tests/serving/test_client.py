@@ -10,7 +10,6 @@ import httpx
 import pandas as pd
 import pytest
 
-from mlplatform.serving.bundle import BundleError
 from mlplatform.serving.client import Client, ClientError
 from mlplatform_tests.serving.builders import OTHER_PROJECT, PROJECT
 from mlplatform_tests.serving.conftest import READER, READER_TOKEN, Server, flip_byte
@@ -75,8 +74,10 @@ def test_tampered_download_is_refused_and_leaves_nothing(server: Server, tmp_pat
     cache = tmp_path / "cache"
     try:
         with Client(server.base_url, READER_TOKEN, cache) as client:
-            with pytest.raises(BundleError, match="sha256 mismatch"):
+            # The server refuses to send the altered file (409); the client would refuse it too.
+            with pytest.raises(ClientError, match=r"HTTP 409: .*sha256 mismatch") as refused:
                 client.pull(PROJECT)
+            assert refused.value.status == 409
             assert bundle_dirs(cache) == []
             assert not [p for p in cache.iterdir() if p.name != ".production"]
     finally:
