@@ -7,6 +7,7 @@ import csv
 import hashlib
 import io
 import os
+from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,22 +91,26 @@ def _read_csv(fh: BinaryIO, path: Path, spec: ProjectSpec, digest: Hash) -> pd.D
     return frame
 
 
+CHUNK_ROWS = 1 << 16
+
+
 def csv_frame(reader: Reader, path: Path, limit: int | None = None) -> tuple[pd.DataFrame, bool]:
     """Header and rows of a ``csv.reader`` as strings indexed by file line number (blank lines
     skipped, ragged rows refused), up to ``limit`` rows; and whether the file was read to its
-    end."""
+    end. Rows are packed into object arrays every CHUNK_ROWS rows: no list per row is kept."""
     header: list[str] | None = None
-    rows: list[list[str]] = []
-    lines: list[int] = []
+    chunk: list[list[str]] = []
+    blocks: list[np.ndarray] = []
+    lines = array("q")
     complete = True
     try:
         for row in reader:
-            if not any(cell.strip() for cell in row):
+            if not any(map(str.strip, row)):
                 continue
             if header is None:
                 header = row
                 continue
-            if limit is not None and len(rows) == limit:
+            if limit is not None and len(lines) == limit:
                 complete = False
                 break
             if len(row) != len(header):
@@ -114,14 +119,20 @@ def csv_frame(reader: Reader, path: Path, limit: int | None = None) -> tuple[pd.
                     f"malformed CSV: {len(row)} fields where the header has {len(header)}",
                     rows=f"line {reader.line_num}",
                 )
-            rows.append(row)
+            chunk.append(row)
             lines.append(reader.line_num)
+            if len(chunk) == CHUNK_ROWS:
+                blocks.append(np.array(chunk, dtype=object))
+                chunk = []
     except csv.Error as exc:
         raise DataError(path, f"malformed CSV: {exc}", rows=f"line {reader.line_num}") from None
     if header is None:
         raise DataError(path, "empty file: no header and no rows")
-    frame = pd.DataFrame(rows, columns=header, dtype=object)
-    frame.index = pd.Index(lines, name="line")
+    blocks.append(np.array(chunk, dtype=object).reshape(len(chunk), len(header)))
+    cells = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
+    del blocks
+    frame = pd.DataFrame(cells, columns=header, dtype=object)
+    frame.index = pd.Index(np.asarray(lines, dtype=np.int64), name="line")
     return frame, complete
 
 

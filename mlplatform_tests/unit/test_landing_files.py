@@ -218,7 +218,7 @@ def test_shown_escapes_what_could_fake_or_reorder_a_line() -> None:
     assert shown(Path("/data/z\u00fcrich \u65e5\u672c.csv")) == "/data/z\u00fcrich \u65e5\u672c.csv"
 
 
-def test_csv_blocks_split_anywhere_read_like_one_piece(
+def test_csv_blocks_and_row_chunks_split_anywhere_read_like_one_piece(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     spec = project(tmp_path, months=1)
@@ -231,6 +231,7 @@ def test_csv_blocks_split_anywhere_read_like_one_piece(
     path.write_bytes(("\r\n".join([header, *rows]) + "\r\n").encode("utf-8"))
     whole = read_landing_file(path, spec)
     monkeypatch.setattr(ingest, "BLOCK", 3)  # splits CRLFs, quoted fields and characters
+    monkeypatch.setattr(ingest, "CHUNK_ROWS", 7)
     small = read_landing_file(path, spec)
     assert small.equals(whole) and list(small.index) == list(whole.index)
     assert small.iloc[3]["customer_id"] == "C-Z\u00fcrich\r\nquoted, with a comma"
