@@ -80,6 +80,8 @@ def real_path(path: Path) -> Path:
         st = os.lstat(path)
     except FileNotFoundError:
         raise LandingRefusedError(path, "landing file does not exist") from None
+    except OSError as exc:
+        raise LandingRefusedError(path, f"cannot be examined: {exc.strerror}") from None
     if not stat.S_ISLNK(st.st_mode):
         return path
     folder = path.parent.resolve()
@@ -106,7 +108,10 @@ def check_landing_file(path: Path, max_mb: int) -> os.stat_result:
     """The ``stat`` of a landing file that may be read (nothing is opened); raises
     LandingRefusedError with the reason otherwise."""
     target = real_path(path)
-    st = os.stat(target)
+    try:
+        st = os.stat(target)
+    except OSError as exc:  # removed meanwhile, or not ours to see
+        raise LandingRefusedError(path, f"cannot be examined: {exc.strerror}") from None
     _judge(path, st, max_mb)
     return st
 

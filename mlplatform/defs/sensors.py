@@ -51,7 +51,10 @@ def scan_landing(spec: ProjectSpec, home: Path, known: dict[str, list]) -> Landi
         try:
             stat = check_landing_file(path, spec.data.max_file_mb)
         except LandingRefusedError as exc:
-            st = path.lstat()
+            try:
+                st = path.lstat()
+            except OSError:  # gone since the folder was listed
+                continue
             out.seen[path.name] = [st.st_mtime_ns, st.st_size, f"refused: {exc.reason}"]
             out.refused.append(f"{shown(path.name)}: {exc.reason}")
             if before != out.seen[path.name]:
