@@ -211,6 +211,15 @@ def test_control_characters_in_names_are_escaped_in_cli_output(tmp_path: Path) -
     assert f"{landing}/latin-\\udce9.csv: file name matches no partition key" in result.output
     assert "\x1b" not in result.output
 
+    for path in landing.glob("2023-0[12]-01.csv"):
+        path.unlink()  # left: files that match no partition key
+    args = ["materialize", "proj", "--home", str(tmp_path), "--projects", str(tmp_path)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    assert f"warning: {landing}/2023-03-01.csv\\n{fake} matches no partition key; ignored" in lines
+    assert not any(line.startswith(fake) for line in lines) and "\x1b" not in result.output
+
 
 def test_shown_escapes_what_could_fake_or_reorder_a_line() -> None:
     assert shown("a\nb\r\tc\x00\x1b\x7f") == "a\\nb\\r\\tc\\x00\\x1b\\x7f"
