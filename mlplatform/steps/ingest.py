@@ -193,7 +193,9 @@ def _columns_checked(frame: pd.DataFrame, path: Path, spec: ProjectSpec) -> pd.D
     extra = [c for c in header if c not in spec.columns]
     if extra:
         raise DataError(
-            path, f"unexpected column(s) {', '.join(extra)}; declare them in the spec's columns"
+            path,
+            f"unexpected column(s) {', '.join(map(shown, extra))}; "
+            "declare them in the spec's columns",
         )
     if frame.empty:
         raise DataError(path, "header only: the file has no data rows")

@@ -94,7 +94,9 @@ def check_file(path: Path, spec: ProjectSpec, rows: int = 1000) -> Preview:
     frame.columns = header
     repeated = sorted({c for c in header if header.count(c) > 1})
     if repeated:
-        out.problems.append(f"{where}: header: column(s) {', '.join(repeated)} appear twice")
+        out.problems.append(
+            f"{where}: header: column(s) {', '.join(map(shown, repeated))} appear twice"
+        )
         return out
     missing = [c for c in spec.columns if c not in header]
     extra = [c for c in header if c not in spec.columns]
@@ -105,8 +107,8 @@ def check_file(path: Path, spec: ProjectSpec, rows: int = 1000) -> Preview:
         )
     if extra:
         out.problems.append(
-            f"{where}: header: unexpected column(s) {', '.join(extra)}; declare them in the "
-            "spec's columns"
+            f"{where}: header: unexpected column(s) {', '.join(map(shown, extra))}; declare them "
+            "in the spec's columns"
         )
     if frame.empty:
         out.problems.append(f"{where}: header only: the file has no data rows")

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -19,7 +20,7 @@ from typer.testing import CliRunner
 from mlplatform.cli import app
 from mlplatform.examples.generate import generate_example
 from mlplatform.landing import shown
-from mlplatform.spec import ProjectSpec, load_spec
+from mlplatform.spec import ProjectSpec, SpecError, load_spec
 from mlplatform.steps import ingest
 from mlplatform.steps.ingest import DataError, read_landing_file
 from mlplatform.steps.preview import check_file
@@ -219,6 +220,24 @@ def test_control_characters_in_names_are_escaped_in_cli_output(tmp_path: Path) -
     lines = result.output.splitlines()
     assert f"warning: {landing}/2023-03-01.csv\\n{fake} matches no partition key; ignored" in lines
     assert not any(line.startswith(fake) for line in lines) and "\x1b" not in result.output
+
+
+def test_header_names_and_filename_templates_cannot_fake_a_line(tmp_path: Path) -> None:
+    spec = project(tmp_path, months=1)
+    path = tmp_path / "landing" / "2023-01-01.csv"
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    frame["x\nfake: ok"] = "1"
+    frame.to_csv(path, index=False)
+    reason = refusal(path, spec).reason
+    assert "x\\nfake: ok" in reason and "\n" not in reason
+    problems = check_file(path, spec).problems
+    assert problems and all("\n" not in p for p in problems)
+
+    d = variant("binary", "proj")
+    d["data"]["filename"] = "{partition}\n.csv"
+    (tmp_path / "proj.yaml").write_text(yaml.safe_dump(d), encoding="utf-8")
+    with pytest.raises(SpecError, match=r"data\.filename: must not contain control characters"):
+        load_spec(tmp_path / "proj.yaml")
 
 
 def test_shown_escapes_what_could_fake_or_reorder_a_line() -> None:
