@@ -29,6 +29,7 @@ from mlplatform_tests.conftest import variant
 pytestmark = pytest.mark.unit
 
 GB = 1 << 30
+ROOT = Path(__file__).resolve().parents[2]  # the checkout whose mlplatform the child imports
 
 
 def project(tmp_path: Path, months: int = 2, rows: int = 60, **data: Any) -> ProjectSpec:
@@ -101,7 +102,7 @@ def test_a_sparse_gigabyte_file_is_refused_from_its_size_before_reading(tmp_path
         capture_output=True,
         text=True,
         timeout=300,
-        env={**os.environ, "PYTHONPATH": os.getcwd()},
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert done.returncode == 0, done.stderr
     message, peak_kib = done.stdout.splitlines()
