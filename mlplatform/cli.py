@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from mlplatform.landing import shown
 from mlplatform.settings import Settings, load_settings
 from mlplatform.spec import ProjectSpec, SpecError, load_spec, load_specs, spec_files
 
@@ -123,7 +124,9 @@ def _validate_data(spec: ProjectSpec, home: Path, rows: int) -> bool:
 
     landing = spec.landing_dir(home)
     if not landing.is_dir():
-        typer.secho(f"{landing}: landing folder does not exist (data.landing)", fg="red", err=True)
+        typer.secho(
+            f"{shown(landing)}: landing folder does not exist (data.landing)", fg="red", err=True
+        )
         return False
     found, stray = landed_partitions(spec, home)
     keys = data_partitions(spec).get_partition_keys()
@@ -211,9 +214,11 @@ def _run(
     with stop_on_signal() as stop:
         landed, stray = landed_partitions(spec, settings.home)
         for path in stray:
-            typer.secho(f"warning: {path} matches no partition key; ignored", fg="yellow", err=True)
+            typer.secho(
+                f"warning: {shown(path)} matches no partition key; ignored", fg="yellow", err=True
+            )
         if not landed:
-            _fail(f"no landing files for {spec.name} in {spec.landing_dir(settings.home)}")
+            _fail(f"no landing files for {spec.name} in {shown(spec.landing_dir(settings.home))}")
 
         def in_range(key: str) -> bool:
             return (start is None or key >= start) and (end is None or key <= end)

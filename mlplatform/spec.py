@@ -45,6 +45,9 @@ REGRESSORS = (
 CLASSIFICATION_METRICS = ("roc_auc", "pr_auc", "log_loss", "accuracy", "balanced_accuracy", "f1")
 REGRESSION_METRICS = ("rmse", "mae", "r2")
 LOWER_IS_BETTER = frozenset({"log_loss", "rmse", "mae"})
+# limits that refuse a file but never change what an accepted one becomes: raising one must
+# not make every materialized partition stale
+UNVERSIONED: dict[str, Any] = {"data": {"max_file_mb"}}
 
 
 class _Frozen(BaseModel):
@@ -65,6 +68,12 @@ class DataSource(_Frozen):
     )
     encoding: str = Field(default="utf-8", description="CSV text encoding, e.g. utf-8, latin-1.")
     delimiter: str = Field(default=",", min_length=1, max_length=1)
+    max_file_mb: int = Field(
+        default=512,
+        ge=1,
+        description="Largest landing file read, in MB (2^20 bytes); a larger one is refused "
+        "before any byte of it is read.",
+    )
 
     @field_validator("filename")
     @classmethod
@@ -94,6 +103,8 @@ class DataSource(_Frozen):
             raise ValueError("must be a file name, not a path; put folders in data.landing")
         if name.startswith("."):
             raise ValueError("must not start with '.' (hidden files are never read)")
+        if any(not ch.isprintable() for ch in name):
+            raise ValueError("must not contain control characters (line breaks, tabs, escapes)")
         return v
 
     @field_validator("encoding")
@@ -562,8 +573,9 @@ class ProjectSpec(_Frozen):
         return self.landing_dir(home) / self.data.filename.format(partition=partition_key)
 
     def section(self, name: str) -> dict[str, Any]:
-        """A JSON-able view of one top-level section (used for code versions)."""
-        return self.model_dump(mode="json", include={name})
+        """A JSON-able view of one top-level section (used for code versions), without the
+        fields that only decide whether work is done, not its result."""
+        return self.model_dump(mode="json", include={name}, exclude=UNVERSIONED)
 
 
 def cross_field_problems(

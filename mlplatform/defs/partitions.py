@@ -75,7 +75,8 @@ def landed_partitions(spec: ProjectSpec, home: Path) -> tuple[list[str], list[Pa
     keys = data_partitions(spec).get_partition_keys()
     landing = spec.landing_dir(home)
     by_name = {spec.data.filename.format(partition=k): k for k in keys}
-    files = sorted(p for p in landing.glob("*") if p.is_file() and not p.name.startswith("."))
+    # not only regular files: a pipe or a link named like a partition is refused by name later
+    files = sorted(p for p in landing.glob("*") if not p.name.startswith(".") and not p.is_dir())
     found = [by_name[p.name] for p in files if p.name in by_name]
     stray = [p for p in files if p.name not in by_name]
     return sorted(found), stray

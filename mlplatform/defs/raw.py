@@ -8,7 +8,7 @@ import dagster as dg
 from mlplatform.defs.checks import audited_output, check_specs
 from mlplatform.defs.partitions import data_partitions
 from mlplatform.defs.versions import code_version
-from mlplatform.digests import file_sha256
+from mlplatform.landing import shown
 from mlplatform.resources.store import ArtifactStore
 from mlplatform.spec import ProjectSpec
 
@@ -43,8 +43,7 @@ def raw_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
         from mlplatform.steps import ingest  # pandas, numpy: imported by the run
 
         path = spec.landing_file(Path(store.home), context.partition_key)
-        sha = file_sha256(path) if path.is_file() else ""
-        frame = ingest.read_landing_file(path, spec)
+        frame, sha = ingest.read_landing(path, spec)  # refuses what is not a landing file
         typed, report = ingest.parse_partition(frame, spec, path)
         per_column = {
             name: {"missing": q.missing, "invalid": q.invalid, "out_of_range": q.out_of_range}
@@ -64,7 +63,7 @@ def raw_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
             },
         )
         yield from audited_output(
-            str(path),
+            shown(path),
             output,
             report.problems,
             {"schema": {"columns": per_column}, "row_count": {"rows": report.rows}},

@@ -7,45 +7,73 @@ ingested (by the CLI, a backfill or an earlier daemon) and launches nothing.
 
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
 
 from mlplatform.defs.partitions import data_partitions
-from mlplatform.digests import file_sha256
+from mlplatform.digests import stream_sha256
+from mlplatform.landing import LandingRefusedError, check_landing_file, open_landing_file, shown
 from mlplatform.resources.store import ArtifactStore
 from mlplatform.spec import ProjectSpec
 
 
-def scan_landing(
-    spec: ProjectSpec, home: Path, known: dict[str, list]
-) -> tuple[dict[str, list], list[tuple[str, str]], list[str]]:
+@dataclass
+class LandingScan:
+    """What one look at the landing folder found."""
+
+    seen: dict[str, list] = field(default_factory=dict)  # name -> [mtime_ns, size, sha256]
+    changed: list[tuple[str, str]] = field(default_factory=list)  # new or changed (key, sha)
+    stray: list[str] = field(default_factory=list)  # names that match no partition key
+    refused: list[str] = field(default_factory=list)  # "name: reason", never read
+    new_refusals: list[str] = field(default_factory=list)  # of those, not refused last time
+
+
+def scan_landing(spec: ProjectSpec, home: Path, known: dict[str, list]) -> LandingScan:
     """Files of the landing folder as {name: [mtime_ns, size, sha256]} (hashing only files
-    whose size or mtime changed), new or changed (partition, sha256), and stray file names."""
+    whose size or mtime changed), new or changed (partition, sha256), stray file names and
+    refused files (too large, not regular, a link out of the folder: judged by stat alone,
+    and remembered as [mtime_ns, size, "refused: reason"] so each is logged once)."""
     keys = set(data_partitions(spec).get_partition_keys())
     by_name = {spec.data.filename.format(partition=k): k for k in keys}
     landing = spec.landing_dir(home)
-    seen: dict[str, list] = {}
-    changed: list[tuple[str, str]] = []
-    stray: list[str] = []
+    out = LandingScan()
     if not landing.is_dir():
-        return seen, changed, stray
+        return out
     for path in sorted(landing.iterdir()):
-        if not path.is_file() or path.name.startswith("."):
+        if path.name.startswith(".") or path.is_dir():
             continue
         if path.name not in by_name:
-            stray.append(path.name)
+            out.stray.append(path.name)
             continue
-        stat = path.stat()
         before = known.get(path.name)
-        if before and before[0] == stat.st_mtime_ns and before[1] == stat.st_size:
-            seen[path.name] = before
+        try:
+            stat = check_landing_file(path, spec.data.max_file_mb)
+        except LandingRefusedError as exc:
+            try:
+                st = path.lstat()
+            except OSError:  # gone since the folder was listed
+                continue
+            out.seen[path.name] = [st.st_mtime_ns, st.st_size, f"refused: {exc.reason}"]
+            out.refused.append(f"{shown(path.name)}: {exc.reason}")
+            if before != out.seen[path.name]:
+                out.new_refusals.append(out.refused[-1])
             continue
-        sha = file_sha256(path)
-        seen[path.name] = [stat.st_mtime_ns, stat.st_size, sha]
+        unchanged = before and before[:2] == [stat.st_mtime_ns, stat.st_size]
+        if unchanged and not str(before[2]).startswith("refused: "):
+            out.seen[path.name] = before
+            continue
+        try:
+            with open_landing_file(path, spec.data.max_file_mb) as fh:
+                sha = stream_sha256(fh)
+        except LandingRefusedError as exc:  # swapped since it was checked: judged next tick
+            out.refused.append(f"{shown(path.name)}: {exc.reason}")
+            continue
+        out.seen[path.name] = [stat.st_mtime_ns, stat.st_size, sha]
         if not before or before[2] != sha:
-            changed.append((by_name[path.name], sha))
-    return seen, changed, stray
+            out.changed.append((by_name[path.name], sha))
+    return out
 
 
 DATA_VERSION_TAG = "dagster/data_version"
@@ -93,10 +121,14 @@ def landing_sensor(spec: ProjectSpec) -> dg.SensorDefinition:
     )
     def landing(context: dg.SensorEvaluationContext, store: ArtifactStore) -> dg.SensorResult:
         known = json.loads(context.cursor) if context.cursor else {}
-        seen, changed, stray = scan_landing(spec, Path(store.home), known)
-        changed = not_ingested(context.instance, targets[0], changed)
-        for name in stray:
-            context.log.warning(f"{p}: landing file {name!r} matches no partition key; ignored")
+        scan = scan_landing(spec, Path(store.home), known)
+        changed = not_ingested(context.instance, targets[0], scan.changed)
+        for name in scan.stray:
+            context.log.warning(
+                f"{p}: landing file '{shown(name)}' matches no partition key; ignored"
+            )
+        for refusal in scan.new_refusals:
+            context.log.warning(f"{p}: landing file refused, no run launched: {refusal}")
         requests = [
             dg.RunRequest(
                 run_key=f"{key}:{sha}",
@@ -111,9 +143,15 @@ def landing_sensor(spec: ProjectSpec) -> dg.SensorDefinition:
         ]
         skip = None
         if not requests:
-            skip = "no landing file differs from what raw last ingested" + (
-                f"; ignored files that match no partition key: {', '.join(stray)}" if stray else ""
-            )
-        return dg.SensorResult(run_requests=requests, cursor=json.dumps(seen), skip_reason=skip)
+            skip = "no landing file differs from what raw last ingested"
+            if scan.refused:
+                skip += "; refused (never read): " + "; ".join(scan.refused)
+            if scan.stray:
+                skip += "; ignored files that match no partition key: " + ", ".join(
+                    shown(n) for n in scan.stray
+                )
+        return dg.SensorResult(
+            run_requests=requests, cursor=json.dumps(scan.seen), skip_reason=skip
+        )
 
     return landing

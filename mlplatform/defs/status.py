@@ -1,5 +1,6 @@
 """What is materialized, stale (and why), missing or blocked by a failed check, per partition."""
 
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,7 +18,8 @@ from dagster._core.storage.asset_check_execution_record import AssetCheckExecuti
 from dagster_shared.error import SerializableErrorInfo
 
 from mlplatform.defs.partitions import cutoff_partitions, data_partitions, previous_window
-from mlplatform.digests import file_sha256
+from mlplatform.digests import stream_sha256
+from mlplatform.landing import LandingRefusedError, open_landing_file
 from mlplatform.spec import ProjectSpec
 
 CAUSES = {
@@ -232,11 +234,18 @@ def _row(
     reasons = []
     if status == StaleStatus.STALE:
         reasons = sorted({_cause(c) for c in resolver.get_stale_root_causes(key, pk)})
-    if key.path[1] == "raw" and pk and home is not None and status != StaleStatus.MISSING:
+    refused = ""
+    if key.path[1] == "raw" and pk and home is not None:
         path = spec.landing_file(home, pk)
-        current = resolver.get_current_data_version(key, pk).value
-        if path.is_file() and file_sha256(path) != current:
-            reasons.append("new data: the landing file changed since raw was built")
+        try:
+            if os.path.lexists(path):
+                with open_landing_file(path, spec.data.max_file_mb) as fh:
+                    sha = stream_sha256(fh) if status != StaleStatus.MISSING else ""
+                current = resolver.get_current_data_version(key, pk).value
+                if sha and sha != current:
+                    reasons.append("new data: the landing file changed since raw was built")
+        except LandingRefusedError as exc:
+            refused = f"landing file refused (never read): {exc}"
     stale_up = [
         f"{a}[{k}]"
         for a, k in (upstream_of(spec, key, pk) if pk else [])
@@ -250,7 +259,9 @@ def _row(
         reason = "; ".join(blocking + also)
         return PartitionStatus(name, partition, "failed_check", reason, stale=bool(reasons))
     if status == StaleStatus.MISSING:
-        return PartitionStatus(name, partition, "missing")
+        return PartitionStatus(name, partition, "missing", refused)
+    if refused:  # what was built stays; the file now in the folder cannot replace it
+        reasons.append(refused)
     if reasons:
         also = [f"warning {w}" for w in warnings]
         return PartitionStatus(name, partition, "stale", "; ".join(reasons + also), stale=True)

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
+import hashlib
 import io
+import os
+from array import array
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -14,10 +19,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mlplatform.columns import parse_column
+from mlplatform.landing import MB, LandingRefusedError, open_landing_file, shown
 from mlplatform.spec import ProjectSpec
 
 if TYPE_CHECKING:
     from _csv import Reader
+    from hashlib import _Hash as Hash
 
 
 class DataError(Exception):
@@ -27,47 +34,83 @@ class DataError(Exception):
         self.file, self.reason, self.column, self.rows = file, reason, column, rows
         where = f" column {column!r}:" if column else ""
         at = f" ({rows})" if rows else ""
-        super().__init__(f"{file}:{where} {reason}{at}")
+        super().__init__(f"{shown(file)}:{where} {reason}{at}")
 
 
-def _read_csv(path: Path, spec: ProjectSpec) -> pd.DataFrame:
-    """Cells as strings, indexed by file line number; blank lines skipped, ragged rows refused."""
-    data = path.read_bytes()
+BLOCK = 1 << 20
+
+
+def _text_lines(fh: BinaryIO, path: Path, spec: ProjectSpec, digest: Hash) -> Iterator[str]:
+    """Lines of a CSV file as ``open(newline="")`` yields them (ends kept; split at \\n, \\r\\n
+    or \\r), decoded block by block, each block also fed to ``digest``: only one block and one
+    line are held at a time."""
     encoding = spec.data.encoding
-    if encoding.lower().replace("-", "").replace("_", "") in ("utf8", "utf8sig"):
+    if codecs.lookup(encoding).name == "utf-8":
         encoding = "utf-8-sig"  # tolerate a byte-order mark
-    try:
-        text = data.decode(encoding)
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise DataError(
-            path,
-            f"not valid {spec.data.encoding} text at byte {exc.start}; "
-            "set data.encoding in the spec (e.g. latin-1)",
-            rows=f"line {line}",
-        ) from None
-    frame, _ = csv_frame(
-        csv.reader(io.StringIO(text, newline=""), delimiter=spec.data.delimiter), path
-    )
+    decoder = codecs.getincrementaldecoder(encoding)()
+    limit = spec.data.max_file_mb * MB
+    offset = newlines = 0
+    pending: list[str] = []
+    while True:
+        block = fh.read(BLOCK)
+        digest.update(block)
+        try:
+            text = decoder.decode(block, final=not block)
+        except UnicodeDecodeError as exc:
+            data = exc.object
+            carried = len(data) - len(block)  # undecoded bytes of the previous block
+            line = newlines - data[:carried].count(b"\n") + data[: exc.start].count(b"\n") + 1
+            raise DataError(
+                path,
+                f"not valid {spec.data.encoding} text at byte {offset - carried + exc.start}; "
+                "set data.encoding in the spec (e.g. latin-1)",
+                rows=f"line {line}",
+            ) from None
+        offset += len(block)
+        newlines += block.count(b"\n")
+        if offset > limit:  # grew after it was checked
+            raise DataError(
+                path, f"grew past data.max_file_mb={spec.data.max_file_mb} while it was read"
+            )
+        if "\n" not in text and "\r" not in text and block:
+            pending.append(text)
+            continue
+        lines = io.StringIO("".join(pending) + text, newline="").readlines()
+        pending = []
+        if block and lines and (lines[-1].endswith("\r") or not lines[-1].endswith("\n")):
+            pending.append(lines.pop())  # the rest of it (or its \n) is in the next block
+        yield from lines
+        if not block:
+            return
+
+
+def _read_csv(fh: BinaryIO, path: Path, spec: ProjectSpec, digest: Hash) -> pd.DataFrame:
+    """Cells as strings, indexed by file line number; blank lines skipped, ragged rows refused."""
+    lines = _text_lines(fh, path, spec, digest)
+    frame, _ = csv_frame(csv.reader(lines, delimiter=spec.data.delimiter), path)
     return frame
+
+
+CHUNK_ROWS = 1 << 16
 
 
 def csv_frame(reader: Reader, path: Path, limit: int | None = None) -> tuple[pd.DataFrame, bool]:
     """Header and rows of a ``csv.reader`` as strings indexed by file line number (blank lines
     skipped, ragged rows refused), up to ``limit`` rows; and whether the file was read to its
-    end."""
+    end. Rows are packed into object arrays every CHUNK_ROWS rows: no list per row is kept."""
     header: list[str] | None = None
-    rows: list[list[str]] = []
-    lines: list[int] = []
+    chunk: list[list[str]] = []
+    blocks: list[np.ndarray] = []
+    lines = array("q")
     complete = True
     try:
         for row in reader:
-            if not any(cell.strip() for cell in row):
+            if not any(map(str.strip, row)):
                 continue
             if header is None:
                 header = row
                 continue
-            if limit is not None and len(rows) == limit:
+            if limit is not None and len(lines) == limit:
                 complete = False
                 break
             if len(row) != len(header):
@@ -76,20 +119,29 @@ def csv_frame(reader: Reader, path: Path, limit: int | None = None) -> tuple[pd.
                     f"malformed CSV: {len(row)} fields where the header has {len(header)}",
                     rows=f"line {reader.line_num}",
                 )
-            rows.append(row)
+            chunk.append(row)
             lines.append(reader.line_num)
+            if len(chunk) == CHUNK_ROWS:
+                blocks.append(np.array(chunk, dtype=object))
+                chunk = []
     except csv.Error as exc:
         raise DataError(path, f"malformed CSV: {exc}", rows=f"line {reader.line_num}") from None
     if header is None:
         raise DataError(path, "empty file: no header and no rows")
-    frame = pd.DataFrame(rows, columns=header, dtype=object)
-    frame.index = pd.Index(lines, name="line")
+    blocks.append(np.array(chunk, dtype=object).reshape(len(chunk), len(header)))
+    cells = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
+    del blocks
+    frame = pd.DataFrame(cells, columns=header, dtype=object)
+    frame.index = pd.Index(np.asarray(lines, dtype=np.int64), name="line")
     return frame, complete
 
 
-def _read_parquet(path: Path) -> pd.DataFrame:
+def _read_parquet(fh: BinaryIO, path: Path, digest: Hash) -> pd.DataFrame:
+    for block in iter(lambda: fh.read(BLOCK), b""):
+        digest.update(block)
+    fh.seek(0)
     try:
-        table = pq.read_table(path)
+        table = pq.read_table(fh)
     except (pa.ArrowInvalid, OSError) as exc:
         raise DataError(
             path, f"not a readable Parquet file (truncated or corrupt): {exc}"
@@ -103,13 +155,31 @@ def read_landing_file(path: Path, spec: ProjectSpec) -> pd.DataFrame:
     """Raw cells of one landing file (strings for CSV), with the spec's columns in order.
 
     Raises DataError for what no cleaning can fix: a missing, empty, undecodable or corrupt
-    file, a header with no rows, missing, extra or repeated columns.
+    file, a header with no rows, missing, extra or repeated columns; and for a file that is
+    not a landing file at all (too large, not a regular file, a link out of the folder).
     """
-    if not path.is_file():
-        raise DataError(path, "landing file does not exist")
-    if path.stat().st_size == 0:
-        raise DataError(path, "empty file: no header and no rows")
-    frame = _read_parquet(path) if spec.data.format == "parquet" else _read_csv(path, spec)
+    return read_landing(path, spec)[0]
+
+
+def read_landing(path: Path, spec: ProjectSpec) -> tuple[pd.DataFrame, str]:
+    """read_landing_file, and the sha256 of the very bytes parsed (the data version)."""
+    digest = hashlib.sha256()
+    try:
+        fh = open_landing_file(path, spec.data.max_file_mb)
+    except LandingRefusedError as exc:
+        raise DataError(path, exc.reason) from None
+    with fh:
+        if os.fstat(fh.fileno()).st_size == 0:
+            raise DataError(path, "empty file: no header and no rows")
+        if spec.data.format == "parquet":
+            frame = _read_parquet(fh, path, digest)
+        else:
+            frame = _read_csv(fh, path, spec, digest)
+    return _columns_checked(frame, path, spec), digest.hexdigest()
+
+
+def _columns_checked(frame: pd.DataFrame, path: Path, spec: ProjectSpec) -> pd.DataFrame:
+    """The spec's columns of ``frame`` in order; DataError for repeated, missing or extra ones."""
     header = [str(c).strip() for c in frame.columns]
     seen: set[str] = set()
     for name in header:
@@ -123,7 +193,9 @@ def read_landing_file(path: Path, spec: ProjectSpec) -> pd.DataFrame:
     extra = [c for c in header if c not in spec.columns]
     if extra:
         raise DataError(
-            path, f"unexpected column(s) {', '.join(extra)}; declare them in the spec's columns"
+            path,
+            f"unexpected column(s) {', '.join(map(shown, extra))}; "
+            "declare them in the spec's columns",
         )
     if frame.empty:
         raise DataError(path, "header only: the file has no data rows")
@@ -178,7 +250,7 @@ def _missing_problem(
     )
     return [
         f"column {name!r}: {missing} of {rows} values ({missing / rows:.1%}) are missing in "
-        f"{file.name}, above {field}={limit}; fix the file, or raise "
+        f"{shown(file.name)}, above {field}={limit}; fix the file, or raise "
         f"columns.{name}.max_missing_fraction if that many gaps are expected"
     ]
 

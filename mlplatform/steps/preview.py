@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import codecs
 import csv
+import io
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from mlplatform.landing import LandingRefusedError, open_landing_file, shown
 from mlplatform.spec import ProjectSpec
 from mlplatform.steps.ingest import DataError, csv_frame, parse_partition
 
@@ -29,12 +33,12 @@ class Preview:
     notes: list[str] = field(default_factory=list)
 
 
-def _head_csv(path: Path, spec: ProjectSpec, rows: int) -> tuple[pd.DataFrame, bool]:
+def _head_csv(fh: BinaryIO, path: Path, spec: ProjectSpec, rows: int) -> tuple[pd.DataFrame, bool]:
     encoding = spec.data.encoding
     if codecs.lookup(encoding).name == "utf-8":
         encoding = "utf-8-sig"  # tolerate a byte-order mark, as the raw asset does
-    with path.open(encoding=encoding, newline="") as fh:
-        reader = csv.reader(fh, delimiter=spec.data.delimiter)
+    with io.TextIOWrapper(fh, encoding=encoding, newline="") as text:
+        reader = csv.reader(text, delimiter=spec.data.delimiter)
         try:
             return csv_frame(reader, path, limit=rows)
         except UnicodeDecodeError as exc:
@@ -45,9 +49,9 @@ def _head_csv(path: Path, spec: ProjectSpec, rows: int) -> tuple[pd.DataFrame, b
             ) from None
 
 
-def _head_parquet(path: Path, rows: int) -> tuple[pd.DataFrame, bool]:
+def _head_parquet(fh: BinaryIO, path: Path, rows: int) -> tuple[pd.DataFrame, bool]:
     try:
-        pf = pq.ParquetFile(path)
+        pf = pq.ParquetFile(fh)
         batch = next(pf.iter_batches(batch_size=rows), None)
         table = (
             pa.Table.from_batches([batch]) if batch is not None else pf.schema_arrow.empty_table()
@@ -63,17 +67,24 @@ def _head_parquet(path: Path, rows: int) -> tuple[pd.DataFrame, bool]:
 
 def read_head(path: Path, spec: ProjectSpec, rows: int) -> tuple[pd.DataFrame, bool]:
     """Raw cells of the first ``rows`` data rows (indexed by CSV line or Parquet row number)
-    and whether that was the whole file."""
-    if path.stat().st_size == 0:
-        raise DataError(path, "empty file: no header and no rows")
-    if spec.data.format == "parquet":
-        return _head_parquet(path, rows)
-    return _head_csv(path, spec, rows)
+    and whether that was the whole file. Refuses what the raw asset refuses before reading:
+    a file too large, not a regular file or a link out of the landing folder."""
+    try:
+        fh = open_landing_file(path, spec.data.max_file_mb)
+    except LandingRefusedError as exc:
+        raise DataError(path, exc.reason) from None
+    with fh:
+        if os.fstat(fh.fileno()).st_size == 0:
+            raise DataError(path, "empty file: no header and no rows")
+        if spec.data.format == "parquet":
+            return _head_parquet(fh, path, rows)
+        return _head_csv(fh, path, spec, rows)
 
 
 def check_file(path: Path, spec: ProjectSpec, rows: int = 1000) -> Preview:
     """Problems of one landing file's first ``rows`` rows, as the raw checks would judge them."""
     out = Preview(files=1)
+    where = shown(path)
     try:
         frame, complete = read_head(path, spec, rows)
     except DataError as exc:
@@ -83,22 +94,24 @@ def check_file(path: Path, spec: ProjectSpec, rows: int = 1000) -> Preview:
     frame.columns = header
     repeated = sorted({c for c in header if header.count(c) > 1})
     if repeated:
-        out.problems.append(f"{path}: header: column(s) {', '.join(repeated)} appear twice")
+        out.problems.append(
+            f"{where}: header: column(s) {', '.join(map(shown, repeated))} appear twice"
+        )
         return out
     missing = [c for c in spec.columns if c not in header]
     extra = [c for c in header if c not in spec.columns]
     if missing:
         out.problems.append(
-            f"{path}: header: missing column(s) {', '.join(missing)}; the spec declares them "
+            f"{where}: header: missing column(s) {', '.join(missing)}; the spec declares them "
             "(remove them from the spec's columns, or fix the file)"
         )
     if extra:
         out.problems.append(
-            f"{path}: header: unexpected column(s) {', '.join(extra)}; declare them in the "
-            "spec's columns"
+            f"{where}: header: unexpected column(s) {', '.join(map(shown, extra))}; declare them "
+            "in the spec's columns"
         )
     if frame.empty:
-        out.problems.append(f"{path}: header only: the file has no data rows")
+        out.problems.append(f"{where}: header only: the file has no data rows")
         return out
     present = {c: col for c, col in spec.columns.items() if c in header}
     update: dict[str, object] = {"columns": present}
@@ -107,11 +120,11 @@ def check_file(path: Path, spec: ProjectSpec, rows: int = 1000) -> Preview:
     sample = spec.model_copy(update=update)
     _, report = parse_partition(frame[list(present)], sample, path)
     for check, messages in report.problems.items():
-        out.problems += [f"{path}: [{check}] {m}" for m in messages]
+        out.problems += [f"{where}: [{check}] {m}" for m in messages]
     for name, q in report.columns.items():
         if (q.invalid or q.out_of_range) and not any(f"column {name!r}" in p for p in out.problems):
             out.notes.append(
-                f"{path}: column {name!r}: {q.invalid} invalid ({q.reason}) and "
+                f"{where}: column {name!r}: {q.invalid} invalid ({q.reason}) and "
                 f"{q.out_of_range} out-of-range value(s), tolerated by "
                 f"quality.max_invalid_fraction; {', '.join(q.examples)}"
             )
@@ -126,7 +139,7 @@ def check_landing(
     out = Preview()
     for path in stray:
         out.problems.append(
-            f"{path}: file name matches no partition key; expected names like {example!r} "
+            f"{shown(path)}: file name matches no partition key; expected names like {example!r} "
             f"(data.filename {spec.data.filename!r}, {spec.partitions.granularity} keys from "
             f"partitions.start {spec.partitions.start})"
         )
