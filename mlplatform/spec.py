@@ -69,7 +69,7 @@ class DataSource(_Frozen):
     encoding: str = Field(default="utf-8", description="CSV text encoding, e.g. utf-8, latin-1.")
     delimiter: str = Field(default=",", min_length=1, max_length=1)
     max_file_mb: int = Field(
-        default=512,
+        default=256,
         ge=1,
         description="Largest landing file read, in MB (2^20 bytes); a larger one is refused "
         "before any byte of it is read.",

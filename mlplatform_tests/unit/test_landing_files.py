@@ -108,7 +108,7 @@ def test_a_sparse_gigabyte_file_is_refused_from_its_size_before_reading(tmp_path
     message, peak_kib = done.stdout.splitlines()
     assert message == (
         f"{big}: 1,073,741,824 bytes (1024.0 MB), above this project's limit "
-        "data.max_file_mb=512; split the file, or raise data.max_file_mb in the spec"
+        "data.max_file_mb=256; split the file, or raise data.max_file_mb in the spec"
     )
     assert int(peak_kib) < 1 << 20  # far below the gigabyte a read would take
 
