@@ -28,7 +28,8 @@ def triggered_by(tags: Mapping[str, str], in_process: bool) -> str:
     """Who started a run. ``mlplatform/user`` is believed only for a run the CLI executes in
     process (it writes the system account there); a run launched through Dagster (web UI,
     daemon) carries tags anyone launching it may type, so only Dagster+'s ``dagster/user``
-    names a person there. Else the sensor or schedule that asked, else ``unknown``."""
+    names a person there. Else the sensor or schedule that asked (Dagster's own tags), else
+    the platform's trigger of an in-process run, else ``unknown``."""
     if in_process and tags.get("mlplatform/user"):
         return tags["mlplatform/user"]
     if os.environ.get("DAGSTER_CLOUD_DEPLOYMENT_NAME") and tags.get("dagster/user"):
@@ -36,8 +37,8 @@ def triggered_by(tags: Mapping[str, str], in_process: bool) -> str:
     for tag, kind in (("dagster/sensor_name", "sensor"), ("dagster/schedule_name", "schedule")):
         if tags.get(tag):
             return f"{kind}:{tags[tag]}"
-    if tags.get("mlplatform/trigger"):
-        return f"{tags['mlplatform/trigger']}"
+    if in_process and tags.get("mlplatform/trigger"):
+        return tags["mlplatform/trigger"]
     return UNKNOWN
 
 
