@@ -733,7 +733,7 @@ def _decide(
             bundle_id = _remote_bundle(client, project, bundle)
             row = client.decide(project, bundle_id, decision, comment)
         except ClientError as exc:
-            _fail(f"{project}: {decision} refused by {settings.serve_url}: {exc}")
+            raise _fail(f"{project}: {decision} refused by {settings.serve_url}: {exc}") from None
         typer.echo(f"{row['actor']} {decision}d {project} bundle {bundle_id[:12]} (via API)")
         return
     _project(settings, project)
@@ -817,7 +817,7 @@ def rollback(
             target = _remote_bundle(client, project, to) if to else None
             moved = client.rollback(project, target, reason)
         except ClientError as exc:
-            _fail(f"{project}: rollback refused by {settings.serve_url}: {exc}")
+            raise _fail(f"{project}: rollback refused by {settings.serve_url}: {exc}") from None
         before = (moved["from_bundle"] or "-")[:12]
         typer.echo(
             f"{project} production: {before} -> {moved['to_bundle'][:12]} "

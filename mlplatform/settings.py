@@ -132,8 +132,8 @@ def _variable(field: object) -> str:
 def _problems(exc: ValidationError | SettingsError) -> list[str]:
     """One phrase per problem, built from locations and pydantic's type messages only."""
     if isinstance(exc, SettingsError):
-        field = re.search(r'field "([^"]+)"', str(exc))
-        name = _variable(field.group(1)) if field else "an MLPLATFORM_* variable"
+        found = re.search(r'field "([^"]+)"', str(exc))
+        name = _variable(found.group(1)) if found else "an MLPLATFORM_* variable"
         cause = exc.__cause__
         reason = (
             f"not valid JSON ({cause.msg} at char {cause.pos})"
@@ -158,12 +158,13 @@ HINTS = {
 def load_settings(**overrides: object) -> Settings:
     """Read settings from the environment (``MLPLATFORM_*``), with explicit overrides on top.
     Raises :class:`ConfigError` (one line, no value shown) when a setting is malformed."""
+    settings: Settings | None = None
     problems: list[str] = []
     try:
         settings = Settings(**overrides)  # type: ignore[arg-type]
     except (ValidationError, SettingsError) as exc:
         problems = _problems(exc)
-    if problems:  # raised here, outside the handler: no chained error carries the value
+    if settings is None:  # raised here, outside the handler: no chained error carries the value
         hints = sorted({h for name, h in HINTS.items() if any(name in p for p in problems)})
         expected = f"; expected {' / '.join(hints)}" if hints else ""
         raise ConfigError(

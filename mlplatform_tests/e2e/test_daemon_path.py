@@ -311,7 +311,7 @@ def test_an_approval_jumps_the_queue_of_training_runs(platform: Platform) -> Non
     assert len(queued) >= len(backtest) - LIMIT, "the backtest should wait in the queue"
 
     approved_at = time.time()
-    p.run(BIN / "mlplatform", "approve", P, bundle_id[:12], "--as", "alice", "-m", "ok")
+    p.run(BIN / "mlplatform", "approve", P, bundle_id[:12], "-m", "ok")
     ledger = Ledger(load_settings(home=p.home).ledger)
 
     def promoted() -> bool:
