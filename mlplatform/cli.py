@@ -176,14 +176,16 @@ def generate(
 
 def _print_outcome(i: int, n: int, outcome: object) -> None:
     from mlplatform.defs.runs import RunOutcome
+    from mlplatform.redaction import redact
 
     assert isinstance(outcome, RunOutcome)
     status = "ok" if outcome.success else "FAILED"
     color = typer.colors.GREEN if outcome.success else typer.colors.RED
     typer.echo(f"  [{i}/{n}] {outcome.job} {outcome.partition} ", nl=False)
     typer.secho(f"{status} ({outcome.seconds:.1f}s)", fg=color)
-    if outcome.error:
-        typer.secho("      " + outcome.error.replace("\n", "\n      "), fg=color, err=True)
+    if outcome.error:  # a library's error may quote a URL or token of the settings
+        error = redact(outcome.error)
+        typer.secho("      " + error.replace("\n", "\n      "), fg=color, err=True)
 
 
 def _shown(keys: list[str]) -> str:
@@ -976,7 +978,8 @@ def stack_up(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for everything.")] = 300,
 ) -> None:
     """Start every service that is not running yet and wait until all are healthy."""
-    from mlplatform.stack.control import up
+    from mlplatform.redaction import redact, secret_values
+    from mlplatform.stack.control import cluster, up
     from mlplatform.stack.processes import StackError
 
     settings = _settings(home, projects)
@@ -996,7 +999,10 @@ def stack_up(
     try:
         rows = up(config, timeout=timeout, notify=typer.echo)
     except StackError as exc:
-        _fail(f"stack up failed: {exc}")
+        # the tail of a service's log may quote the database URL: no password in it
+        pg = cluster(config)
+        generated = [pg.password.get_secret_value()] if pg.initialized else []
+        raise _fail(redact(f"stack up failed: {exc}", [*generated, *secret_values()])) from None
     _print_stack(rows)
     typer.echo(
         f"Dagster UI {config.url('webserver')}   MLflow {config.url('mlflow')}   "
