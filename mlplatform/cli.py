@@ -5,13 +5,16 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from mlplatform.identity import os_user
 from mlplatform.settings import ConfigError, Settings, load_settings
 from mlplatform.spec import ProjectSpec, SpecError, load_spec, load_specs, spec_files
+
+if TYPE_CHECKING:  # httpx and the bundle loader: imported by the commands that use them
+    from mlplatform.serving.client import Client
 
 _VERBOSE = False  # set by the -v option of the command group
 
@@ -684,11 +687,11 @@ def _refuse_as(actor: str | None) -> None:
         _fail(
             "--as is no longer accepted: decisions are recorded under your credentials, the "
             "owner of MLPLATFORM_TOKEN (with MLPLATFORM_SERVE_URL) or else your system account "
-            f"({os_user()}); log in as that person or use their API token"
+            f"({os_user()}); drop --as"
         )
 
 
-def _api(settings: Settings):
+def _api(settings: Settings) -> Client | None:
     """A client of the serving API when the caller acts through it (URL and token set), None
     for direct ledger access as the system account; one of the two alone is an error."""
     from mlplatform.serving.client import Client
@@ -708,10 +711,7 @@ def _api(settings: Settings):
     return None
 
 
-def _remote_bundle(client: object, project: str, prefix: str) -> str:
-    from mlplatform.serving.client import Client
-
-    assert isinstance(client, Client)
+def _remote_bundle(client: Client, project: str, prefix: str) -> str:
     matches = [b for b in client.bundle_ids(project) if b.startswith(prefix)]
     if len(matches) != 1:
         _fail(f"{project}: {len(matches)} bundles match {prefix!r}; give more of the id")
