@@ -5,13 +5,17 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from mlplatform.identity import os_user
 from mlplatform.landing import shown
-from mlplatform.settings import Settings, load_settings
+from mlplatform.settings import ConfigError, Settings, load_settings
 from mlplatform.spec import ProjectSpec, SpecError, load_spec, load_specs, spec_files
+
+if TYPE_CHECKING:  # httpx and the bundle loader: imported by the commands that use them
+    from mlplatform.serving.client import Client
 
 _VERBOSE = False  # set by the -v option of the command group
 
@@ -23,10 +27,17 @@ class _App(typer.Typer):
         try:
             return super().__call__(*args, **kwargs)
         except Exception as exc:
+            # whatever a library put in its message, secrets of the environment are blanked
+            from mlplatform.redaction import redact
+
             if _VERBOSE:
-                raise
+                import traceback
+
+                typer.echo(redact("".join(traceback.format_exception(exc))), err=True)
+                sys.exit(1)
+            message = f"mlplatform: {type(exc).__name__}: {exc} (run with -v for the stack trace)"
             typer.secho(
-                f"mlplatform: {type(exc).__name__}: {exc} (run with -v for the stack trace)",
+                redact(message),
                 fg=typer.colors.RED,
                 err=True,
             )
@@ -49,12 +60,16 @@ ProjectsOption = Annotated[
 
 
 def _settings(home: Path | None, projects: Path | None = None) -> Settings:
+    """The settings; a malformed one ends the command with one line naming it (no value)."""
     overrides: dict[str, object] = {}
     if home is not None:
         overrides["home"] = home
     if projects is not None:
         overrides["projects_dir"] = projects
-    return load_settings(**overrides)
+    try:
+        return load_settings(**overrides)
+    except ConfigError as exc:
+        raise _fail(f"mlplatform: {exc}") from None
 
 
 def _project(settings: Settings, name: str) -> ProjectSpec:
@@ -167,14 +182,16 @@ def generate(
 
 def _print_outcome(i: int, n: int, outcome: object) -> None:
     from mlplatform.defs.runs import RunOutcome
+    from mlplatform.redaction import redact
 
     assert isinstance(outcome, RunOutcome)
     status = "ok" if outcome.success else "FAILED"
     color = typer.colors.GREEN if outcome.success else typer.colors.RED
     typer.echo(f"  [{i}/{n}] {outcome.job} {outcome.partition} ", nl=False)
     typer.secho(f"{status} ({outcome.seconds:.1f}s)", fg=color)
-    if outcome.error:
-        typer.secho("      " + outcome.error.replace("\n", "\n      "), fg=color, err=True)
+    if outcome.error:  # a library's error may quote a URL or token of the settings
+        error = redact(outcome.error)
+        typer.secho("      " + error.replace("\n", "\n      "), fg=color, err=True)
 
 
 def _shown(keys: list[str]) -> str:
@@ -664,24 +681,74 @@ def _resolve_bundle(settings: Settings, project: str, prefix: str) -> str:
     return matches[0]
 
 
+AsOption = Annotated[
+    str | None,
+    typer.Option("--as", hidden=True, help="No longer accepted: identities come from credentials."),
+]
+
+
+def _refuse_as(actor: str | None) -> None:
+    if actor is not None:
+        _fail(
+            "--as is no longer accepted: decisions are recorded under your credentials, the "
+            "owner of MLPLATFORM_TOKEN (with MLPLATFORM_SERVE_URL) or else your system account "
+            f"({os_user()}); drop --as"
+        )
+
+
+def _api(settings: Settings) -> Client | None:
+    """A client of the serving API when the caller acts through it (URL and token set), None
+    for direct ledger access as the system account; one of the two alone is an error."""
+    from mlplatform.serving.client import Client
+
+    if settings.serve_url and settings.token:
+        return Client(settings.serve_url, token=settings.token.get_secret_value())
+    if settings.token:
+        _fail(
+            "MLPLATFORM_TOKEN is set but MLPLATFORM_SERVE_URL is not: set it to act under the "
+            f"token's identity, or unset MLPLATFORM_TOKEN to act as {os_user()} on the ledger"
+        )
+    if settings.serve_url:
+        _fail(
+            "MLPLATFORM_SERVE_URL is set but MLPLATFORM_TOKEN is not: set your approver token, "
+            f"or unset MLPLATFORM_SERVE_URL to act as {os_user()} on the ledger"
+        )
+    return None
+
+
+def _remote_bundle(client: Client, project: str, prefix: str) -> str:
+    matches = [b for b in client.bundle_ids(project) if b.startswith(prefix)]
+    if len(matches) != 1:
+        _fail(f"{project}: {len(matches)} bundles match {prefix!r}; give more of the id")
+    return matches[0]
+
+
 def _decide(
     decision: str,
     project: str,
     bundle: str,
     comment: str,
-    actor: str | None,
     home: Path | None,
     projects: Path | None,
 ) -> None:
-    import getpass
+    from mlplatform.serving.client import ClientError
 
     settings = _settings(home, projects)
+    client = _api(settings)
+    if client is not None:
+        try:
+            bundle_id = _remote_bundle(client, project, bundle)
+            row = client.decide(project, bundle_id, decision, comment)
+        except ClientError as exc:
+            raise _fail(f"{project}: {decision} refused by {settings.serve_url}: {exc}") from None
+        typer.echo(f"{row['actor']} {decision}d {project} bundle {bundle_id[:12]} (via API)")
+        return
     _project(settings, project)
     bundle_id = _resolve_bundle(settings, project, bundle)
-    row = _ledger(settings).record_decision(
-        project, bundle_id, decision, actor or getpass.getuser(), comment
+    record = _ledger(settings).record_decision(project, bundle_id, decision, os_user(), comment)
+    typer.echo(
+        f"{record.actor} {decision}d {project} bundle {bundle_id[:12]} ({record.created_at:%c})"
     )
-    typer.echo(f"{row.actor} {decision}d {project} bundle {bundle_id[:12]} ({row.created_at:%c})")
 
 
 @app.command()
@@ -689,12 +756,15 @@ def approve(
     project: Annotated[str, typer.Argument(help="Project name.")],
     bundle: Annotated[str, typer.Argument(help="Bundle id (a unique prefix is enough).")],
     comment: Annotated[str, typer.Option("--comment", "-m", help="Why.")] = "",
-    actor: Annotated[str | None, typer.Option("--as", help="Approver (default: $USER).")] = None,
+    actor: AsOption = None,
     home: HomeOption = None,
     projects: ProjectsOption = None,
 ) -> None:
-    """Approve a candidate bundle; the promotion sensor then promotes it if the policy allows."""
-    _decide("approve", project, bundle, comment, actor, home, projects)
+    """Approve a candidate bundle; the promotion sensor then promotes it if the policy allows.
+    Recorded as the owner of MLPLATFORM_TOKEN (through MLPLATFORM_SERVE_URL), or else as
+    your system account."""
+    _refuse_as(actor)
+    _decide("approve", project, bundle, comment, home, projects)
 
 
 @app.command()
@@ -702,12 +772,13 @@ def reject(
     project: Annotated[str, typer.Argument(help="Project name.")],
     bundle: Annotated[str, typer.Argument(help="Bundle id (a unique prefix is enough).")],
     comment: Annotated[str, typer.Option("--comment", "-m", help="Why.")] = "",
-    actor: Annotated[str | None, typer.Option("--as", help="Reviewer (default: $USER).")] = None,
+    actor: AsOption = None,
     home: HomeOption = None,
     projects: ProjectsOption = None,
 ) -> None:
-    """Reject a candidate bundle."""
-    _decide("reject", project, bundle, comment, actor, home, projects)
+    """Reject a candidate bundle (recorded like approve)."""
+    _refuse_as(actor)
+    _decide("reject", project, bundle, comment, home, projects)
 
 
 @app.command()
@@ -734,18 +805,32 @@ def rollback(
         str | None, typer.Option("--to", help="Bundle id (prefix); default: the previous one.")
     ] = None,
     reason: Annotated[str, typer.Option("--reason", "-m", help="Why.")] = "rollback",
-    actor: Annotated[str | None, typer.Option("--as", help="Who (default: $USER).")] = None,
+    actor: AsOption = None,
     home: HomeOption = None,
     projects: ProjectsOption = None,
 ) -> None:
-    """Point production back at a bundle that was production before, instantly and audited."""
-    import getpass
-
+    """Point production back at a bundle that was production before, instantly and audited
+    (recorded like approve)."""
     from mlplatform.ledger import LedgerError
     from mlplatform.resources.mlflow import MlflowTracking
     from mlplatform.serving.bundle import BundleError, verify
+    from mlplatform.serving.client import ClientError
 
+    _refuse_as(actor)
     settings = _settings(home, projects)
+    client = _api(settings)
+    if client is not None:
+        try:
+            target = _remote_bundle(client, project, to) if to else None
+            moved = client.rollback(project, target, reason)
+        except ClientError as exc:
+            raise _fail(f"{project}: rollback refused by {settings.serve_url}: {exc}") from None
+        before = (moved["from_bundle"] or "-")[:12]
+        typer.echo(
+            f"{project} production: {before} -> {moved['to_bundle'][:12]} "
+            f"by {moved['actor']} (via API)"
+        )
+        return
     _project(settings, project)
     ledger = _ledger(settings)
     current = ledger.production(project)
@@ -761,7 +846,7 @@ def rollback(
         row = ledger.promote(
             project,
             target,
-            actor or getpass.getuser(),
+            os_user(),
             reason,
             kind="rollback",
             expected_from=current.to_bundle,
@@ -818,7 +903,9 @@ def serve(
 @app.command()
 def pull(
     project: Annotated[str, typer.Argument(help="Project name.")],
-    url: Annotated[str, typer.Option(help="Serving URL.")] = "http://127.0.0.1:8000",
+    url: Annotated[
+        str, typer.Option(envvar="MLPLATFORM_SERVE_URL", help="Serving URL.")
+    ] = "http://127.0.0.1:8000",
     token: Annotated[
         str | None, typer.Option(envvar="MLPLATFORM_TOKEN", help="Reader token.")
     ] = None,
@@ -908,7 +995,8 @@ def stack_up(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for everything.")] = 300,
 ) -> None:
     """Start every service that is not running yet and wait until all are healthy."""
-    from mlplatform.stack.control import up
+    from mlplatform.redaction import redact, secret_values
+    from mlplatform.stack.control import cluster, up
     from mlplatform.stack.processes import StackError
 
     settings = _settings(home, projects)
@@ -928,7 +1016,10 @@ def stack_up(
     try:
         rows = up(config, timeout=timeout, notify=typer.echo)
     except StackError as exc:
-        _fail(f"stack up failed: {exc}")
+        # the tail of a service's log may quote the database URL: no password in it
+        pg = cluster(config)
+        generated = [pg.password.get_secret_value()] if pg.initialized else []
+        raise _fail(redact(f"stack up failed: {exc}", [*generated, *secret_values()])) from None
     _print_stack(rows)
     typer.echo(
         f"Dagster UI {config.url('webserver')}   MLflow {config.url('mlflow')}   "

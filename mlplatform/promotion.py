@@ -16,9 +16,14 @@ class DecisionLike(Protocol):
     created_at: dt.datetime
 
 
+UNKNOWN = "unknown"
+"""The trainer of a run started without a known user (e.g. from Dagster OSS's web UI)."""
+UNKNOWN_TRAINERS = frozenset({UNKNOWN, "web-ui"})  # "web-ui": bundles trained before 0.13
+
+
 def trainer_of(manifest: Mapping[str, Any]) -> str:
     """Who triggered the training of a bundle's model (from its training manifest)."""
-    return str(manifest.get("training_manifest", {}).get("triggered_by") or "unknown")
+    return str(manifest.get("training_manifest", {}).get("triggered_by") or UNKNOWN)
 
 
 def current_approvers(
@@ -48,6 +53,18 @@ def policy_problems(
     problems = [f"rejected by {', '.join(rejecters)}"] if rejecters else []
     trainer = trainer_of(manifest)
     need = spec.promotion.approvers
+    if trainer in UNKNOWN_TRAINERS:
+        # Any approver may be the one who trained it; with one more distinct approver than the
+        # policy asks for, ``need`` of them are someone else whoever the trainer was.
+        if len(approvers) <= need:
+            got = f" ({', '.join(approvers)})" if approvers else ""
+            problems.append(
+                f"the trainer is unknown (a run started without a user, e.g. from the web UI): "
+                f"needs {need + 1} approvals by distinct identities, has {len(approvers)}{got}; "
+                "ask another approver, or retrain with `mlplatform materialize` so that the "
+                "trainer is known"
+            )
+        return problems
     if trainer in approvers:  # their approval does not count
         approvers = [a for a in approvers if a != trainer]
         if len(approvers) < need:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 EXAMPLES_DIR = Path(__file__).parent / "examples"
 
@@ -20,14 +22,18 @@ class Settings(BaseSettings):
         default=EXAMPLES_DIR, description="Folder of project spec YAML files (*.yaml)."
     )
     mlflow_tracking_uri: str | None = Field(
-        default=None, description="MLflow tracking URI; default: SQLite file under home."
+        default=None,
+        repr=False,  # may hold a password
+        description="MLflow tracking URI; default: SQLite file under home.",
     )
     ledger_url: str | None = Field(
         default=None,
+        repr=False,  # may hold a password
         description="SQLAlchemy URL of the promotion ledger; default: SQLite file under home.",
     )
     search_url: str | None = Field(
         default=None,
+        repr=False,  # may hold a password
         description="SQLAlchemy URL of the hyperparameter-search (Optuna) database; "
         "default: SQLite file under home.",
     )
@@ -36,17 +42,25 @@ class Settings(BaseSettings):
         description="DAGSTER_HOME the CLI uses (e.g. a team stack's PostgreSQL instance); "
         "default: $MLPLATFORM_HOME/dagster with the embedded SQLite instance.",
     )
-    reader_tokens: dict[str, str] = Field(
+    reader_tokens: dict[str, SecretStr] = Field(
         default_factory=dict,
         description="identity -> token of API readers (JSON in MLPLATFORM_READER_TOKENS).",
     )
-    approver_tokens: dict[str, str] = Field(
+    approver_tokens: dict[str, SecretStr] = Field(
         default_factory=dict,
         description="identity -> token of approvers (JSON in MLPLATFORM_APPROVER_TOKENS).",
     )
     serving_docs: bool = Field(
         default=False,
         description="Serve /docs and /redoc; they load Swagger UI/ReDoc from the jsDelivr CDN.",
+    )
+    serve_url: str | None = Field(
+        default=None,
+        description="URL of the serving API; with ``token``, the CLI records approvals, "
+        "rejections and rollbacks through it, under the token's identity.",
+    )
+    token: SecretStr | None = Field(
+        default=None, description="The caller's API token (MLPLATFORM_TOKEN)."
     )
 
     @property
@@ -111,7 +125,53 @@ def instance_problem(settings: Settings, dagster_home: str | None) -> str | None
     )
 
 
+class ConfigError(ValueError):
+    """A setting is malformed. The message names the variable and the problem, never the value."""
+
+
+def _variable(field: object) -> str:
+    return f"MLPLATFORM_{str(field).upper()}"
+
+
+def _problems(exc: ValidationError | SettingsError) -> list[str]:
+    """One phrase per problem, built from locations and pydantic's type messages only."""
+    if isinstance(exc, SettingsError):
+        found = re.search(r'field "([^"]+)"', str(exc))
+        name = _variable(found.group(1)) if found else "an MLPLATFORM_* variable"
+        cause = exc.__cause__
+        reason = (
+            f"not valid JSON ({cause.msg} at char {cause.pos})"
+            if isinstance(cause, json.JSONDecodeError)
+            else "cannot be parsed"
+        )
+        return [f"{name} is {reason}"]
+    problems = []
+    for error in exc.errors(include_url=False, include_input=False, include_context=False):
+        field, *inside = error["loc"] or ("?",)
+        where = "".join(f"[{part!r}]" for part in inside)
+        problems.append(f"{_variable(field)}{where}: {error['msg']}")
+    return problems
+
+
+HINTS = {
+    "MLPLATFORM_READER_TOKENS": 'a JSON object of identity -> token, e.g. {"app": "<token>"}',
+    "MLPLATFORM_APPROVER_TOKENS": 'a JSON object of identity -> token, e.g. {"alice": "<token>"}',
+}
+
+
 def load_settings(**overrides: object) -> Settings:
-    """Read settings from the environment (``MLPLATFORM_*``), with explicit overrides on top."""
-    settings = Settings(**overrides)  # type: ignore[arg-type]
+    """Read settings from the environment (``MLPLATFORM_*``), with explicit overrides on top.
+    Raises :class:`ConfigError` (one line, no value shown) when a setting is malformed."""
+    settings: Settings | None = None
+    problems: list[str] = []
+    try:
+        settings = Settings(**overrides)  # type: ignore[arg-type]
+    except (ValidationError, SettingsError) as exc:
+        problems = _problems(exc)
+    if settings is None:  # raised here, outside the handler: no chained error carries the value
+        hints = sorted({h for name, h in HINTS.items() if any(name in p for p in problems)})
+        expected = f"; expected {' / '.join(hints)}" if hints else ""
+        raise ConfigError(
+            f"configuration error: {'; '.join(problems)}{expected} (values are not shown)"
+        )
     return settings.model_copy(update={"home": settings.home.resolve()})

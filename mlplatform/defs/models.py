@@ -1,6 +1,8 @@
 """``<project>/model/<candidate>``: one fitted candidate (sklearn or torch) per training cutoff."""
 
+import os
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
@@ -8,6 +10,7 @@ import dagster as dg
 from mlplatform.defs.frames import Frame
 from mlplatform.defs.partitions import cutoff_partitions, window_and_holdout
 from mlplatform.defs.versions import code_version
+from mlplatform.promotion import UNKNOWN
 from mlplatform.resources.mlflow import MlflowTracking
 from mlplatform.resources.search import SearchStorage
 from mlplatform.resources.store import ArtifactStore
@@ -21,17 +24,22 @@ if TYPE_CHECKING:  # numpy, pandas, optuna, sklearn, torch: imported by the run 
 # (a string ``context`` annotation is refused).
 
 
-def triggered_by(tags: dict[str, str]) -> str:
-    """Who started a run: the CLI user, a Dagster user, or the sensor/schedule that did."""
-    for tag in ("mlplatform/user", "dagster/user"):
-        if tags.get(tag):
-            return tags[tag]
+def triggered_by(tags: Mapping[str, str], in_process: bool) -> str:
+    """Who started a run. ``mlplatform/user`` is believed only for a run the CLI executes in
+    process (it writes the system account there); a run launched through Dagster (web UI,
+    daemon) carries tags anyone launching it may type, so only Dagster+'s ``dagster/user``
+    names a person there. Else the sensor or schedule that asked (Dagster's own tags), else
+    the platform's trigger of an in-process run, else ``unknown``."""
+    if in_process and tags.get("mlplatform/user"):
+        return tags["mlplatform/user"]
+    if os.environ.get("DAGSTER_CLOUD_DEPLOYMENT_NAME") and tags.get("dagster/user"):
+        return tags["dagster/user"]
     for tag, kind in (("dagster/sensor_name", "sensor"), ("dagster/schedule_name", "schedule")):
         if tags.get(tag):
             return f"{kind}:{tags[tag]}"
-    if tags.get("mlplatform/trigger"):
-        return f"{tags['mlplatform/trigger']}"
-    return "web-ui"
+    if in_process and tags.get("mlplatform/trigger"):
+        return tags["mlplatform/trigger"]
+    return UNKNOWN
 
 
 def model_key(spec: ProjectSpec, candidate: str) -> dg.AssetKey:
@@ -194,7 +202,9 @@ def model_asset(spec: ProjectSpec, candidate: Candidate) -> dg.AssetsDefinition:
             "params": chosen.params,
             "code_version": context.assets_def.code_versions_by_key[context.asset_key],
             "dagster_run_id": context.run.run_id,
-            "triggered_by": triggered_by(context.run.tags),
+            "triggered_by": triggered_by(
+                context.run.tags, in_process=context.run.remote_job_origin is None
+            ),
             "mlflow_run_id": run_id,
         }
         if found is not None:

@@ -1,6 +1,5 @@
 """Run the project jobs in-process against the platform's Dagster instance, with progress."""
 
-import getpass
 import os
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -18,6 +17,7 @@ from mlplatform.defs.partitions import (  # noqa: F401 (landed_partitions: used 
     trainable_cutoffs,
 )
 from mlplatform.defs.status import check_failures, error_text, project_status
+from mlplatform.identity import os_user
 from mlplatform.settings import Settings
 from mlplatform.spec import ProjectSpec
 
@@ -106,7 +106,7 @@ def run_partitions(
             run_config=dict(run_config),
             raise_on_error=False,
             # the pid: a run this process leaves STARTED when killed is found and ended later
-            tags={"mlplatform/user": user or getpass.getuser(), PID_TAG: str(os.getpid())},
+            tags={"mlplatform/user": user or os_user(), PID_TAG: str(os.getpid())},
         )
         outcome = RunOutcome(
             job_name,

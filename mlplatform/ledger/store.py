@@ -34,6 +34,7 @@ from mlplatform.ledger.schema import (
     decisions,
     promotions,
 )
+from mlplatform.redaction import mask_url
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_S = 30.0
@@ -133,7 +134,7 @@ def _create_engine(url: str) -> Engine:
     try:
         sa_url = make_url(url)
     except exc.ArgumentError as e:
-        raise LedgerError(f"invalid ledger URL {url!r}: {e}") from e
+        raise LedgerError(f"invalid ledger URL {mask_url(url)!r}: {e}") from e
     if sa_url.get_backend_name() != "sqlite":
         return sa.create_engine(sa_url, pool_pre_ping=True)
     kwargs: dict[str, Any] = {

@@ -16,6 +16,7 @@ from typing import Annotated, Literal
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import SecretStr
 
 log = logging.getLogger(__name__)
 Role = Literal["anonymous", "reader", "approver"]
@@ -36,11 +37,16 @@ ANONYMOUS = Identity("anonymous", "anonymous")
 class Authenticator:
     """Resolves bearer tokens to identities (built once per app from the settings)."""
 
-    def __init__(self, reader_tokens: Mapping[str, str], approver_tokens: Mapping[str, str]):
+    def __init__(
+        self,
+        reader_tokens: Mapping[str, SecretStr | str],
+        approver_tokens: Mapping[str, SecretStr | str],
+    ):
         self._tokens: list[tuple[Identity, bytes]] = []
         # Approvers first: a token configured in both lists acts as an approver.
         for role, tokens in (("approver", approver_tokens), ("reader", reader_tokens)):
-            for name, token in tokens.items():
+            for name, secret in tokens.items():
+                token = secret.get_secret_value() if isinstance(secret, SecretStr) else secret
                 if not token:
                     log.warning("ignoring the empty %s token of %r", role, name)
                     continue

@@ -262,3 +262,41 @@ class Client:
                 return []
             return format_predictions(predictor.bundle.predict_columns(raw), predictor.classes)
         return predictor.predict_rows(rows)
+
+    # -- reviews (the caller's token decides who is recorded) --------------------------------
+
+    def _post(self, url: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        try:
+            response = self.http.post(url, json=dict(body))
+        except httpx.HTTPError as exc:
+            raise ClientError(f"POST {url}: {exc}") from exc
+        if response.status_code >= 400:
+            try:
+                detail = response.json().get("detail", response.text)
+            except (ValueError, AttributeError):
+                detail = response.text
+            raise ClientError(
+                f"POST {url}: HTTP {response.status_code}: {detail}", response.status_code
+            )
+        return dict(response.json())
+
+    def bundle_ids(self, project: str) -> list[str]:
+        """Every bundle id the server knows for a project: candidates and past production."""
+        base = f"/v1/projects/{quote(project, safe='')}"
+        candidates = self._get(f"{base}/candidates").json()
+        promotions = self._get(f"{base}/promotions").json()
+        ids = {c["bundle_id"] for c in candidates.get("candidates", [])}
+        ids |= {p["to_bundle"] for p in promotions.get("promotions", [])}
+        return sorted(ids)
+
+    def decide(self, project: str, bundle_id: str, verdict: str, comment: str) -> dict[str, Any]:
+        """Record ``approve`` or ``reject`` of a candidate (needs an approver token)."""
+        if verdict not in ("approve", "reject"):
+            raise ValueError(f"verdict must be approve or reject, not {verdict!r}")
+        url = f"/v1/projects/{quote(project, safe='')}/candidates/{quote(bundle_id, safe='')}"
+        return self._post(f"{url}/{verdict}", {"comment": comment})
+
+    def rollback(self, project: str, to_bundle: str | None, reason: str) -> dict[str, Any]:
+        """Point production back at ``to_bundle`` (None: the previous one); approver token."""
+        url = f"/v1/projects/{quote(project, safe='')}/rollback"
+        return self._post(url, {"to_bundle": to_bundle, "reason": reason})

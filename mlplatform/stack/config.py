@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from pydantic import SecretStr
+
 SERVICES = ("postgres", "mlflow", "code_server", "webserver", "daemon", "serving")
 """Every service of the stack, in start order (``down`` stops them in reverse)."""
 PROCESS_SERVICES = SERVICES[1:]
@@ -84,10 +86,14 @@ class StackConfig:
         return f"http://{self.connect_host}:{port}"
 
     def database_url(
-        self, password: str, database: str, driver: str = "postgresql+psycopg2"
+        self, password: SecretStr, database: str, driver: str = "postgresql+psycopg2"
     ) -> str:
-        """SQLAlchemy URL (psycopg2: SQLAlchemy 2.1 maps a bare ``postgresql://`` to psycopg 3)."""
-        return f"{driver}://{DB_USER}:{password}@{self.connect_host}:{self.port('postgres')}/{database}"
+        """SQLAlchemy URL (psycopg2: SQLAlchemy 2.1 maps a bare ``postgresql://`` to psycopg 3).
+        It holds the password: for a process's environment, never for a message."""
+        secret = password.get_secret_value()
+        return (
+            f"{driver}://{DB_USER}:{secret}@{self.connect_host}:{self.port('postgres')}/{database}"
+        )
 
     def to_json(self) -> dict[str, object]:
         data = asdict(self)
@@ -147,7 +153,7 @@ def save_config(config: StackConfig) -> None:
     os.replace(tmp, config.state_file)
 
 
-def platform_env(config: StackConfig, password: str) -> dict[str, str]:
+def platform_env(config: StackConfig, password: SecretStr) -> dict[str, str]:
     """What every service (and a client of the stack) needs: the platform's settings pointed at
     the stack's MLflow server and PostgreSQL databases, and Dagster's production instance."""
     host = config.connect_host
@@ -163,7 +169,7 @@ def platform_env(config: StackConfig, password: str) -> dict[str, str]:
         "DAGSTER_PG_HOST": host,
         "DAGSTER_PG_PORT": str(config.port("postgres")),
         "DAGSTER_PG_USER": DB_USER,
-        "DAGSTER_PG_PASSWORD": password,
+        "DAGSTER_PG_PASSWORD": password.get_secret_value(),
         "DAGSTER_PG_DB": "dagster",
         "DAGSTER_MAX_CONCURRENT_RUNS": str(config.max_concurrent_runs),
         "DAGSTER_CODE_SERVER_HOST": host,
@@ -172,7 +178,7 @@ def platform_env(config: StackConfig, password: str) -> dict[str, str]:
 
 
 def service_env(
-    config: StackConfig, password: str, service: str, base: Mapping[str, str]
+    config: StackConfig, password: SecretStr, service: str, base: Mapping[str, str]
 ) -> dict[str, str]:
     """The environment of one service: ``base`` (PATH, tokens, ...) plus the platform's."""
     env = {**base, **platform_env(config, password)}

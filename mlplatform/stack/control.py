@@ -10,6 +10,8 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from pydantic import SecretStr
+
 from mlplatform.deploy import DAGSTER_YAML, WORKSPACE_YAML
 from mlplatform.stack import processes, services
 from mlplatform.stack.config import (
@@ -233,7 +235,7 @@ def status(config: StackConfig, probe: bool = True) -> list[ServiceStatus]:
     With ``probe``, the health checks run (in parallel); else running means alive."""
     pg = cluster(config)
     pg_running = pg.initialized and pg.running()
-    password = pg.password if pg.initialized else ""
+    password = pg.password if pg.initialized else SecretStr("")
     records = {s: _running_record(config, s) for s in PROCESS_SERVICES}
 
     def check(service: str) -> bool:

@@ -18,6 +18,8 @@ import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 
+from pydantic import SecretStr
+
 from mlplatform.stack.processes import StackError
 
 PASSWORD_FILE = "password"
@@ -82,8 +84,8 @@ class Cluster:
         return (self.data / "PG_VERSION").is_file()
 
     @property
-    def password(self) -> str:
-        return (self.directory / PASSWORD_FILE).read_text(encoding="utf-8").strip()
+    def password(self) -> SecretStr:
+        return SecretStr((self.directory / PASSWORD_FILE).read_text(encoding="utf-8").strip())
 
     def pid(self) -> int | None:
         """The postmaster's pid from ``postmaster.pid`` (None when not running)."""
@@ -193,7 +195,7 @@ class Cluster:
             host=self.host,
             port=self.port,
             user=self.user,
-            password=self.password,
+            password=self.password.get_secret_value(),
             dbname="postgres",
             connect_timeout=10,
         )

@@ -178,7 +178,7 @@ def test_approve_promote_serve_pull_rollback(trained: tuple, server: tuple, tmp_
     assert listing.returncode == 0 and second[:12] in listing.stdout
     assert "production" in listing.stdout and "approved by bob" in listing.stdout
 
-    rolled = cli(project, "rollback", p, "-m", "calibration drifted", "--as", "bob")
+    rolled = cli(project, "rollback", p, "-m", "calibration drifted")
     assert rolled.returncode == 0, rolled.stderr
     assert ledger.production(p).to_bundle == first == mlflow.production_alias(p)
     assert ledger.history(p)[-1].kind == "rollback"

@@ -15,6 +15,7 @@ import yaml
 from dagster._core.instance.config import dagster_instance_config
 from dagster._core.workspace.config_schema import process_workspace_config
 from dagster._serdes.config_class import ConfigurableClassData
+from pydantic import SecretStr
 
 from mlplatform.deploy import DAGSTER_YAML, WORKSPACE_YAML
 from mlplatform.deploy.coordinator import (
@@ -113,7 +114,7 @@ def test_stack_config_round_trip_overrides_and_env(tmp_path: Path) -> None:
     save_config(changed)
     again = load_config(tmp_path / "home", tmp_path / "elsewhere")
     assert again == changed
-    env = platform_env(changed, "s3cret")
+    env = platform_env(changed, SecretStr("s3cret"))
     assert env["MLPLATFORM_LEDGER_URL"] == (
         "postgresql+psycopg2://mlplatform:s3cret@127.0.0.1:5433/mlplatform"
     )
@@ -121,7 +122,9 @@ def test_stack_config_round_trip_overrides_and_env(tmp_path: Path) -> None:
     assert env["MLPLATFORM_MLFLOW_TRACKING_URI"] == "http://127.0.0.1:5999"
     assert env["DAGSTER_HOME"] == str(tmp_path / "home" / "stack" / "dagster")
     assert set(PG_ENV) <= set(env)
-    mlflow = service_env(changed, "s3cret", "mlflow", {"PATH": "/bin", "DAGSTER_HOME": "/x"})
+    mlflow = service_env(
+        changed, SecretStr("s3cret"), "mlflow", {"PATH": "/bin", "DAGSTER_HOME": "/x"}
+    )
     assert mlflow["PATH"] == "/bin" and mlflow["DAGSTER_HOME"] == env["DAGSTER_HOME"]
     assert mlflow["MLFLOW_BACKEND_STORE_URI"].endswith("@127.0.0.1:5433/mlflow")
     for service in ("mlflow", "code_server", "webserver", "daemon", "serving"):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import SecretStr
 
 from mlplatform.local_ui import WORKSPACE, dagster_dev_command, ui_env
 from mlplatform.settings import Settings, instance_problem, load_settings
@@ -70,7 +71,7 @@ def test_mlplatform_ui_sets_the_platforms_instance(tmp_path: Path) -> None:
 
 
 def test_the_team_stack_sets_the_platforms_instance(tmp_path: Path) -> None:
-    env = platform_env(StackConfig(home=tmp_path / "home", projects_dir=tmp_path), "pw")
+    env = platform_env(StackConfig(home=tmp_path / "home", projects_dir=tmp_path), SecretStr("pw"))
     assert instance_problem(_settings_from(env), env["DAGSTER_HOME"]) is None
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+import pytest
+
 from mlplatform.promotion import policy_problems
 from mlplatform.spec import ProjectSpec, Promotion
 
@@ -71,3 +73,29 @@ def test_auto_policy_and_wrong_project(churn_spec: ProjectSpec) -> None:
     assert policy_problems(with_policy(churn_spec, policy="auto"), MANIFEST, []) == []
     other = {**MANIFEST, "project": "sales"}
     assert "belongs to 'sales'" in policy_problems(churn_spec, other, [])[0]
+
+
+@pytest.mark.parametrize("trainer", ["unknown", "web-ui", None])
+def test_an_unknown_trainer_needs_one_more_distinct_approver(
+    churn_spec: ProjectSpec, trainer: str | None
+) -> None:
+    """A run started from the web UI has no known trainer ("web-ui" before 0.13, "unknown" now,
+    or nothing): any one approver may be the person who trained it, so the policy's count is
+    met only with one more distinct approver, whoever the trainer was."""
+    manifest = {**MANIFEST, "training_manifest": {"triggered_by": trainer}}
+    alone = [D("b1", "approve", "bob", later(1)), D("b1", "approve", "bob", later(2))]
+    (problem,) = policy_problems(churn_spec, manifest, alone)
+    assert problem.startswith("the trainer is unknown")
+    assert "needs 2 approvals by distinct identities, has 1 (bob)" in problem
+    assert "ask another approver" in problem
+    second = [*alone, D("b1", "approve", "eve", later(3))]
+    assert policy_problems(churn_spec, manifest, second) == []
+    spec = with_policy(churn_spec, policy="approval", approvers=2)
+    assert "needs 3 approvals" in policy_problems(spec, manifest, second)[0]
+    rejected = [*second, D("b1", "reject", "eve", later(4))]
+    assert "rejected by eve" in policy_problems(churn_spec, manifest, rejected)
+
+
+def test_a_known_automated_trainer_needs_the_policys_count(churn_spec: ProjectSpec) -> None:
+    manifest = {**MANIFEST, "training_manifest": {"triggered_by": "sensor:churn__landing"}}
+    assert policy_problems(churn_spec, manifest, [D("b1", "approve", "bob", later(1))]) == []
