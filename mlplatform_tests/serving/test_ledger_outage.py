@@ -51,7 +51,8 @@ def cluster() -> Iterator[Cluster]:
 def test_ledger_outage_is_503_and_recovers(
     cluster: Cluster, built: Built, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    url = f"postgresql+psycopg2://{cluster.user}:{cluster.password}@127.0.0.1:{cluster.port}/ledger"
+    password = cluster.password.get_secret_value()
+    url = f"postgresql+psycopg2://{cluster.user}:{password}@127.0.0.1:{cluster.port}/ledger"
     env = make_env(built, tmp_path, ledger_url=url, **TOKENS)
     env.ledger.dispose()
     a, b = env.ids["a"], env.ids["b"]
@@ -74,7 +75,7 @@ def test_ledger_outage_is_503_and_recovers(
             assert r.status_code == 503, (name, r.text)
             detail = r.json()["detail"]
             assert detail.startswith("ledger unavailable: ") and "\n" not in detail, detail
-            assert cluster.password not in detail
+            assert password not in detail
         r = reader.post(f"{P}/predict", json={"rows": env.rows[:3]})
         assert r.status_code == 200 and r.json()["bundle_id"] == a  # still served from memory
         health = wait_for(
