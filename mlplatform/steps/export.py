@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,6 +33,7 @@ from mlplatform.serving.bundle import (
     onnx_inputs,
 )
 from mlplatform.spec import ProjectSpec
+from mlplatform.steps import staging
 from mlplatform.steps.candidates import FittedModel
 from mlplatform.steps.features import layout
 
@@ -117,9 +117,10 @@ def write_bundle(
     """
     import mlflow.pyfunc
 
-    staging_root.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f"{spec.name}-", dir=staging_root))
-    work = Path(tempfile.mkdtemp(prefix="build-", dir=staging_root))
+    build = staging.open_build(staging_root)
+    stage, work = build / "bundle", build / "work"
+    stage.mkdir()
+    work.mkdir()
     try:
         onnx_path = work / ONNX_FILE
         onnx.save_model(model, onnx_path)
@@ -204,19 +205,19 @@ def audit_bundle(
 
 
 def publish_bundle(stage: Path, bundles_dir: Path) -> Path:
-    """Move an audited staging folder to ``bundles/<bundle_id>`` (atomic rename).
-
-    Publishing the same content twice keeps the first copy: bundles are immutable.
+    """Move an audited staging folder to ``bundles/<bundle_id>`` (atomic rename); its build
+    folder is removed. Publishing the same content twice keeps the first copy: bundles are
+    immutable.
     """
     manifest = json.loads((stage / MANIFEST).read_text(encoding="utf-8"))
     target = bundles_dir / manifest["bundle_id"]
     bundles_dir.mkdir(parents=True, exist_ok=True)
-    if target.exists():
-        shutil.rmtree(stage)
-        return target
-    os.replace(stage, target)
+    if not target.exists():
+        os.replace(stage, target)
+    staging.close_build(stage.parent)
     return target
 
 
 def discard_bundle(stage: Path) -> None:
-    shutil.rmtree(stage, ignore_errors=True)
+    """Remove an unpublished bundle and its build folder."""
+    staging.close_build(stage.parent)
