@@ -151,7 +151,7 @@ def test_promoting_a_bundle_published_without_model_version_registers_it(
 ) -> None:
     """The state a build killed between publishing and registering (older code) leaves: the
     promotion registers the bundle first, so the alias can follow the ledger."""
-    project, defs, instance, (first, second) = trained
+    project, defs, instance, (_, second) = trained
     ledger, mlflow, _ = resources(project)
     p = project.spec.name
     version = mlflow.version_of_bundle(p, second)
