@@ -115,10 +115,32 @@ def write_bundle(
     runs the ONNX graph with onnxruntime, so stock ``mlflow.pyfunc.load_model`` takes a
     DataFrame of raw columns and nothing is pickled.
     """
+    build = staging.open_build(staging_root, spec.name)
+    stage = build / "bundle"
+    try:
+        _write_model(stage, build / "work", model, manifest)
+        _reproducible_mlmodel(stage / MODEL_DIR / "MLmodel")
+        hashes = file_hashes(stage)
+        onnx_rel = next(rel for rel in hashes if rel.endswith(f"/{ONNX_FILE}"))
+        full: dict[str, object] = {
+            **manifest,
+            "files": hashes,
+            "onnx_path": onnx_rel,
+            "mlflow_model_path": MODEL_DIR,
+        }
+        full["bundle_id"] = bundle_id_of(full)
+        _atomic_write_text(stage / MANIFEST, json.dumps(full, indent=2, sort_keys=True))
+    except BaseException:
+        staging.close_build(build)
+        raise
+    return stage
+
+
+def _write_model(
+    stage: Path, work: Path, model: onnx.ModelProto, manifest: dict[str, object]
+) -> None:
     import mlflow.pyfunc
 
-    build = staging.open_build(staging_root)
-    stage, work = build / "bundle", build / "work"
     stage.mkdir()
     work.mkdir()
     try:
@@ -149,18 +171,6 @@ def write_bundle(
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    _reproducible_mlmodel(stage / MODEL_DIR / "MLmodel")
-    hashes = file_hashes(stage)
-    onnx_rel = next(rel for rel in hashes if rel.endswith(f"/{ONNX_FILE}"))
-    full: dict[str, object] = {
-        **manifest,
-        "files": hashes,
-        "onnx_path": onnx_rel,
-        "mlflow_model_path": MODEL_DIR,
-    }
-    full["bundle_id"] = bundle_id_of(full)
-    _atomic_write_text(stage / MANIFEST, json.dumps(full, indent=2, sort_keys=True))
-    return stage
 
 
 def _reproducible_mlmodel(path: Path) -> None:

@@ -25,12 +25,12 @@ UNLOCKED_STALE_AFTER_S = 3600.0
 _held: dict[Path, IO[str]] = {}  # build folder -> its open lock file, locked by this process
 
 
-def open_build(staging_root: Path) -> Path:
-    """A new build folder under ``staging_root``, locked until :func:`close_build` (or the
-    end of this process). Dead builds' folders are removed first."""
+def open_build(staging_root: Path, name: str = "") -> Path:
+    """A new build folder ``build-<name>-*`` under ``staging_root``, locked until
+    :func:`close_build` (or the end of this process). Dead builds' folders are removed first."""
     staging_root.mkdir(parents=True, exist_ok=True)
     remove_dead_builds(staging_root)
-    build = Path(tempfile.mkdtemp(prefix=PREFIX, dir=staging_root))
+    build = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{name}-" if name else PREFIX, dir=staging_root))
     # locked under another name, then renamed: ``.lock`` never exists unlocked
     pending = build / f"{LOCK}.{os.getpid()}"
     handle = pending.open("a", encoding="utf-8")
