@@ -27,17 +27,13 @@ class RestRegistry:
         self._api = f"{tracking_uri.rstrip('/')}/api/2.0/mlflow"
         self._timeout = timeout_s
 
-    def __repr__(self) -> str:
-        return f"RestRegistry({self._api!r})"
-
     def version_of_bundle(self, project: str, bundle_id: str) -> str | None:
         """The registered model version holding a bundle (None if it was never registered)."""
-        response = httpx.get(
-            f"{self._api}/model-versions/search",
+        response = self._call(
+            "GET",
+            "model-versions/search",
             params={"filter": f"name = '{project}' and tags.bundle_id = '{bundle_id}'"},
-            timeout=self._timeout,
         )
-        response.raise_for_status()
         versions = response.json().get("model_versions", [])
         return str(versions[0]["version"]) if versions else None
 
@@ -57,10 +53,21 @@ class RestRegistry:
         """Point the alias ``production`` at the bundle's version (idempotent)."""
         version = self.version_of_bundle(project, bundle_id)
         if version is not None:
-            response = httpx.post(
-                f"{self._api}/registered-models/alias",
+            self._call(
+                "POST",
+                "registered-models/alias",
                 json={"name": project, "alias": PRODUCTION_ALIAS, "version": version},
-                timeout=self._timeout,
             )
-            response.raise_for_status()
         return version
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One API call; errors name the endpoint, never the URL (it may hold credentials)."""
+        try:
+            response = httpx.request(method, f"{self._api}/{path}", timeout=self._timeout, **kwargs)
+        except httpx.HTTPError as exc:
+            raise RuntimeError(
+                f"MLflow tracking server unreachable ({type(exc).__name__} on {path})"
+            ) from None
+        if response.is_error:
+            raise RuntimeError(f"MLflow answered {response.status_code} to {method} {path}")
+        return response
