@@ -811,6 +811,7 @@ def rollback(
 ) -> None:
     """Point production back at a bundle that was production before, instantly and audited
     (recorded like approve)."""
+    from mlplatform.alias_sync import AliasSyncError, ensure_registered, sync_production_alias
     from mlplatform.ledger import LedgerError
     from mlplatform.resources.mlflow import MlflowTracking
     from mlplatform.serving.bundle import BundleError, verify
@@ -841,8 +842,12 @@ def rollback(
         _fail(f"{project}: production {current.to_bundle[:12]} has no previous bundle")
     if target not in {row.to_bundle for row in ledger.history(project)}:
         _fail(f"{project}: {target[:12]} was never production; approve it instead")
+    mlflow = MlflowTracking(
+        tracking_uri=settings.tracking_uri, artifact_root=str(settings.mlflow_artifacts_dir)
+    )
     try:
         verify(settings.bundles_dir / target)
+        ensure_registered(mlflow, project, settings.bundles_dir, target)
         row = ledger.promote(
             project,
             target,
@@ -851,15 +856,20 @@ def rollback(
             kind="rollback",
             expected_from=current.to_bundle,
         )
-    except (BundleError, LedgerError) as exc:
+    except (BundleError, LedgerError, AliasSyncError) as exc:
         _fail(f"{project}: rollback refused: {exc}")
-    mlflow = MlflowTracking(
-        tracking_uri=settings.tracking_uri, artifact_root=str(settings.mlflow_artifacts_dir)
+    try:  # the alias follows the ledger head, which a concurrent command may have moved on
+        synced = sync_production_alias(ledger, mlflow, project, settings.bundles_dir)
+    except AliasSyncError as exc:
+        _fail(f"{project}: rolled back to {row.to_bundle[:12]} in the ledger, but {exc}")
+    moved = (
+        ""
+        if synced.bundle_id == row.to_bundle
+        else f"; since moved to {str(synced.bundle_id)[:12]}"
     )
-    version = mlflow.set_production_alias(project, row.to_bundle)
     typer.echo(
         f"{project} production: {current.to_bundle[:12]} -> {row.to_bundle[:12]} "
-        f"(MLflow version {version or '-'})"
+        f"(MLflow version {synced.version or '-'}{moved})"
     )
 
 

@@ -144,13 +144,14 @@ def bundle_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
                 )
             yield from check_results(problems, {"parity": audit})
             fail_if_any(f"{spec.name} bundle {cutoff}", problems)
+            # registered before it is published: a published bundle has a model version
+            final = serving_bundle.verify(stage)
+            lineage = {k: str(evaluation["training_manifests"][winner].get(k)) for k in RUN_FIELDS}
+            version = mlflow.register_bundle(spec.name, stage, final, lineage)
         except BaseException:
             export.discard_bundle(stage)
             raise
         published = export.publish_bundle(stage, store.bundles_dir)
-        final = serving_bundle.verify(published)
-        lineage = {k: str(evaluation["training_manifests"][winner].get(k)) for k in RUN_FIELDS}
-        version = mlflow.register_bundle(spec.name, published, final, lineage)
         context.log.info(f"published bundle {final['bundle_id']} ({winner}) at {published}")
         yield dg.MaterializeResult(
             metadata={

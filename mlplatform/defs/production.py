@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
+from mlplatform.alias_sync import AliasSyncError, Synced, ensure_registered, sync_production_alias
 from mlplatform.defs.versions import code_version
 from mlplatform.promotion import policy_problems, trainer_of
 from mlplatform.resources.ledger import LedgerResource
@@ -55,11 +56,14 @@ def promote_bundle(
     bundle_id: str,
     expected_from: str | EllipsisType | None = ...,
 ) -> dict[str, object]:
-    """Check the policy and promote: ledger row first (compare-and-swap), then the alias.
+    """Check the policy and promote: the bundle registered in MLflow (it is, unless its build
+    was killed between publishing and registering), the ledger row (compare-and-swap), then the
+    alias set from the ledger head (``alias_sync``).
 
     ``expected_from`` is the production the decision was based on (default: read it now).
-    Raises dg.Failure with the reasons and changes nothing when the policy says no or another
-    promotion got there first. Promoting the current production only re-syncs the alias.
+    Raises dg.Failure with the reasons and changes nothing when the policy says no, the bundle
+    cannot be registered, or another promotion got there first. Promoting the current
+    production only re-syncs the alias.
     """
     from mlplatform.ledger import PromotionConflict
     from mlplatform.serving.bundle import BundleError, verify
@@ -74,8 +78,8 @@ def promote_bundle(
     if expected_from is not ...:
         current_id = expected_from
     if current_id == bundle_id:
-        version = mlflow.set_production_alias(spec.name, bundle_id)
-        return {"bundle_id": bundle_id, "changed": False, "mlflow_version": version or ""}
+        synced = _sync_alias(spec, ledger, mlflow, store)
+        return {"bundle_id": bundle_id, "changed": False, "mlflow_version": synced.version or ""}
     problems = policy_problems(spec, manifest, ledger.decisions(spec.name, bundle_id))
     if problems:
         raise dg.Failure(
@@ -88,6 +92,10 @@ def promote_bundle(
     )
     actor = ",".join(approvers) if spec.promotion.policy == "approval" else "auto"
     try:
+        version = ensure_registered(mlflow, spec.name, store.bundles_dir, bundle_id)
+    except AliasSyncError as exc:
+        raise dg.Failure(f"{spec.name}: bundle {bundle_id} is not promoted: {exc}") from None
+    try:
         row = ledger.promote(
             spec.name,
             bundle_id,
@@ -99,17 +107,24 @@ def promote_bundle(
         raise dg.Failure(
             f"{spec.name}: another promotion won: {exc}", allow_retries=False
         ) from None
-    # the alias follows the ledger; re-read it so concurrent winners converge on the newest
-    latest = ledger.production(spec.name)
-    version = mlflow.set_production_alias(spec.name, latest.to_bundle if latest else bundle_id)
+    _sync_alias(spec, ledger, mlflow, store)
     return {
         "bundle_id": bundle_id,
         "changed": True,
         "from_bundle": row.from_bundle or "",
         "actor": actor,
         "trainer": trainer_of(manifest),
-        "mlflow_version": version or "",
+        "mlflow_version": version,
     }
+
+
+def _sync_alias(
+    spec: ProjectSpec, ledger: "Ledger", mlflow: MlflowTracking, store: ArtifactStore
+) -> Synced:
+    try:
+        return sync_production_alias(ledger, mlflow, spec.name, store.bundles_dir)
+    except AliasSyncError as exc:
+        raise dg.Failure(str(exc)) from None
 
 
 def production_asset(spec: ProjectSpec) -> dg.AssetsDefinition:

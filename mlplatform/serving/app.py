@@ -24,7 +24,9 @@ from fastapi.responses import FileResponse, JSONResponse
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
+from mlplatform.alias_sync import AliasSyncError, ModelRegistry, sync_production_alias
 from mlplatform.ledger import Ledger, LedgerError, PromotionConflict
+from mlplatform.registry_rest import RestRegistry, is_server_uri
 from mlplatform.serving.auth import Approver, Authenticator, Public, Reader
 from mlplatform.serving.bodies import (
     DECISION_BODY_BYTES,
@@ -150,9 +152,15 @@ def create_app(
     poll_seconds: float = 1.0,
     ledger: Ledger | None = None,
     fast_path: bool = True,
+    registry: ModelRegistry | None = None,
 ) -> FastAPI:
     """The serving app for the projects in ``settings.projects_dir``. ``fast_path=False``
-    leaves every predict to the FastAPI route (the tests compare both)."""
+    leaves every predict to the FastAPI route (the tests compare both). ``registry`` moves
+    the MLflow alias after a rollback (default: the tracking server of
+    ``settings.mlflow_tracking_uri``; none for a local MLflow, whose alias the promotion
+    sensor re-syncs)."""
+    if registry is None and is_server_uri(settings.mlflow_tracking_uri):
+        registry = RestRegistry(str(settings.mlflow_tracking_uri))
     specs: dict[str, ProjectSpec] = {s.name: s for s in load_specs(settings.projects_dir)}
     own_ledger = ledger is None
     ledger = ledger if ledger is not None else Ledger(settings.ledger)
@@ -485,6 +493,11 @@ def create_app(
             raise HTTPException(409, str(exc)) from None
         log.info("%s: %s rolled back %s -> %s", project, who.name, pointer.to_bundle, target)
         service.refresh(project, preloaded=bundle)
+        if registry is not None:
+            try:
+                sync_production_alias(ledger, registry, project, settings.bundles_dir)
+            except AliasSyncError as exc:
+                log.warning("%s: MLflow alias not moved: %s", project, exc)
         return PromotionOut.model_validate(row)
 
     # -- the review page (public shell) and evaluation reports (readers) --------------------

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,6 +33,7 @@ from mlplatform.serving.bundle import (
     onnx_inputs,
 )
 from mlplatform.spec import ProjectSpec
+from mlplatform.steps import staging
 from mlplatform.steps.candidates import FittedModel
 from mlplatform.steps.features import layout
 
@@ -115,11 +115,34 @@ def write_bundle(
     runs the ONNX graph with onnxruntime, so stock ``mlflow.pyfunc.load_model`` takes a
     DataFrame of raw columns and nothing is pickled.
     """
+    build = staging.open_build(staging_root, spec.name)
+    stage = build / "bundle"
+    try:
+        _write_model(stage, build / "work", model, manifest)
+        _reproducible_mlmodel(stage / MODEL_DIR / "MLmodel")
+        hashes = file_hashes(stage)
+        onnx_rel = next(rel for rel in hashes if rel.endswith(f"/{ONNX_FILE}"))
+        full: dict[str, object] = {
+            **manifest,
+            "files": hashes,
+            "onnx_path": onnx_rel,
+            "mlflow_model_path": MODEL_DIR,
+        }
+        full["bundle_id"] = bundle_id_of(full)
+        _atomic_write_text(stage / MANIFEST, json.dumps(full, indent=2, sort_keys=True))
+    except BaseException:
+        staging.close_build(build)
+        raise
+    return stage
+
+
+def _write_model(
+    stage: Path, work: Path, model: onnx.ModelProto, manifest: dict[str, object]
+) -> None:
     import mlflow.pyfunc
 
-    staging_root.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f"{spec.name}-", dir=staging_root))
-    work = Path(tempfile.mkdtemp(prefix="build-", dir=staging_root))
+    stage.mkdir()
+    work.mkdir()
     try:
         onnx_path = work / ONNX_FILE
         onnx.save_model(model, onnx_path)
@@ -148,18 +171,6 @@ def write_bundle(
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    _reproducible_mlmodel(stage / MODEL_DIR / "MLmodel")
-    hashes = file_hashes(stage)
-    onnx_rel = next(rel for rel in hashes if rel.endswith(f"/{ONNX_FILE}"))
-    full: dict[str, object] = {
-        **manifest,
-        "files": hashes,
-        "onnx_path": onnx_rel,
-        "mlflow_model_path": MODEL_DIR,
-    }
-    full["bundle_id"] = bundle_id_of(full)
-    _atomic_write_text(stage / MANIFEST, json.dumps(full, indent=2, sort_keys=True))
-    return stage
 
 
 def _reproducible_mlmodel(path: Path) -> None:
@@ -204,19 +215,19 @@ def audit_bundle(
 
 
 def publish_bundle(stage: Path, bundles_dir: Path) -> Path:
-    """Move an audited staging folder to ``bundles/<bundle_id>`` (atomic rename).
-
-    Publishing the same content twice keeps the first copy: bundles are immutable.
+    """Move an audited staging folder to ``bundles/<bundle_id>`` (atomic rename); its build
+    folder is removed. Publishing the same content twice keeps the first copy: bundles are
+    immutable.
     """
     manifest = json.loads((stage / MANIFEST).read_text(encoding="utf-8"))
     target = bundles_dir / manifest["bundle_id"]
     bundles_dir.mkdir(parents=True, exist_ok=True)
-    if target.exists():
-        shutil.rmtree(stage)
-        return target
-    os.replace(stage, target)
+    if not target.exists():
+        os.replace(stage, target)
+    staging.close_build(stage.parent)
     return target
 
 
 def discard_bundle(stage: Path) -> None:
-    shutil.rmtree(stage, ignore_errors=True)
+    """Remove an unpublished bundle and its build folder."""
+    staging.close_build(stage.parent)

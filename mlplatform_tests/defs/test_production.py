@@ -4,6 +4,7 @@ ledger and the MLflow alias move together, and racing promotions have exactly on
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -143,3 +144,51 @@ def test_racing_promotions_have_one_winner(trained: tuple) -> None:
     assert "another promotion won" in str(losers[0])
     assert ledger.production(p).to_bundle == winners[0] == mlflow.production_alias(p)
     assert len(ledger.history(p)) == 1
+
+
+def test_promoting_a_bundle_published_without_model_version_registers_it(
+    trained: tuple,
+) -> None:
+    """The state a build killed between publishing and registering (older code) leaves: the
+    promotion registers the bundle first, so the alias can follow the ledger."""
+    project, defs, instance, (_, second) = trained
+    ledger, mlflow, _ = resources(project)
+    p = project.spec.name
+    version = mlflow.version_of_bundle(p, second)
+    assert version is not None
+    mlflow.client.delete_model_version(p, version)
+    assert mlflow.version_of_bundle(p, second) is None
+
+    ledger.record_decision(p, second, "approve", "bob", "ok")
+    result = promote(defs, instance, project, second)
+    assert result.success, failure_text(result)
+    assert ledger.production(p).to_bundle == second == mlflow.production_alias(p)
+    assert mlflow.version_of_bundle(p, second) not in (None, version)
+
+
+def test_a_bundle_that_cannot_be_registered_is_not_published(
+    trained: tuple, tmp_path: Path
+) -> None:
+    """Registration comes before publishing: with MLflow failing, the build publishes nothing
+    (and leaves no staging folder), so no bundle without a model version can be approved."""
+    import shutil
+
+    from mlplatform.defs.build import build_defs, train_job_name
+
+    project, _, instance, (_, second) = trained
+    p = project.spec.name
+    shutil.rmtree(project.settings.bundles_dir / second)
+    (tmp_path / "not-a-folder").write_text("x")
+    broken = project.settings.model_copy(
+        update={"mlflow_tracking_uri": f"sqlite:///{tmp_path / 'not-a-folder' / 'mlflow.db'}"}
+    )
+    defs = build_defs(broken, [project.spec])
+    result = defs.resolve_job_def(train_job_name(p)).execute_in_process(
+        partition_key=project.files[-1].stem,
+        instance=instance,
+        asset_selection=[dg.AssetKey([p, "bundle"])],
+        raise_on_error=False,
+    )
+    assert not result.success
+    assert not (project.settings.bundles_dir / second).exists()
+    assert list(project.settings.staging_dir.iterdir()) == []
