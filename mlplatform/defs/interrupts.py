@@ -24,7 +24,7 @@ import threading
 from collections.abc import Iterator
 from types import FrameType
 
-from dagster._utils.interrupts import _received_interrupt, pop_captured_interrupt
+from mlplatform.defs.dagster_internals import pop_captured_interrupt, raise_interrupt_flag
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 REPEAT_SECONDS = 1.0
@@ -95,7 +95,7 @@ def stop_on_signal() -> Iterator[Stop]:
     def handler(signum: int, _frame: FrameType | None) -> None:
         if stop.signum is None:
             stop.signum = signum
-        _received_interrupt["received"] = True  # a run being prepared stops at its first step
+        raise_interrupt_flag()  # a run being prepared stops at its first step
 
     def repeat() -> None:
         while not done.wait(REPEAT_SECONDS):

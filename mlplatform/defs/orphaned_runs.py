@@ -23,8 +23,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import dagster as dg
-from dagster._core.storage.tags import GRPC_INFO_TAG
 
+from mlplatform.defs.dagster_internals import GRPC_INFO_TAG
 from mlplatform.stack import processes
 
 IN_FLIGHT = (

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
-from dagster._core.definitions.asset_daemon_cursor import AssetDaemonCursor
 
 from mlplatform.defs.build import data_job_name, train_job_name, train_targets
+from mlplatform.defs.dagster_internals import AssetDaemonCursor
 from mlplatform.defs.orphaned_runs import PID_TAG
 from mlplatform.defs.partitions import (  # noqa: F401 (landed_partitions: used by the CLI)
     landed_partitions,

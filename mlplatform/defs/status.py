@@ -6,17 +6,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import dagster as dg
-from dagster._core.definitions.data_version import (  # the resolver behind the UI's "stale" badge
+from dagster_shared.error import SerializableErrorInfo
+
+from mlplatform.defs.dagster_internals import (  # the resolver behind the UI's "stale" badge
+    AssetCheckExecutionRecordStatus,
     CachingStaleStatusResolver,
+    PartitionKeyFilter,
     StaleCause,
     StaleCauseCategory,
     StaleStatus,
+    loading_context,
 )
-from dagster._core.event_api import PartitionKeyFilter
-from dagster._core.loader import DataLoader, LoadingContext
-from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
-from dagster_shared.error import SerializableErrorInfo
-
 from mlplatform.defs.partitions import cutoff_partitions, data_partitions, previous_window
 from mlplatform.digests import stream_sha256
 from mlplatform.landing import LandingRefusedError, open_landing_file
@@ -27,22 +27,10 @@ CAUSES = {
     StaleCauseCategory.DATA: "upstream changed",
     StaleCauseCategory.DEPENDENCIES: "dependencies changed",
 }
+# how a dg.Failure's message begins, its class named by where Dagster defines it
+FAILURE_PREFIX = f"{dg.Failure.__module__}.{dg.Failure.__qualname__}: "
 # a run stopped by a signal says nothing about the data
 INTERRUPTED = {"DagsterExecutionInterruptedError", "StopRequestedError", "KeyboardInterrupt"}
-
-
-class _Loading(LoadingContext):
-    def __init__(self, instance: dg.DagsterInstance):
-        self._instance = instance
-        self._loaders: dict[type, tuple[DataLoader, object]] = {}
-
-    @property
-    def instance(self) -> dg.DagsterInstance:
-        return self._instance
-
-    @property
-    def loaders(self) -> dict:  # type: ignore[override]
-        return self._loaders
 
 
 @dataclass(frozen=True)
@@ -76,7 +64,7 @@ def stale_resolver(
 ) -> CachingStaleStatusResolver:
     """Dagster's own staleness logic (code versions, data versions) for these definitions."""
     graph = defs.resolve_asset_graph() if isinstance(defs, dg.Definitions) else defs.asset_graph
-    return CachingStaleStatusResolver(instance, graph, _Loading(instance))
+    return CachingStaleStatusResolver(instance, graph, loading_context(instance))
 
 
 def error_text(error: SerializableErrorInfo | None, fallback: str = "") -> str:
@@ -87,7 +75,7 @@ def error_text(error: SerializableErrorInfo | None, fallback: str = "") -> str:
         error = error.cause
     message = error.message.strip()
     if error.cls_name == "Failure":  # dg.Failure: the description is the message
-        message = message.removeprefix("dagster._core.definitions.events.Failure: ")
+        message = message.removeprefix(FAILURE_PREFIX)
     return message
 
 

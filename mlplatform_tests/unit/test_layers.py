@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -40,3 +41,22 @@ def test_steps_import_no_dagster() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "False"
+
+
+def test_dagster_internals_stay_in_one_module() -> None:
+    """Private ``dagster._...`` imports live in defs/dagster_internals.py alone."""
+    allowed = ROOT / "mlplatform" / "defs" / "dagster_internals.py"
+    offenders = []
+    for path in sorted((ROOT / "mlplatform").rglob("*.py")):
+        if path == allowed:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            names = []
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            for name in names:
+                if name.startswith("dagster._"):
+                    offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} imports {name}")
+    assert offenders == [], "\n".join(offenders)
