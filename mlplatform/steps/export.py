@@ -39,7 +39,16 @@ from mlplatform.steps.features import layout
 
 PYFUNC_ENTRY = Path(__file__).with_name("bundle_pyfunc.py")
 SHIPPED_MODULES = (
-    "spec.py",
+    "spec/__init__.py",
+    "spec/automation.py",
+    "spec/data.py",
+    "spec/evaluation.py",
+    "spec/loading.py",
+    "spec/periods.py",
+    "spec/project.py",
+    "spec/quality.py",
+    "spec/training.py",
+    "spec/vocabulary.py",
     "columns.py",
     "digests.py",
     "serving/__init__.py",

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -203,3 +205,21 @@ def test_forest_export_leaves_the_model_as_it_was(make_project: ProjectFactory) 
     assert pipeline.named_steps["model"].bootstrap is True
     after = pipeline.predict_proba(holdout[[n for n, _ in layout(project.spec)]])
     np.testing.assert_array_equal(before, after)
+
+
+def test_the_bundle_code_copy_imports_on_its_own(published: tuple) -> None:
+    """The mlplatform modules a bundle ships (spec package included) import from the bundle
+    alone: none of them reaches for a module that was not copied."""
+    path, _, _ = published
+    (entry,) = path.rglob("serving/bundle.py")
+    root = entry.parents[2]
+    code = (
+        "import sys\n"
+        f"sys.path.insert(0, {str(root)!r})\n"
+        "import mlplatform.serving.bundle\n"
+        "mine = [m.__file__ for n, m in sys.modules.items() if n.startswith('mlplatform')]\n"
+        f"print([f for f in mine if not f.startswith({str(root)!r})])\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

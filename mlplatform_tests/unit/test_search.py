@@ -559,7 +559,7 @@ def test_bad_search_section_names_the_field(
 ) -> None:
     with pytest.raises(SpecError) as info:
         load_spec(spec_with(tmp_path, cand))
-    # spec.py reports a lone cross-field problem under the file (''), with the path in the text
+    # loading reports a lone cross-field problem under the file (''), with the path in the text
     lines = [f"{loc}: {msg}" if loc else msg for loc, msg in info.value.problems]
     assert any(line.startswith(f"{where}: ") and reason in line for line in lines), lines
 
