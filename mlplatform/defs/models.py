@@ -1,7 +1,6 @@
 """``<project>/model/<candidate>``: one fitted candidate (sklearn or torch) per training cutoff."""
 
 import os
-import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -17,8 +16,7 @@ from mlplatform.resources.store import ArtifactStore
 from mlplatform.spec import Candidate, ProjectSpec
 
 if TYPE_CHECKING:  # numpy, pandas, optuna, sklearn, torch: imported by the run that trains
-    from mlplatform.steps import search
-    from mlplatform.steps.candidates import EpochLog
+    from mlplatform.steps import search, training
 
 # No ``from __future__ import annotations`` here: Dagster reads the asset functions' annotations
 # (a string ``context`` annotation is refused).
@@ -55,14 +53,6 @@ def kind_modules(kind: str) -> list[str]:
             "mlplatform.steps.torch_onnx",
         ]
     return ["mlplatform.steps.candidates", "mlplatform.steps.train_sklearn"]
-
-
-def epoch_line(candidate: str, log: "EpochLog", metric: str) -> str:
-    value = log.val_metrics.get(metric, float("nan"))
-    return (
-        f"{candidate} epoch {log.epoch}: train_loss {log.train_loss:.4f}, "
-        f"val_loss {log.val_loss:.4f}, val {metric} {value:.4f} ({log.seconds:.2f} s)"
-    )
 
 
 def run_search(
@@ -105,9 +95,58 @@ def run_search(
     return result
 
 
+def model_code_version(spec: ProjectSpec, candidate: Candidate) -> str:
+    """Changes with the code that trains the candidate's kind and the spec it reads."""
+    return code_version(
+        spec,
+        [
+            *kind_modules(candidate.kind),
+            "mlplatform.steps.split",
+            "mlplatform.steps.training",
+            *(["mlplatform.steps.search"] if candidate.search else []),
+        ],
+        ["training", "features", "task"],
+        extra=candidate.model_dump(mode="json"),
+    )
+
+
+def provenance(context: dg.AssetExecutionContext) -> dict[str, Any]:
+    """Which code version and run trained a model, and who started that run."""
+    return {
+        "code_version": context.assets_def.code_versions_by_key[context.asset_key],
+        "dagster_run_id": context.run.run_id,
+        "triggered_by": triggered_by(
+            context.run.tags, in_process=context.run.remote_job_origin is None
+        ),
+    }
+
+
+def model_metadata(
+    result: "training.TrainingResult", train_rows: int, found: "search.SearchResult | None"
+) -> dict[str, object]:
+    """What the UI shows of one trained candidate."""
+    manifest = result.manifest
+    metadata: dict[str, object] = {
+        "path": dg.MetadataValue.path(str(result.path)),
+        "train_rows": train_rows,
+        "window": f"{manifest['partitions'][0]} .. {manifest['partitions'][-1]}",
+        "fit_seconds": round(result.fit_seconds, 3),
+        "mlflow_run_id": result.run_id,
+    }
+    if found is not None:
+        metadata["search"] = (
+            f"{found.finished} trials ({found.pruned} pruned, {found.resumed_from} resumed); "
+            f"best {found.metric} {found.best_value:.4f}"
+        )
+        metadata["best_params"] = dg.MetadataValue.json(found.best_params)
+    if "history" in manifest:
+        metadata["epochs"] = len(manifest["history"])
+        metadata["best_epoch"] = manifest["best_epoch"]
+    return metadata
+
+
 def model_asset(spec: ProjectSpec, candidate: Candidate) -> dg.AssetsDefinition:
     window = spec.training.window
-    metric = spec.evaluation.primary_metric
 
     @dg.asset(
         key=model_key(spec, candidate.name),
@@ -119,16 +158,7 @@ def model_asset(spec: ProjectSpec, candidate: Candidate) -> dg.AssetsDefinition:
                 metadata={"partitions": "dict"},
             )
         },
-        code_version=code_version(
-            spec,
-            [
-                *kind_modules(candidate.kind),
-                "mlplatform.steps.split",
-                *(["mlplatform.steps.search"] if candidate.search else []),
-            ],
-            ["training", "features", "task"],
-            extra=candidate.model_dump(mode="json"),
-        ),
+        code_version=model_code_version(spec, candidate),
         group_name=spec.name,
         kinds={candidate.kind},
         description=f"{candidate.label} trained on the {window} partitions before the cutoff.",
@@ -140,8 +170,7 @@ def model_asset(spec: ProjectSpec, candidate: Candidate) -> dg.AssetsDefinition:
         mlflow: MlflowTracking,
         search_db: SearchStorage,
     ) -> dg.MaterializeResult:
-        from mlplatform.steps import candidates, split
-        from mlplatform.steps.candidates import EpochLog
+        from mlplatform.steps import candidates, split, training
 
         cutoff = context.partition_key
         window = {k: frame for k, frame in partitions.items() if k != cutoff}
@@ -153,91 +182,25 @@ def model_asset(spec: ProjectSpec, candidate: Candidate) -> dg.AssetsDefinition:
             f"training {candidate.name} ({candidate.label}) on {len(train)} rows from "
             f"{manifest['partitions'][0]} to {manifest['partitions'][-1]}"
         )
-        chosen, found = candidate, None
+        found = None
         if candidate.search is not None:
             found = run_search(context, spec, train, manifest, candidate, search_db.url, mlflow)
-            chosen = found.chosen(candidate)
-        run_id = mlflow.start_training(
-            spec.name,
-            run_name=f"{candidate.name}-{cutoff}",
-            params={
-                "kind": candidate.kind,
-                "estimator": candidate.label,
-                "cutoff": cutoff,
-                **chosen.params,
-            },
-            tags={"mlplatform.candidate": candidate.name, "mlplatform.cutoff": cutoff},
+        path = store.model_file(
+            spec.name, candidate.name, cutoff, candidates.model_suffix(candidate)
         )
-
-        def on_epoch(log: EpochLog) -> None:
-            context.log.info(epoch_line(candidate.name, log, metric))
-            mlflow.log_step(
-                run_id,
-                {
-                    "train_loss": log.train_loss,
-                    "val_loss": log.val_loss,
-                    **{f"val_{k}": v for k, v in log.val_metrics.items()},
-                },
-                step=log.epoch,
-            )
-
-        try:
-            started = time.perf_counter()
-            fitted = candidates.fit(train, spec, chosen, on_epoch=on_epoch)
-            fit_seconds = time.perf_counter() - started
-            path = store.model_file(
-                spec.name, candidate.name, cutoff, candidates.model_suffix(candidate)
-            )
-            fitted.save(path)
-        except BaseException:
-            mlflow.fail_run(run_id)
-            raise
-        history = [log.to_json() for log in fitted.history]
-        manifest = {
-            **manifest,
-            "cutoff": cutoff,
-            "candidate": candidate.name,
-            "kind": candidate.kind,
-            "estimator": candidate.label,
-            "params": chosen.params,
-            "code_version": context.assets_def.code_versions_by_key[context.asset_key],
-            "dagster_run_id": context.run.run_id,
-            "triggered_by": triggered_by(
-                context.run.tags, in_process=context.run.remote_job_origin is None
-            ),
-            "mlflow_run_id": run_id,
-        }
-        if found is not None:
-            manifest["search"] = found.to_json()
-        if history:
-            manifest["history"] = history
-            manifest["best_epoch"] = getattr(fitted, "best_epoch", None)
-        model_files = sorted(
-            p for p in path.parent.glob(f"{cutoff}.*") if p.name != f"{cutoff}.json"
+        result = training.train_candidate(
+            train,
+            spec,
+            candidate,
+            cutoff,
+            path,
+            manifest,
+            mlflow,
+            found=found,
+            provenance=provenance(context),
+            log=context.log.info,
         )
-        mlflow.finish_training(
-            run_id,
-            metrics={"train_rows": float(len(train)), "fit_seconds": fit_seconds},
-            manifest=manifest,
-            model_files=model_files,
-        )
-        store.write_json(path.with_suffix(".json"), manifest)
-        metadata: dict[str, object] = {
-            "path": dg.MetadataValue.path(str(path)),
-            "train_rows": len(train),
-            "window": f"{manifest['partitions'][0]} .. {manifest['partitions'][-1]}",
-            "fit_seconds": round(fit_seconds, 3),
-            "mlflow_run_id": run_id,
-        }
-        if found is not None:
-            metadata["search"] = (
-                f"{found.finished} trials ({found.pruned} pruned, {found.resumed_from} resumed); "
-                f"best {found.metric} {found.best_value:.4f}"
-            )
-            metadata["best_params"] = dg.MetadataValue.json(found.best_params)
-        if history:
-            metadata["epochs"] = len(history)
-            metadata["best_epoch"] = manifest["best_epoch"]
-        return dg.MaterializeResult(metadata=metadata)
+        store.write_json(path.with_suffix(".json"), result.manifest)
+        return dg.MaterializeResult(metadata=model_metadata(result, len(train), found))
 
     return model
