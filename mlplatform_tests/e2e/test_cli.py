@@ -13,7 +13,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from mlplatform_tests.conftest import ProjectFactory
+from mlplatform_tests.projects import ProjectFactory
 
 CLI = [sys.executable, "-m", "mlplatform.cli"]
 

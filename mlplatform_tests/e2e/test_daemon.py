@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from mlplatform.examples.generate import generate_example
-from mlplatform_tests.conftest import variant
+from mlplatform_tests.projects import variant
 
 DAEMON = Path(sys.executable).with_name("dagster-daemon")
 

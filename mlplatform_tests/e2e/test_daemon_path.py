@@ -37,7 +37,7 @@ from mlplatform.deploy.coordinator import LANE_TAG, PRIORITY_TAG, PROMOTION_PRIO
 from mlplatform.examples.generate import generate_example
 from mlplatform.ledger import Ledger
 from mlplatform.settings import load_settings
-from mlplatform_tests.conftest import variant
+from mlplatform_tests.projects import variant
 from mlplatform_tests.waiting import wait_for
 
 BIN = Path(sys.executable).parent

@@ -20,7 +20,7 @@ from mlplatform.serving.bundle import load
 from mlplatform.serving.schemas import PRESCAN_BYTES, error_details
 from mlplatform_tests.serving import abuse
 from mlplatform_tests.serving.builders import PROJECT, Built
-from mlplatform_tests.serving.conftest import (
+from mlplatform_tests.serving.servers import (
     APPROVER,
     APPROVER_TOKEN,
     POLL,

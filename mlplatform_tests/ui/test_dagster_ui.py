@@ -26,8 +26,8 @@ import yaml
 
 from mlplatform.examples.generate import generate_example
 from mlplatform.spec import load_spec
-from mlplatform_tests.conftest import variant
 from mlplatform_tests.docker import files
+from mlplatform_tests.projects import variant
 
 PROJECT = "webui"
 RUN_SECONDS = 120  # launch to success (the run process loads the definitions first)

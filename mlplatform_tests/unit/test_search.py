@@ -25,7 +25,7 @@ from mlplatform.steps import candidates, ingest, search
 from mlplatform.steps.candidates import EpochLog, OnEpoch
 from mlplatform.steps.features import build_features
 from mlplatform.steps.split import training_frame
-from mlplatform_tests.conftest import ProjectFactory, variant
+from mlplatform_tests.projects import ProjectFactory, variant
 
 C_LOG = SearchParam(type="float", low=1e-3, high=10.0, log=True)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from mlplatform.serving.bundle import InputSchema, verify
 from mlplatform.steps import export, staging, train_sklearn
 from mlplatform.steps.features import layout
-from mlplatform_tests.conftest import ProjectFactory
+from mlplatform_tests.projects import ProjectFactory
 from mlplatform_tests.unit.test_export_bundle import frames
 
 # A build in its own process: write the bundle to staging, say where, then wait; publish it
