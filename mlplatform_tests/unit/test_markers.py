@@ -33,8 +33,7 @@ def _suite(pytester: pytest.Pytester, tests: str) -> pytest.RunResult:
 
 def test_folder_gives_the_kind_and_one_own_marker_is_kept(pytester: pytest.Pytester) -> None:
     tests = (
-        "import pytest\n\ndef test_a():\n    pass\n\n"
-        "@pytest.mark.e2e\ndef test_b():\n    pass\n"
+        "import pytest\n\ndef test_a():\n    pass\n\n@pytest.mark.e2e\ndef test_b():\n    pass\n"
     )
     result = _suite(pytester, tests)
     assert result.ret == 0, result.stdout.str()
@@ -50,4 +49,3 @@ def test_two_kinds_or_none_fail_the_collection(pytester: pytest.Pytester) -> Non
     result = pytester.runpytest_subprocess("--collect-only", "-q", "elsewhere")
     assert result.ret != 0
     result.stderr.fnmatch_lines(["*test_loose.py::test_loose: none*"])
-

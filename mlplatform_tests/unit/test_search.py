@@ -88,6 +88,7 @@ def crash_worker(spec_file: str, frame_file: str, storage_url: str, name: str) -
     )
 
 
+@pytest.mark.e2e  # a child process is killed mid-search
 def test_search_resumes_after_the_process_is_killed(
     make_project: ProjectFactory, tmp_path: Path
 ) -> None:

@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from mlplatform.serving.bundle import InputSchema, verify
 from mlplatform.steps import export, staging, train_sklearn
 from mlplatform.steps.features import layout
@@ -35,6 +37,7 @@ print(export.publish_bundle(stage, bundles), flush=True)
 """
 
 
+@pytest.mark.e2e  # real builder processes
 def test_next_build_removes_dead_builds_and_keeps_live_ones(
     make_project: ProjectFactory, tmp_path: Path
 ) -> None:
