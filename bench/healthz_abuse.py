@@ -38,7 +38,7 @@ from _common import emit, progress, quiet, table
 
 from mlplatform_tests.serving import abuse
 from mlplatform_tests.serving.builders import build
-from mlplatform_tests.serving.conftest import (
+from mlplatform_tests.serving.servers import (
     APPROVER_TOKEN,
     READER_TOKEN,
     TOKENS,

@@ -26,3 +26,9 @@ def wait_for(
             extra = f"\n{details()}" if details is not None else ""
             raise AssertionError(f"timed out after {seconds}s waiting for {what}{extra}")
         time.sleep(interval)
+
+
+def let_time_pass(seconds: float) -> None:
+    """Sleep on purpose where time passing is what a test exercises (a slow or hanging step,
+    paced load); callers say why. Never use it to wait for a condition: use ``wait_for``."""
+    time.sleep(seconds)

@@ -18,7 +18,7 @@ from mlplatform.defs.runs import (
 )
 from mlplatform.defs.status import project_status
 from mlplatform.spec import Candidate
-from mlplatform_tests.conftest import Project, ProjectFactory
+from mlplatform_tests.projects import Project, ProjectFactory
 
 Pairs = set[tuple[str, str]]
 

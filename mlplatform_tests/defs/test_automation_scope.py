@@ -17,7 +17,7 @@ from mlplatform.defs.runs import (
     trainable_cutoffs,
 )
 from mlplatform.spec import Candidate
-from mlplatform_tests.conftest import Project, ProjectFactory
+from mlplatform_tests.projects import Project, ProjectFactory
 
 TRAINING = ("model/logreg", "model/forest", "evaluation", "bundle")
 

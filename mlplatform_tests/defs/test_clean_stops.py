@@ -26,12 +26,13 @@ from mlplatform.defs.orphaned_runs import (
     end_run,
     in_flight_runs,
 )
+from mlplatform_tests.waiting import let_time_pass
 
 
 @dg.op
 def slow() -> None:
-    for _ in range(200):  # 10 s unless interrupted
-        time.sleep(0.05)
+    for _ in range(200):  # 10 s of work in small steps, so an interrupt lands between them
+        let_time_pass(0.05)
 
 
 @dg.job

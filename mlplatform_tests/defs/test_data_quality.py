@@ -11,8 +11,8 @@ import numpy as np
 
 from mlplatform.defs.build import build_defs, data_job_name
 from mlplatform.examples.generate import generate_frame
-from mlplatform_tests.conftest import Project, ProjectFactory, variant
 from mlplatform_tests.defs.test_materialize import materialized, run, tree_digest
+from mlplatform_tests.projects import Project, ProjectFactory, variant
 
 
 def evaluations(result: dg.ExecuteInProcessResult) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from mlplatform.defs.build import build_defs, data_job_name, train_job_name
-from mlplatform_tests.conftest import ProjectFactory
+from mlplatform_tests.projects import ProjectFactory
 
 
 def test_regression_evaluation_scores_mean_last_and_seasonal_baselines(

@@ -10,7 +10,7 @@ import json
 import dagster as dg
 
 from mlplatform.ledger import Ledger
-from mlplatform_tests.conftest import Trained
+from mlplatform_tests.projects import Trained
 
 
 def evaluate_again(t: Trained, cutoff: str) -> dg.ExecuteInProcessResult:

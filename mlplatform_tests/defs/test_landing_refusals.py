@@ -12,7 +12,7 @@ import pytest
 from mlplatform.defs.build import build_defs, data_job_name
 from mlplatform.defs.runs import tick_landing_sensor
 from mlplatform.defs.status import project_status
-from mlplatform_tests.conftest import ProjectFactory, variant
+from mlplatform_tests.projects import ProjectFactory, variant
 
 pytestmark = pytest.mark.dagster
 

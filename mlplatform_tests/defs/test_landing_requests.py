@@ -13,7 +13,7 @@ from __future__ import annotations
 import dagster as dg
 
 from mlplatform.defs.build import build_defs
-from mlplatform_tests.conftest import ProjectFactory
+from mlplatform_tests.projects import ProjectFactory
 
 
 def test_landing_requests_name_raw_and_features(

@@ -13,7 +13,7 @@ from mlplatform.defs.production import promote_bundle
 from mlplatform.ledger import Ledger
 from mlplatform.resources.mlflow import MlflowTracking
 from mlplatform.resources.store import ArtifactStore
-from mlplatform_tests.conftest import Project, Trained, production_job
+from mlplatform_tests.projects import Project, Trained, production_job
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from mlplatform.defs.build import build_defs, data_job_name, train_job_name
 from mlplatform.defs.status import PartitionStatus, project_status
 from mlplatform.ledger import Ledger
 from mlplatform.steps import candidates
-from mlplatform_tests.conftest import ProjectFactory, Trained, production_job
+from mlplatform_tests.projects import ProjectFactory, Trained, production_job
 
 
 def rows(

@@ -10,8 +10,8 @@ from mlflow.tracking import MlflowClient
 
 from mlplatform.defs.build import train_job_name
 from mlplatform.serving.bundle import load
-from mlplatform_tests.conftest import ProjectFactory
 from mlplatform_tests.defs.test_materialize import checks, ingest_all, materialized, run
+from mlplatform_tests.projects import ProjectFactory
 
 MLP = {
     "name": "mlp",

@@ -15,6 +15,7 @@ from importlib import metadata
 from pathlib import Path
 
 import httpx
+import pytest
 
 from mlplatform_tests.docker import files
 
@@ -55,6 +56,7 @@ def image_command(command: list[str]) -> list[str]:
     return [sys.executable, "-S", "-m", command[0].replace("-", "_"), *command[1:]]
 
 
+@pytest.mark.e2e  # starts the serving command
 def test_serving_cmd_runs_with_only_the_serving_lock(tmp_path: Path) -> None:
     command = files.cmd(files.SERVING_DOCKERFILE)
     assert command[0] == "uvicorn" and "--factory" in command

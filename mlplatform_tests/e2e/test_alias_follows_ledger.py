@@ -18,8 +18,8 @@ from mlplatform.resources.mlflow import MlflowTracking
 from mlplatform.serving.app import create_app
 from mlplatform.stack.services import executable
 from mlplatform_tests import waiting
-from mlplatform_tests.conftest import Trained
 from mlplatform_tests.e2e.test_ledger_postgres import free_port, postgres  # noqa: F401
+from mlplatform_tests.projects import Trained
 
 RACERS = 16
 CLI = [sys.executable, "-m", "mlplatform.cli"]

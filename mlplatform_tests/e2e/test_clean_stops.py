@@ -32,8 +32,8 @@ from mlplatform.examples.generate import generate_example
 from mlplatform.settings import instance_problem, load_settings
 from mlplatform.spec import load_spec
 from mlplatform.stack import processes
-from mlplatform_tests.conftest import ProjectFactory, variant
 from mlplatform_tests.docker import files
+from mlplatform_tests.projects import ProjectFactory, variant
 from mlplatform_tests.waiting import wait_for
 
 pytestmark = pytest.mark.e2e

@@ -9,11 +9,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
-from mlplatform_tests.conftest import ProjectFactory
+from mlplatform_tests.projects import ProjectFactory
+from mlplatform_tests.waiting import wait_for
 
 CLI = [sys.executable, "-m", "mlplatform.cli"]
 
@@ -102,24 +103,23 @@ def test_ui_serves_the_asset_graph(tmp_path: Path) -> None:
         start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + 120
-        body = None
         query = json.dumps({"query": "{ assetNodes { assetKey { path } } }"}).encode()
-        while time.monotonic() < deadline and proc.poll() is None:
+
+        def asset_graph() -> dict[str, Any] | None:
+            assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
+            req = urllib.request.Request(
+                f"http://127.0.0.1:{port}/graphql",
+                data=query,
+                headers={"Content-Type": "application/json"},
+            )
             try:
-                req = urllib.request.Request(
-                    f"http://127.0.0.1:{port}/graphql",
-                    data=query,
-                    headers={"Content-Type": "application/json"},
-                )
                 with urllib.request.urlopen(req, timeout=5) as resp:
-                    body = json.loads(resp.read())
-                if body.get("data", {}).get("assetNodes"):
-                    break
+                    body: dict[str, Any] = json.loads(resp.read())
             except OSError:
-                pass
-            time.sleep(1)
-        assert body is not None, proc.stdout.read().decode() if proc.poll() is not None else ""
+                return None
+            return body if body.get("data", {}).get("assetNodes") else None
+
+        body = wait_for("the UI to serve the asset graph", asset_graph, 120, interval=1)
         keys = {"/".join(n["assetKey"]["path"]) for n in body["data"]["assetNodes"]}
         assert {
             "churn/raw",

@@ -7,26 +7,24 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
+import dagster as dg
 import pytest
 import yaml
 
 from mlplatform.examples.generate import generate_example
-from mlplatform_tests.conftest import variant
+from mlplatform_tests.projects import variant
+from mlplatform_tests.sensor_ticks import settled
+from mlplatform_tests.waiting import wait_for
 
 DAEMON = Path(sys.executable).with_name("dagster-daemon")
 
 
-def wait_for(what: str, ready: Callable[[], bool], seconds: float, log: Path) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if ready():
-            return
-        time.sleep(2)
-    tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
-    pytest.fail(f"timed out after {seconds}s waiting for {what}; daemon log tail:\n{tail}")
+def log_tail(log: Path) -> str:
+    text = log.read_text(errors="replace")[-3000:] if log.exists() else ""
+    return f"daemon log tail:\n{text}"
 
 
 @pytest.fixture
@@ -75,19 +73,43 @@ def test_daemon_turns_a_landed_file_into_a_bundle(
     parked = newest.read_bytes()
     newest.unlink()
     features = home / "assets" / "live" / "features"
+    ingested_at = time.time()
 
     def history_ingested() -> bool:
         return features.is_dir() and len(list(features.glob("*.parquet"))) == 3
 
-    wait_for("the landing sensor to ingest the history", history_ingested, 180, log)
-    time.sleep(12)  # let the automation sensor record where things stand
+    wait_for(
+        "the landing sensor to ingest the history",
+        history_ingested,
+        180,
+        interval=2,
+        details=lambda: log_tail(log),
+    )
+    # The automation sensor must record where things stand before the newest month lands.
+    instance = dg.DagsterInstance.from_config(str(home / "dagster"))
+    try:
+        wait_for(
+            "an automation tick after the history's runs ended",
+            lambda: settled(instance, "live", ingested_at, 1, ("automation",)),
+            120,
+            interval=1,
+            details=lambda: log_tail(log),
+        )
+    finally:
+        instance.dispose()
     newest.write_bytes(parked)
     bundles = home / "bundles"
 
     def bundle_published() -> bool:
         return bundles.is_dir() and any((b / "manifest.json").is_file() for b in bundles.iterdir())
 
-    wait_for("automation to train, evaluate and publish a bundle", bundle_published, 240, log)
+    wait_for(
+        "automation to train, evaluate and publish a bundle",
+        bundle_published,
+        240,
+        interval=2,
+        details=lambda: log_tail(log),
+    )
     assert proc.poll() is None
     (bundle,) = list(bundles.iterdir())
     manifest = yaml.safe_load((bundle / "manifest.json").read_text())

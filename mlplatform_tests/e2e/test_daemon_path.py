@@ -29,15 +29,15 @@ from pathlib import Path
 import dagster as dg
 import pytest
 import yaml
-from dagster._core.scheduler.instigation import InstigatorTick, InstigatorType, TickStatus
-from dagster._core.storage.dagster_run import NOT_FINISHED_STATUSES, RunRecord
+from dagster._core.storage.dagster_run import RunRecord
 
 from mlplatform.defs.runs import MANAGED_MARK, latest_storage_id, materialized_since
 from mlplatform.deploy.coordinator import LANE_TAG, PRIORITY_TAG, PROMOTION_PRIORITY
 from mlplatform.examples.generate import generate_example
 from mlplatform.ledger import Ledger
 from mlplatform.settings import load_settings
-from mlplatform_tests.conftest import variant
+from mlplatform_tests.projects import variant
+from mlplatform_tests.sensor_ticks import completed_ticks, finished_ticks, settled
 from mlplatform_tests.waiting import wait_for
 
 BIN = Path(sys.executable).parent
@@ -77,32 +77,6 @@ class Platform:
         )
         assert result.returncode == 0, f"{args}: {result.stdout[-2000:]}{result.stderr[-2000:]}"
         return result
-
-
-def finished_ticks(instance: dg.DagsterInstance, sensor: str, after: float) -> list[InstigatorTick]:
-    """Ticks of ``<project>__<sensor>`` started after ``after`` that have finished (a finished
-    tick's runs are already in the run storage), oldest first."""
-    for state in instance.all_instigator_state(instigator_type=InstigatorType.SENSOR):
-        if state.instigator_name == f"{P}__{sensor}":
-            ticks = instance.get_ticks(state.instigator_origin_id, state.selector_id, after=after)
-            done = [t for t in ticks if t.status != TickStatus.STARTED]
-            return sorted(done, key=lambda t: t.timestamp)
-    return []
-
-
-def completed_ticks(instance: dg.DagsterInstance, sensor: str, after: float) -> int:
-    return len(finished_ticks(instance, sensor, after))
-
-
-def settled(instance: dg.DagsterInstance, since: float, ticks: int = 2) -> bool:
-    """No run queued or in progress, and the landing and automation sensors have each finished
-    ``ticks`` ticks that started after ``since`` and after the last run ended (so whatever the
-    last run changed has been evaluated and requested nothing)."""
-    if instance.get_runs_count(dg.RunsFilter(statuses=NOT_FINISHED_STATUSES)):
-        return False
-    ends = [r.end_time or 0.0 for r in instance.get_run_records(limit=10)]
-    after = max([since, *ends])
-    return all(completed_ticks(instance, s, after) >= ticks for s in ("landing", "automation"))
 
 
 def records(instance: dg.DagsterInstance, run_ids: Iterable[str]) -> list[RunRecord]:
@@ -239,7 +213,7 @@ def test_daemon_on_a_home_built_by_the_cli_launches_nothing(platform: Platform) 
 
     def three_ticks_each() -> bool:
         return all(
-            completed_ticks(p.instance, s, p.daemon_started) >= 3
+            completed_ticks(p.instance, P, s, p.daemon_started) >= 3
             for s in ("landing", "automation", "promotion")
         )
 
@@ -256,7 +230,7 @@ def test_a_new_month_builds_its_partition_and_the_new_cutoff_only(platform: Plat
     since = time.time()
     wait_for(
         "the new month's runs to finish and automation to go quiet",
-        lambda: settled(p.instance, since),
+        lambda: settled(p.instance, P, since),
         240,
         details=p.tail,
     )
@@ -281,7 +255,7 @@ def test_a_corrected_month_retrains_only_cutoffs_built_before_that_read_it(
     since = time.time()
     wait_for(
         "the corrected month's runs to finish and automation to go quiet",
-        lambda: settled(p.instance, since),
+        lambda: settled(p.instance, P, since),
         240,
         details=p.tail,
     )
@@ -326,7 +300,7 @@ def test_an_approval_jumps_the_queue_of_training_runs(platform: Platform) -> Non
     assert run.tags[PRIORITY_TAG] == PROMOTION_PRIORITY
     # requested by the first promotion tick after the approval (or one already under way)
     approval = ledger.decisions(P, bundle_id)[-1].created_at.timestamp()
-    ticks = finished_ticks(p.instance, "promotion", approval - 2 * TICK)
+    ticks = finished_ticks(p.instance, P, "promotion", approval - 2 * TICK)
     (requested_by,) = [t for t in ticks if run.run_id in t.run_ids]
     first_after = next(t for t in ticks if t.timestamp > approval)
     assert requested_by.timestamp <= first_after.timestamp, p.tail()
@@ -344,7 +318,10 @@ def test_an_approval_jumps_the_queue_of_training_runs(platform: Platform) -> Non
     assert overtaken, timeline([*backtest_runs, done], approved_at)
 
     wait_for(
-        "the backtest to finish", lambda: settled(p.instance, approved_at, 1), 240, details=p.tail
+        "the backtest to finish",
+        lambda: settled(p.instance, P, approved_at, 1),
+        240,
+        details=p.tail,
     )
     backtest_runs = records(p.instance, ids(training))
     assert failures(p.instance, backtest_runs) == []

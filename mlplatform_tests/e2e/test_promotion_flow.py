@@ -24,7 +24,7 @@ from mlplatform.serving.bundle import load
 from mlplatform.serving.client import Client
 from mlplatform.steps.ingest import read_landing_file
 from mlplatform_tests import waiting
-from mlplatform_tests.conftest import Project, Trained, production_job
+from mlplatform_tests.projects import Project, Trained, production_job
 
 CLI = [sys.executable, "-m", "mlplatform.cli"]
 TOKENS = {

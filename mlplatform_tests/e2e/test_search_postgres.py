@@ -11,8 +11,8 @@ import sqlalchemy as sa
 from mlplatform.ledger import Ledger
 from mlplatform.ledger.schema import metadata
 from mlplatform.steps import search
-from mlplatform_tests.conftest import ProjectFactory
 from mlplatform_tests.e2e.test_ledger_postgres import postgres  # noqa: F401 (fixture)
+from mlplatform_tests.projects import ProjectFactory
 from mlplatform_tests.unit.test_ledger import PROJECT, schema_drift
 from mlplatform_tests.unit.test_search import check_resume_after_kill, train_frame
 

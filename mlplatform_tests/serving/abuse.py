@@ -148,7 +148,7 @@ class AbuseResult:
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def _loop(send: Callable[[], int], stop: Any, out: Any) -> None:
+def _loop(send: Callable[[], int], stop: Any, started: Any, out: Any) -> None:
     statuses: Counter[int] = Counter()
     while not stop.is_set():
         try:
@@ -156,6 +156,7 @@ def _loop(send: Callable[[], int], stop: Any, out: Any) -> None:
         except (OSError, httpx.HTTPError):
             status = 0
         statuses[status] += 1
+        started.set()
     out.put(dict(statuses))
 
 
@@ -167,12 +168,19 @@ def abuse(url: str, abusers: dict[str, Callable[[], int]], seconds: float) -> Ab
     context = multiprocessing.get_context("fork")
     stop = context.Event()
     running = []
+    started = []
     for name, send in abusers.items():
-        out = context.Queue()
-        process = context.Process(target=_loop, args=(send, stop, out), daemon=True)
+        out, first = context.Queue(), context.Event()
+        process = context.Process(target=_loop, args=(send, stop, first, out), daemon=True)
         process.start()
         running.append((name, process, out))
-    time.sleep(0.5 if abusers else 0)  # let the abuse start
+        started.append(first)
+    waiting.wait_for(
+        "every abuser to have sent a request",
+        lambda: all(e.is_set() for e in started),
+        60,
+        interval=0.01,
+    )
     end = time.monotonic() + seconds
     with httpx.Client(base_url=url, timeout=30) as client:
         while time.monotonic() < end:
@@ -183,7 +191,7 @@ def abuse(url: str, abusers: dict[str, Callable[[], int]], seconds: float) -> Ab
                 ok = False
             result.healthz.append(time.perf_counter() - start)
             result.healthz_errors += not ok
-            time.sleep(0.005)
+            waiting.let_time_pass(0.005)  # pace the measuring client: a steady probe
     stop.set()
     for name, process, out in running:
         result.statuses[name].update(out.get(timeout=120))

@@ -16,7 +16,7 @@ from mlplatform.spec import Candidate, ProjectSpec, load_spec
 from mlplatform.steps import evaluate, export, ingest, train_sklearn
 from mlplatform.steps.features import build_features, layout
 from mlplatform.steps.split import training_frame, training_manifest
-from mlplatform_tests.conftest import variant
+from mlplatform_tests.projects import variant
 
 PROJECT = "shop"
 OTHER_PROJECT = "other"

@@ -10,8 +10,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from mlplatform.serving.bundle import load
+from mlplatform_tests import waiting
 from mlplatform_tests.serving.builders import OTHER_PROJECT, PROJECT
-from mlplatform_tests.serving.conftest import APPROVER, READER, Env, flip_byte, wait_for
+from mlplatform_tests.serving.servers import APPROVER, READER, Env, flip_byte
 
 P = f"/v1/projects/{PROJECT}"
 
@@ -228,7 +229,7 @@ def test_rollback_to_previous_production(client: TestClient, env: Env) -> None:
     r = client.post(f"{P}/rollback", json={"reason": "nothing before a"}, headers=APPROVER)
     assert r.status_code == 400 and "no previous bundle" in r.json()["detail"]
     env.ledger.promote(PROJECT, b, "dagster", "approved", expected_from=a)
-    wait_for(lambda: served(client) == b, what="b to be served")
+    waiting.wait_for("b to be served", lambda: served(client) == b, 15, interval=0.01)
     r = client.post(
         f"{P}/rollback", json={"to_bundle": None, "reason": "b drifts"}, headers=APPROVER
     )
@@ -290,7 +291,7 @@ def test_tampered_new_production_is_not_swapped_in(client: TestClient, env: Env)
         health = client.get("/healthz").json()
         return health if health["projects"][PROJECT]["error"] else None
 
-    health = wait_for(health_error, what="the refusal in /healthz")
+    health = waiting.wait_for("the refusal in /healthz", health_error, 15, interval=0.01)
     shop = health["projects"][PROJECT]
     assert health["status"] == "degraded"
     assert shop["bundle_id"] == a and shop["ledger_bundle_id"] == c
@@ -313,7 +314,7 @@ def test_metrics_count_routes_and_follow_production(client: TestClient, env: Env
     info = 'mlplatform_production_bundle_info{{bundle_id="{}",project="shop"}} 1.0'
     assert info.format(env.ids["a"]) in text
     env.ledger.promote(PROJECT, env.ids["b"], "dagster", "approved", expected_from=env.ids["a"])
-    wait_for(lambda: served(client) == env.ids["b"], what="b to be served")
+    waiting.wait_for("b to be served", lambda: served(client) == env.ids["b"], 15, interval=0.01)
     text = client.get("/metrics").text
     assert info.format(env.ids["b"]) in text
     assert info.format(env.ids["a"]) not in text

@@ -12,8 +12,9 @@ from fastapi.testclient import TestClient
 
 from mlplatform.serving.app import create_app
 from mlplatform.serving.auth import AUTH_DEPENDENCIES, Authenticator, approver, public, reader
+from mlplatform_tests import waiting
 from mlplatform_tests.serving.builders import PROJECT, Built
-from mlplatform_tests.serving.conftest import (
+from mlplatform_tests.serving.servers import (
     APPROVER,
     APPROVER_TOKEN,
     POLL,
@@ -22,7 +23,6 @@ from mlplatform_tests.serving.conftest import (
     Env,
     Server,
     make_env,
-    wait_for,
 )
 
 P = f"/v1/projects/{PROJECT}"
@@ -182,7 +182,9 @@ def test_tokens_never_reach_the_logs(
     with server.http() as http:  # real uvicorn, with its access log going to the root logger
         assert http.get("/v1/projects").status_code == 200
         assert http.get("/v1/projects", headers={"Authorization": f"Bearer {wrong}"}).status_code
-    wait_for(lambda: "GET /v1/projects" in caplog.text, what="uvicorn's access log")
+    waiting.wait_for(
+        "uvicorn's access log", lambda: "GET /v1/projects" in caplog.text, 15, interval=0.01
+    )
     assert "alice recorded approve" in caplog.text  # the identity is logged...
     for secret in (READER_TOKEN, APPROVER_TOKEN, wrong):  # ...never a token
         assert secret not in caplog.text

@@ -12,7 +12,7 @@ import pytest
 
 from mlplatform.serving.client import Client, ClientError
 from mlplatform_tests.serving.builders import OTHER_PROJECT, PROJECT
-from mlplatform_tests.serving.conftest import READER, READER_TOKEN, Server, flip_byte
+from mlplatform_tests.serving.servers import READER, READER_TOKEN, Server, flip_byte
 
 
 class Recording(httpx.HTTPTransport):

@@ -10,7 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from mlplatform.serving.app import INLINE_ROWS, create_app
-from mlplatform_tests.serving.conftest import APPROVER, PROJECT, READER, Env
+from mlplatform_tests.serving.builders import PROJECT
+from mlplatform_tests.serving.servers import APPROVER, READER, Env
 
 
 @pytest.fixture

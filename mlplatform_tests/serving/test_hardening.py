@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
@@ -20,7 +21,7 @@ from mlplatform.serving.bundle import load
 from mlplatform.serving.schemas import PRESCAN_BYTES, error_details
 from mlplatform_tests.serving import abuse
 from mlplatform_tests.serving.builders import PROJECT, Built
-from mlplatform_tests.serving.conftest import (
+from mlplatform_tests.serving.servers import (
     APPROVER,
     APPROVER_TOKEN,
     POLL,
@@ -139,6 +140,7 @@ def outcome(validate: Callable[[], list[dict[str, Any]]]) -> Any:
         return error_details(exc)
 
 
+@pytest.mark.e2e  # a real `mlplatform serve` and abuser processes
 def test_healthz_stays_fast_while_abused(built: Built, tmp_path: Path) -> None:
     """The issue's bound: /healthz p99 < 50 ms under abuse (bench/healthz_abuse.py shows it);
     asserted here with a generous margin for a shared test machine (today: seconds)."""
@@ -242,6 +244,7 @@ def test_every_response_says_nosniff_and_pages_carry_a_csp(client: TestClient, e
     assert "script-src 'sha256-" in client.get("/review").headers["content-security-policy"]
 
 
+@pytest.mark.e2e  # runs `mlplatform serve` as a process
 def test_serve_with_a_bad_spec_fails_in_one_line(tmp_path: Path) -> None:
     projects = tmp_path / "projects"
     projects.mkdir()
@@ -262,6 +265,7 @@ def test_serve_with_a_bad_spec_fails_in_one_line(tmp_path: Path) -> None:
     assert "Traceback" not in out.stderr and "serving on" not in out.stdout
 
 
+@pytest.mark.e2e  # runs `mlplatform serve` as a process
 def test_serve_with_an_unreachable_ledger_fails_in_one_line(built: Built, tmp_path: Path) -> None:
     url = f"postgresql+psycopg2://ledger:pw-SECRET@127.0.0.1:{abuse.free_port()}/ledger"
     out = subprocess.run(

@@ -8,8 +8,9 @@ from typing import Any
 import httpx
 
 from mlplatform.serving.bundle import load
+from mlplatform_tests import waiting
 from mlplatform_tests.serving.builders import PROJECT
-from mlplatform_tests.serving.conftest import APPROVER, Server, wait_for
+from mlplatform_tests.serving.servers import APPROVER, Server
 
 THREADS = 4
 MIN_REQUESTS = 200
@@ -22,7 +23,7 @@ def test_hot_swap_under_concurrent_requests(server: Server) -> None:
     current = ledger.production(PROJECT)
     if current is None or current.to_bundle != a:
         ledger.promote(PROJECT, a, "test", "reset", expected_from=current and current.to_bundle)
-    wait_for(lambda: server.served() == a, what="a to be served")
+    waiting.wait_for("a to be served", lambda: server.served() == a, 15, interval=0.01)
     row = env.rows[0]
     expected = {bid: load(env.settings.bundles_dir / bid).predict_rows([row]) for bid in (a, b)}
     assert expected[a] != expected[b]  # otherwise a swap would go unnoticed
@@ -48,7 +49,12 @@ def test_hot_swap_under_concurrent_requests(server: Server) -> None:
         steps.append(("promote", b))
         for kind, target in steps:
             before = sum(len(r) for r in results)
-            wait_for(lambda n=before: sum(len(r) for r in results) > n + 20, what="traffic")
+            waiting.wait_for(
+                "traffic",
+                lambda n=before: sum(len(r) for r in results) > n + 20,
+                15,
+                interval=0.01,
+            )
             if kind == "api-rollback":
                 with httpx.Client(base_url=server.base_url, headers=APPROVER) as http:
                     r = http.post(f"/v1/projects/{PROJECT}/rollback", json={"reason": "load"})
@@ -64,8 +70,15 @@ def test_hot_swap_under_concurrent_requests(server: Server) -> None:
                     kind="rollback" if kind == "rollback" else "promote",
                     expected_from=now.to_bundle if now else None,
                 )
-            wait_for(lambda t=target: server.served() == t, what=f"{target[:8]} to be served")
-        wait_for(lambda: all(len(r) >= MIN_REQUESTS for r in results), timeout=60, what="load")
+            waiting.wait_for(
+                f"{target[:8]} to be served",
+                lambda t=target: server.served() == t,
+                15,
+                interval=0.01,
+            )
+        waiting.wait_for(
+            "load", lambda: all(len(r) >= MIN_REQUESTS for r in results), 60, interval=0.01
+        )
     finally:
         stop.set()
         for t in threads:

@@ -15,7 +15,7 @@ import pytest
 
 from mlplatform.serving.app import create_app
 from mlplatform_tests.serving.builders import PROJECT, Built
-from mlplatform_tests.serving.conftest import (
+from mlplatform_tests.serving.servers import (
     APPROVER_TOKEN,
     POLL,
     READER_TOKEN,

@@ -17,16 +17,16 @@ import pytest
 
 from mlplatform.serving.app import create_app
 from mlplatform.stack.postgres import Cluster
+from mlplatform_tests import waiting
 from mlplatform_tests.serving.abuse import free_port
 from mlplatform_tests.serving.builders import PROJECT, Built
-from mlplatform_tests.serving.conftest import (
+from mlplatform_tests.serving.servers import (
     APPROVER,
     POLL,
     READER,
     TOKENS,
     make_env,
     uvicorn_thread,
-    wait_for,
 )
 
 pytestmark = pytest.mark.e2e
@@ -78,17 +78,29 @@ def test_ledger_outage_is_503_and_recovers(
             assert password not in detail
         r = reader.post(f"{P}/predict", json={"rows": env.rows[:3]})
         assert r.status_code == 200 and r.json()["bundle_id"] == a  # still served from memory
-        health = wait_for(
+        health = waiting.wait_for(
+            "/healthz to say degraded",
             lambda: (h := reader.get("/healthz").json())["status"] == "degraded" and h,
-            what="/healthz to say degraded",
+            15,
+            interval=0.01,
         )
         assert health["projects"][PROJECT]["error"].startswith("ledger unavailable: ")
 
         cluster.start()
-        wait_for(lambda: calls["candidates"]().status_code == 200, what="the ledger to return")
+        waiting.wait_for(
+            "the ledger to return",
+            lambda: calls["candidates"]().status_code == 200,
+            15,
+            interval=0.01,
+        )
         assert calls["approve"]().status_code == 201
         assert calls["promotions"]().json()["production"] == a
-        wait_for(lambda: reader.get("/healthz").json()["status"] == "ok", what="/healthz ok")
+        waiting.wait_for(
+            "/healthz ok",
+            lambda: reader.get("/healthz").json()["status"] == "ok",
+            15,
+            interval=0.01,
+        )
         reader.close()
         approver.close()
     assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"

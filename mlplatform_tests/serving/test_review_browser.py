@@ -25,7 +25,7 @@ from mlplatform.serving.bundle import bundle_id_of
 from mlplatform.steps.evaluate import PRODUCTION, EvaluationResult, GateResult, ModelScores
 from mlplatform.steps.report import render_report, write_report
 from mlplatform_tests.serving.builders import PROJECT, Built
-from mlplatform_tests.serving.conftest import (
+from mlplatform_tests.serving.servers import (
     APPROVER_TOKEN,
     POLL,
     READER,

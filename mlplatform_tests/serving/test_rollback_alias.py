@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from mlplatform.serving.app import create_app
 from mlplatform_tests.serving.builders import PROJECT, Built
-from mlplatform_tests.serving.conftest import APPROVER, TOKENS, make_env
+from mlplatform_tests.serving.servers import APPROVER, TOKENS, make_env
 
 
 def closed_port() -> int:

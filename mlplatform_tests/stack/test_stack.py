@@ -37,7 +37,7 @@ from mlplatform.resources.mlflow import MlflowTracking
 from mlplatform.stack import control, processes
 from mlplatform.stack.config import PROCESS_SERVICES, StackConfig, platform_env
 from mlplatform_tests import waiting
-from mlplatform_tests.conftest import variant
+from mlplatform_tests.projects import variant
 
 MAX_RUNS = 2
 TOKENS = {

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import dagster as dg
@@ -34,6 +33,7 @@ from mlplatform.stack.config import (
     service_env,
 )
 from mlplatform.stack.services import command
+from mlplatform_tests.waiting import wait_for
 
 PG_ENV = {
     "DAGSTER_PG_HOST": "db",
@@ -142,9 +142,12 @@ def test_stop_signals_our_group_and_never_a_reused_pid(tmp_path: Path) -> None:
         "demo", [sys.executable, "-c", script], dict(os.environ), tmp_path / "demo.log",
         tmp_path / "demo.json", cwd=tmp_path,
     )  # fmt: skip
-    deadline = time.monotonic() + 30
-    while len(processes.group_members(record)) < 2 and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_for(
+        "the service's child to start",
+        lambda: len(processes.group_members(record)) >= 2,
+        30,
+        interval=0.1,
+    )
     members = processes.group_members(record)
     assert len(members) == 2 and record.pid in members
     assert processes.ProcessRecord.load(tmp_path / "demo.json") == record

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -26,8 +25,9 @@ import yaml
 
 from mlplatform.examples.generate import generate_example
 from mlplatform.spec import load_spec
-from mlplatform_tests.conftest import variant
 from mlplatform_tests.docker import files
+from mlplatform_tests.projects import variant
+from mlplatform_tests.waiting import wait_for
 
 PROJECT = "webui"
 RUN_SECONDS = 120  # launch to success (the run process loads the definitions first)
@@ -208,9 +208,7 @@ def test_materialize_one_partition_from_the_asset_graph(
 
         # The run, found in the runs list, succeeds.
         with dg.DagsterInstance.from_config(str(stack.dagster_home)) as instance:
-            deadline = time.monotonic() + 30
-            while not instance.get_run_records() and time.monotonic() < deadline:
-                time.sleep(0.5)
+            wait_for("the launched run to be recorded", instance.get_run_records, 30)
             (record,) = instance.get_run_records()
         run_id = record.dagster_run.run_id
         nav.get_by_role("link", name=re.compile(r"\bRuns$")).click()

@@ -17,8 +17,8 @@ import yaml
 
 from mlplatform.examples.generate import generate_example
 from mlplatform.spec import load_spec
-from mlplatform_tests.conftest import variant
 from mlplatform_tests.docker import files
+from mlplatform_tests.projects import variant
 from mlplatform_tests.waiting import wait_for
 
 pytestmark = pytest.mark.browser

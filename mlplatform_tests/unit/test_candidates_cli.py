@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from mlplatform.cli import app
 from mlplatform.ledger import Ledger
 from mlplatform.settings import load_settings
-from mlplatform_tests.conftest import variant
+from mlplatform_tests.projects import variant
 
 
 def bundle(home: Path, bundle_id: str, cutoff: str, candidate: str, roc_auc: float) -> None:

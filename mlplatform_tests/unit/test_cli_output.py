@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from mlplatform.cli import summary_lines
 from mlplatform.spec import ProjectSpec
 
@@ -107,6 +109,7 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.e2e  # runs the CLI as a process
 def test_unexpected_errors_are_one_line_without_verbose(tmp_path: Path) -> None:
     (tmp_path / "landing").write_text("a file where a folder should be")
     args = ["generate", "--months", "1", "--rows", "10", "--home", str(tmp_path)]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -196,3 +198,22 @@ def test_code_version_reads_a_module_by_name_without_importing_it(
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_code_version_of_a_package_follows_its_modules_and_templates(
+    churn_spec: ProjectSpec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    package = tmp_path / "reportish"
+    (package / "templates").mkdir(parents=True)
+    (package / "__init__.py").write_text("from reportish.render import render\n")
+    (package / "render.py").write_text("def render() -> str:\n    return 'x'\n")
+    template = package / "templates" / "page.html.j2"
+    template.write_text("<h1>{{ title }}</h1>\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    base = code_version(churn_spec, ["reportish"], ["evaluation"])
+    template.write_text("<h2>{{ title }}</h2>\n")
+    edited_template = code_version(churn_spec, ["reportish"], ["evaluation"])
+    (package / "render.py").write_text("def render() -> str:\n    return 'y'\n")
+    edited_module = code_version(churn_spec, ["reportish"], ["evaluation"])
+    assert len({base, edited_template, edited_module}) == 3
+    assert "reportish" not in sys.modules  # read, not imported

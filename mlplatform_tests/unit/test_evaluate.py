@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from mlplatform.spec import Gate, ProjectSpec
 from mlplatform.steps import evaluate as ev
 from mlplatform.steps.report import render_report
-from mlplatform_tests.conftest import variant
+from mlplatform_tests.projects import variant
 
 RNG = np.random.default_rng(3)
 

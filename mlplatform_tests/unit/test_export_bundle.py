@@ -19,7 +19,7 @@ from mlplatform.spec import CLASSIFIERS, REGRESSORS, Candidate, ProjectSpec
 from mlplatform.steps import export, ingest, train_sklearn
 from mlplatform.steps.features import build_features, layout
 from mlplatform.steps.split import training_frame
-from mlplatform_tests.conftest import ProjectFactory
+from mlplatform_tests.projects import ProjectFactory
 
 SMALL = {
     "random_forest_classifier": {"n_estimators": 10, "max_depth": 5},

@@ -19,7 +19,7 @@ import yaml
 
 from mlplatform.examples.generate import generate_example
 from mlplatform.spec import load_spec
-from mlplatform_tests.conftest import variant
+from mlplatform_tests.projects import variant
 
 ROOT = Path(__file__).resolve().parents[2]
 HEAVY = (

@@ -14,7 +14,7 @@ from mlplatform.examples.generate import generate_example
 from mlplatform.spec import ProjectSpec, load_spec
 from mlplatform.steps.ingest import parse_partition, read_landing_file
 from mlplatform.steps.preview import check_file
-from mlplatform_tests.conftest import variant
+from mlplatform_tests.projects import variant
 
 
 def project(tmp_path: Path, months: int = 2, rows: int = 120, **columns: Any) -> ProjectSpec:

@@ -24,7 +24,7 @@ from mlplatform.spec import ProjectSpec, SpecError, load_spec
 from mlplatform.steps import ingest
 from mlplatform.steps.ingest import DataError, read_landing_file
 from mlplatform.steps.preview import check_file
-from mlplatform_tests.conftest import variant
+from mlplatform_tests.projects import variant
 
 pytestmark = pytest.mark.unit
 

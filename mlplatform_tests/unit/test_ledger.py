@@ -268,6 +268,7 @@ def test_two_threads_race_one_wins(url: str) -> None:
     check_race(url, [results.get_nowait() for _ in range(results.qsize())], rounds)
 
 
+@pytest.mark.e2e  # two real processes race
 def test_two_processes_race_one_wins(url: str) -> None:
     Ledger(url).dispose()
     rounds = 5

@@ -7,13 +7,13 @@ import math
 import os
 import re
 import time
+from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pytest
 
-from mlplatform.steps import report
 from mlplatform.steps.candidates import EpochLog
 from mlplatform.steps.evaluate import EvaluationResult, GateResult, ModelScores
 from mlplatform.steps.report import render_report, write_report
@@ -268,6 +268,18 @@ def test_html_is_escaped() -> None:
     assert "<k>" not in html and "&lt;k&gt;" in html and "&lt;v&gt;" in html
 
 
+def test_attribute_values_are_escaped() -> None:
+    result = binary_result()
+    result.models["cand_b"].notes = ['"><script>x</script>', "it's"]
+    html = render_report(result, project="churn")
+    assert "<script>" not in html
+    flags = re.findall(r'<span class="tag flag" title="([^"]*)">flagged</span>', html)
+    assert flags, "the flagged model has no tag"
+    for flag in flags:
+        assert unescape(flag) == "\"><script>x</script>; it's"
+        assert "<" not in flag and "'" not in flag
+
+
 def test_no_winner_lists_reasons() -> None:
     html = render_report(multiclass_result(), project="iris")
     assert "No candidate qualifies" in html
@@ -490,7 +502,7 @@ def test_write_report_failure_keeps_old_file_and_no_temp(
     def boom(src: str, dst: str) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(report.os, "replace", boom)
+    monkeypatch.setattr(os, "replace", boom)
     with pytest.raises(OSError, match="disk full"):
         write_report("<p>new</p>", target)
     assert target.read_text(encoding="utf-8") == "old"

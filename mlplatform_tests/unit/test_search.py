@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,8 @@ from mlplatform.steps import candidates, ingest, search
 from mlplatform.steps.candidates import EpochLog, OnEpoch
 from mlplatform.steps.features import build_features
 from mlplatform.steps.split import training_frame
-from mlplatform_tests.conftest import ProjectFactory, variant
+from mlplatform_tests.projects import ProjectFactory, variant
+from mlplatform_tests.waiting import let_time_pass, wait_for
 
 C_LOG = SearchParam(type="float", low=1e-3, high=10.0, log=True)
 
@@ -80,7 +80,7 @@ def crash_worker(spec_file: str, frame_file: str, storage_url: str, name: str) -
     def fit(train: pd.DataFrame, spec: ProjectSpec, cand: Candidate, on_epoch: Any) -> Any:
         calls.append(cand)
         if len(calls) > 2:
-            time.sleep(600)
+            let_time_pass(600)  # a trial that hangs until its process is killed
         return candidates.fit(train, spec, cand, on_epoch)
 
     search.run_search(
@@ -88,6 +88,7 @@ def crash_worker(spec_file: str, frame_file: str, storage_url: str, name: str) -
     )
 
 
+@pytest.mark.e2e  # a child process is killed mid-search
 def test_search_resumes_after_the_process_is_killed(
     make_project: ProjectFactory, tmp_path: Path
 ) -> None:
@@ -112,20 +113,24 @@ def check_resume_after_kill(
     with log.open("wb") as out:
         child = subprocess.Popen([sys.executable, "-c", code], stdout=out, stderr=out)
     try:
-        deadline = time.monotonic() + 60
-        while True:
+
+        def third_trial_hangs() -> bool:
             assert child.poll() is None, log.read_text(errors="replace")[-3000:]
             try:
                 trials = stored_trials(storage_url, name)
             except (KeyError, sa.exc.SQLAlchemyError):  # the child is still creating the study
                 trials = []
-            states = [t.state for t in trials]
             running = [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]
-            complete = states.count(optuna.trial.TrialState.COMPLETE)
-            if complete >= 2 and running and search.PID_ATTR in running[0].user_attrs:
-                break
-            assert time.monotonic() < deadline, f"no 2 finished trials in time: {states}"
-            time.sleep(0.1)
+            complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+            return len(complete) >= 2 and bool(running) and search.PID_ATTR in running[0].user_attrs
+
+        wait_for(
+            "2 finished trials and a running third",
+            third_trial_hangs,
+            60,
+            interval=0.1,
+            details=lambda: str([t.state for t in stored_trials(storage_url, name)]),
+        )
     finally:
         if child.poll() is None:
             os.kill(child.pid, signal.SIGKILL)
@@ -397,7 +402,7 @@ def test_timeout_stops_starting_trials(
     spec, train = binary
 
     def slow(train: pd.DataFrame, spec: ProjectSpec, cand: Candidate, on_epoch: Any) -> Any:
-        time.sleep(0.3)
+        let_time_pass(0.3)  # a slow trial: the search timeout must stop starting more
         return candidates.fit(train, spec, cand)
 
     cand = logreg(n_trials=30, timeout_seconds=0.5)

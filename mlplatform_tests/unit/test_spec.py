@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from mlplatform.cli import app
 from mlplatform.spec import ProjectSpec, SpecError, load_spec
-from mlplatform_tests.conftest import example_dict, variant
+from mlplatform_tests.projects import example_dict, variant
 
 
 def write(tmp_path: Path, data: Any, name: str = "proj") -> Path:

@@ -11,10 +11,12 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from mlplatform.serving.bundle import InputSchema, verify
 from mlplatform.steps import export, staging, train_sklearn
 from mlplatform.steps.features import layout
-from mlplatform_tests.conftest import ProjectFactory
+from mlplatform_tests.projects import ProjectFactory
 from mlplatform_tests.unit.test_export_bundle import frames
 
 # A build in its own process: write the bundle to staging, say where, then wait; publish it
@@ -35,6 +37,7 @@ print(export.publish_bundle(stage, bundles), flush=True)
 """
 
 
+@pytest.mark.e2e  # real builder processes
 def test_next_build_removes_dead_builds_and_keeps_live_ones(
     make_project: ProjectFactory, tmp_path: Path
 ) -> None:

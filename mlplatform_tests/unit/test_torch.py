@@ -20,7 +20,7 @@ from mlplatform.spec import Candidate, ProjectSpec, Training
 from mlplatform.steps import candidates, export, train_torch
 from mlplatform.steps.candidates import EpochLog
 from mlplatform.steps.features import layout
-from mlplatform_tests.conftest import Project, ProjectFactory, example_dict
+from mlplatform_tests.projects import Project, ProjectFactory, example_dict
 from mlplatform_tests.unit.test_export_bundle import frames
 
 REPO = Path(__file__).resolve().parents[2]
