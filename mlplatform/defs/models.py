@@ -54,7 +54,11 @@ def kind_modules(kind: str) -> list[str]:
             "mlplatform.steps.train_torch",
             "mlplatform.steps.torch_onnx",
         ]
-    return ["mlplatform.steps.candidates", "mlplatform.steps.train_sklearn"]
+    return [
+        "mlplatform.steps.candidates",
+        "mlplatform.steps.train_sklearn",
+        "mlplatform.steps.sklearn_onnx",
+    ]
 
 
 def epoch_line(candidate: str, log: "EpochLog", metric: str) -> str:

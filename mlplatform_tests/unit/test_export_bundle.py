@@ -12,9 +12,10 @@ import pandas as pd
 import pytest
 import skops.io as sio
 
-from mlplatform.serving.bundle import BundleError, InputSchema, load
+from mlplatform.bundles import build
+from mlplatform.bundles.format import BundleError, InputSchema, load
 from mlplatform.spec import CLASSIFIERS, REGRESSORS, Candidate, ProjectSpec
-from mlplatform.steps import export, ingest, train_sklearn
+from mlplatform.steps import ingest, sklearn_onnx, train_sklearn
 from mlplatform.steps.features import build_features, layout
 from mlplatform.steps.split import training_frame
 from mlplatform_tests.conftest import ProjectFactory
@@ -53,13 +54,13 @@ def test_every_estimator_converts_with_parity(make_project: ProjectFactory, task
         pipeline = train_sklearn.fit_candidate(train, spec, cand)
         import onnxruntime as ort
 
-        model = export.pipeline_to_onnx(pipeline, spec)
+        model = sklearn_onnx.pipeline_to_onnx(pipeline, spec)
         session = ort.InferenceSession(
             model.SerializeToString(), providers=["CPUExecutionProvider"]
         )
         expected = train_sklearn.SklearnModel(pipeline, spec).predict(holdout)
-        got = export.onnx_predict(session, holdout, spec)
-        assert export.parity_error(expected, got, spec) <= 1e-4, name
+        got = build.onnx_predict(session, holdout, spec)
+        assert build.parity_error(expected, got, spec) <= 1e-4, name
 
 
 def test_skops_roundtrip_and_untrusted_refused(
@@ -88,9 +89,9 @@ def published(make_project: ProjectFactory, tmp_path: Path) -> tuple[Path, objec
     train, holdout, raw = frames(project.files, spec)
     pipeline = train_sklearn.fit_candidate(train, spec, spec.candidates[1])
     schema = InputSchema(dict(spec.columns), spec.features, spec.feature_columns, layout(spec))
-    stage = export.write_bundle(
+    stage = build.write_bundle(
         tmp_path / "staging",
-        export.pipeline_to_onnx(pipeline, spec),
+        sklearn_onnx.pipeline_to_onnx(pipeline, spec),
         spec,
         {
             "project": spec.name,
@@ -99,9 +100,9 @@ def published(make_project: ProjectFactory, tmp_path: Path) -> tuple[Path, objec
             "classes": [str(c) for c in pipeline.classes_],
         },
     )
-    audit = export.audit_bundle(stage, train_sklearn.SklearnModel(pipeline, spec), holdout, spec)
+    audit = build.audit_bundle(stage, train_sklearn.SklearnModel(pipeline, spec), holdout, spec)
     assert audit["max_abs_diff"] <= 1e-4
-    path = export.publish_bundle(stage, tmp_path / "bundles")
+    path = build.publish_bundle(stage, tmp_path / "bundles")
     assert not stage.exists() and path.parent.name == "bundles"
     expected = pipeline.predict_proba(holdout[[n for n, _ in layout(spec)]])
     return path, expected, raw
@@ -146,9 +147,9 @@ def test_the_same_training_gives_the_same_bundle_id(
     paths = []
     for attempt in range(2):
         pipeline = train_sklearn.fit_candidate(train, spec, spec.candidates[1])
-        stage = export.write_bundle(
+        stage = build.write_bundle(
             tmp_path / f"staging{attempt}",
-            export.pipeline_to_onnx(pipeline, spec),
+            sklearn_onnx.pipeline_to_onnx(pipeline, spec),
             spec,
             {
                 "project": spec.name,
@@ -157,7 +158,7 @@ def test_the_same_training_gives_the_same_bundle_id(
                 "classes": [str(c) for c in pipeline.classes_],
             },
         )
-        paths.append(export.publish_bundle(stage, tmp_path / "bundles"))
+        paths.append(build.publish_bundle(stage, tmp_path / "bundles"))
     assert paths[0] == paths[1]
     assert [p.name for p in (tmp_path / "bundles").iterdir()] == [paths[0].name]
     manifest = json.loads((paths[0] / "manifest.json").read_text())
@@ -199,7 +200,7 @@ def test_forest_export_leaves_the_model_as_it_was(make_project: ProjectFactory) 
     cand = Candidate(name="f", estimator="random_forest_classifier", params={"n_estimators": 5})
     pipeline = train_sklearn.fit_candidate(train, project.spec, cand)
     before = pipeline.predict_proba(holdout[[n for n, _ in layout(project.spec)]])
-    export.pipeline_to_onnx(pipeline, project.spec)
+    sklearn_onnx.pipeline_to_onnx(pipeline, project.spec)
     assert pipeline.named_steps["model"].bootstrap is True
     after = pipeline.predict_proba(holdout[[n for n, _ in layout(project.spec)]])
     np.testing.assert_array_equal(before, after)
