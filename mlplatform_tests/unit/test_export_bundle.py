@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -131,6 +133,32 @@ def test_stock_mlflow_and_our_loader_match_the_pipeline(published: tuple) -> Non
     stock = mlflow.pyfunc.load_model(str(path / "model")).predict(raw)
     np.testing.assert_allclose(stock["proba_yes"].to_numpy(), expected[:, 1], atol=1e-5)
     assert list(stock["label"]) == [r["label"] for r in rows]
+
+
+def test_stock_mlflow_runs_on_the_code_the_bundle_ships(published: tuple, tmp_path: Path) -> None:
+    """In a fresh interpreter, stock MLflow predicts with the platform modules copied into the
+    bundle (not the installed package), and loads neither dagster, sklearn nor torch."""
+    path, expected, raw = published
+    raw.to_csv(tmp_path / "raw.csv", index=False)
+    code = (
+        "import json, sys, mlflow.pyfunc, pandas as pd\n"
+        f"model = mlflow.pyfunc.load_model({str(path / 'model')!r})\n"
+        f"out = model.predict(pd.read_csv({str(tmp_path / 'raw.csv')!r}, dtype=str))\n"
+        "print(json.dumps({'proba_yes': out['proba_yes'].tolist(), "
+        "'modules': {m: sys.modules[m].__file__ for m in sys.modules "
+        "if m.startswith('mlplatform')}, "
+        "'heavy': [m for m in ('dagster', 'sklearn', 'torch') if m in sys.modules]}))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    shipped = str(path / "model" / "code" / "mlplatform")
+    assert "mlplatform.bundles.format" in found["modules"]
+    assert all(f.startswith(shipped) for f in found["modules"].values()), found["modules"]
+    assert found["heavy"] == []
+    np.testing.assert_allclose(found["proba_yes"], expected[:, 1], atol=1e-5)
 
 
 def test_the_same_training_gives_the_same_bundle_id(
