@@ -100,6 +100,7 @@ def bundle_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
             spec,
             [
                 "mlplatform.bundles.build",
+                "mlplatform.steps.sklearn_onnx",
                 "mlplatform.bundles.format",
                 "mlplatform.columns",
                 "mlplatform.digests",

@@ -54,11 +54,7 @@ def kind_modules(kind: str) -> list[str]:
             "mlplatform.steps.train_torch",
             "mlplatform.steps.torch_onnx",
         ]
-    return [
-        "mlplatform.steps.candidates",
-        "mlplatform.steps.train_sklearn",
-        "mlplatform.steps.sklearn_onnx",
-    ]
+    return ["mlplatform.steps.candidates", "mlplatform.steps.train_sklearn"]
 
 
 def epoch_line(candidate: str, log: "EpochLog", metric: str) -> str:
