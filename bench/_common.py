@@ -98,7 +98,7 @@ def warm_imports() -> None:
     import mlflow.pyfunc  # noqa: F401
     import onnxruntime  # noqa: F401
 
-    import mlplatform.steps.export
+    import mlplatform.bundles.build
     import mlplatform.steps.report  # noqa: F401
 
 

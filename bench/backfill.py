@@ -44,6 +44,7 @@ from _common import (
 )
 from sklearn.pipeline import Pipeline
 
+from mlplatform.bundles import build
 from mlplatform.defs.build import build_defs, data_job_name, train_job_name
 from mlplatform.defs.bundles import bundle_manifest
 from mlplatform.defs.evaluation import model_predictor
@@ -57,7 +58,7 @@ from mlplatform.defs.runs import (
 from mlplatform.digests import file_sha256
 from mlplatform.settings import Settings
 from mlplatform.spec import ProjectSpec
-from mlplatform.steps import evaluate, export, ingest, report, split, train_sklearn
+from mlplatform.steps import evaluate, ingest, report, sklearn_onnx, split, train_sklearn
 from mlplatform.steps.features import build_features
 
 PARITY_TOLERANCE = 1e-4  # as the platform's bundle parity check
@@ -145,14 +146,14 @@ def run_bare(spec: ProjectSpec, home: Path, keys: list[str], cutoffs: list[str])
             raise SystemExit(f"bare: no candidate passed the gates for {cutoff}: {result.reasons}")
         winner = pipelines[result.winner]
         manifest = bundle_manifest(spec, cutoff, evaluation, "bare")
-        stage = export.write_bundle(
-            home / "staging", export.pipeline_to_onnx(winner, spec), spec, manifest
+        stage = build.write_bundle(
+            home / "staging", sklearn_onnx.pipeline_to_onnx(winner, spec), spec, manifest
         )
-        audit = export.audit_bundle(stage, train_sklearn.SklearnModel(winner, spec), holdout, spec)
+        audit = build.audit_bundle(stage, train_sklearn.SklearnModel(winner, spec), holdout, spec)
         if not audit["parity_error"] <= PARITY_TOLERANCE:
-            export.discard_bundle(stage)
+            build.discard_bundle(stage)
             raise SystemExit(f"bare: ONNX parity {audit['parity_error']:.2e} for {cutoff}")
-        export.publish_bundle(stage, home / "bundles")
+        build.publish_bundle(stage, home / "bundles")
         metric = result.models[result.winner].metrics[spec.evaluation.primary_metric]
         side.winners[cutoff] = (result.winner, float(metric))
         progress(

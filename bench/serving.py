@@ -92,10 +92,11 @@ class Production:
 
 def build_production(root: Path, size: Size) -> Production:
     """Train, evaluate, export and publish one bundle; make it production in the ledger."""
+    from mlplatform.bundles import build
     from mlplatform.defs.bundles import bundle_manifest
     from mlplatform.defs.evaluation import model_predictor
     from mlplatform.digests import file_sha256
-    from mlplatform.steps import evaluate, export, ingest, split, train_sklearn
+    from mlplatform.steps import evaluate, ingest, sklearn_onnx, split, train_sklearn
     from mlplatform.steps.features import build_features
 
     settings, spec = make_home(root, "serving", size)
@@ -128,13 +129,13 @@ def build_production(root: Path, size: Size) -> Production:
     winner = pipelines[result.winner]
     evaluation = {"result": result.to_json(), "training_manifests": manifests}
     manifest = bundle_manifest(spec, cutoff, evaluation, "bench")
-    stage = export.write_bundle(
-        settings.staging_dir, export.pipeline_to_onnx(winner, spec), spec, manifest
+    stage = build.write_bundle(
+        settings.staging_dir, sklearn_onnx.pipeline_to_onnx(winner, spec), spec, manifest
     )
-    audit = export.audit_bundle(stage, train_sklearn.SklearnModel(winner, spec), holdout, spec)
+    audit = build.audit_bundle(stage, train_sklearn.SklearnModel(winner, spec), holdout, spec)
     if not audit["parity_error"] <= PARITY_TOLERANCE:
         raise SystemExit(f"ONNX parity {audit['parity_error']:.2e} for {cutoff}")
-    bundle_id = export.publish_bundle(stage, settings.bundles_dir).name
+    bundle_id = build.publish_bundle(stage, settings.bundles_dir).name
     ledger = Ledger(settings.ledger)
     try:
         ledger.promote(spec.name, bundle_id, "bench", "serving benchmark", expected_from=None)

@@ -38,10 +38,10 @@ from _common import (
     work_dir,
 )
 
+from mlplatform.bundles.build import onnx_predict
 from mlplatform.spec import Candidate, ProjectSpec
 from mlplatform.steps import candidates, ingest, split
 from mlplatform.steps.candidates import EpochLog
-from mlplatform.steps.export import onnx_predict
 from mlplatform.steps.features import build_features
 
 REPEATS = 300  # timed single-row predictions per side (after 20 warm-up calls)

@@ -61,7 +61,7 @@ def ensure_registered(
 ) -> str:
     """The model version of a published bundle; registers the bundle (verified first) when it
     has none. Raises AliasSyncError when the bundle is unusable or the registry fails."""
-    from mlplatform.serving.bundle import BundleError, verify  # numpy: only when registering
+    from mlplatform.bundles.format import BundleError, verify  # numpy: only when registering
 
     try:
         version = registry.version_of_bundle(project, bundle_id)

@@ -570,18 +570,10 @@ def _ledger(settings: Settings):
 
 
 def _manifests(settings: Settings, project: str) -> dict[str, dict]:
-    """Published bundles of a project: id -> manifest plus ``published_at``."""
-    import json
+    """Published bundles of a project, newest first: id -> manifest plus ``created_at``."""
+    from mlplatform.bundles.catalog import BundleCatalog
 
-    from mlplatform.serving.bundle import published_at
-
-    out = {}
-    if settings.bundles_dir.is_dir():
-        for path in sorted(settings.bundles_dir.glob("*/manifest.json")):
-            manifest = json.loads(path.read_text(encoding="utf-8"))
-            if manifest.get("project") == project:
-                out[manifest["bundle_id"]] = {**manifest, "published_at": published_at(path.parent)}
-    return out
+    return {m["bundle_id"]: m for m in BundleCatalog(settings.bundles_dir).of_project(project)}
 
 
 @app.command()
@@ -812,9 +804,9 @@ def rollback(
     """Point production back at a bundle that was production before, instantly and audited
     (recorded like approve)."""
     from mlplatform.alias_sync import AliasSyncError, ensure_registered, sync_production_alias
+    from mlplatform.bundles.format import BundleError, verify
     from mlplatform.ledger import LedgerError
     from mlplatform.resources.mlflow import MlflowTracking
-    from mlplatform.serving.bundle import BundleError, verify
     from mlplatform.serving.client import ClientError
 
     _refuse_as(actor)
@@ -922,7 +914,7 @@ def pull(
     cache: Annotated[Path, typer.Option(help="Local bundle cache.")] = Path(".mlplatform-cache"),
 ) -> None:
     """Download and verify the current production bundle of a project into a local cache."""
-    from mlplatform.serving.bundle import BundleError
+    from mlplatform.bundles.format import BundleError
     from mlplatform.serving.client import Client
 
     try:

@@ -52,7 +52,7 @@ def training_identity(training: dict) -> dict:
 def bundle_manifest(spec: ProjectSpec, cutoff: str, evaluation: dict, code: str) -> dict:
     """Everything a bundle says about itself, except file hashes and its id: what determines
     its behaviour (inputs, code, params, metrics), never a clock or a run id."""
-    from mlplatform.serving.bundle import InputSchema
+    from mlplatform.bundles.format import InputSchema
     from mlplatform.steps.features import layout
 
     result = evaluation["result"]
@@ -99,8 +99,9 @@ def bundle_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
         code_version=code_version(
             spec,
             [
-                "mlplatform.steps.export",
-                "mlplatform.serving.bundle",
+                "mlplatform.bundles.build",
+                "mlplatform.steps.sklearn_onnx",
+                "mlplatform.bundles.format",
                 "mlplatform.columns",
                 "mlplatform.digests",
                 *export_modules(spec),
@@ -117,11 +118,9 @@ def bundle_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
         store: ArtifactStore,
         mlflow: MlflowTracking,
     ) -> Iterator[object]:
-        from mlplatform.serving import bundle as serving_bundle
-        from mlplatform.steps import (
-            candidates,
-            export,  # skl2onnx, onnx, onnxruntime: only in this run
-        )
+        from mlplatform.bundles import build  # onnx, onnxruntime: only in this run
+        from mlplatform.bundles.format import verify
+        from mlplatform.steps import candidates
 
         cutoff = context.partition_key
         evaluation = store.read_json(store.evaluation_file(spec.name, cutoff))
@@ -133,9 +132,9 @@ def bundle_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
         model = candidates.load(path, spec, cand)
         code = context.assets_def.code_versions_by_key[context.asset_key] or ""
         manifest = bundle_manifest(spec, cutoff, evaluation, code)
-        stage = export.write_bundle(store.staging_dir, model.to_onnx(), spec, manifest)
+        stage = build.write_bundle(store.staging_dir, model.to_onnx(), spec, manifest)
         try:
-            audit = export.audit_bundle(stage, model, holdout, spec)
+            audit = build.audit_bundle(stage, model, holdout, spec)
             problems = {"parity": []}
             if not audit["parity_error"] <= PARITY_TOLERANCE:
                 problems["parity"].append(
@@ -145,13 +144,13 @@ def bundle_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
             yield from check_results(problems, {"parity": audit})
             fail_if_any(f"{spec.name} bundle {cutoff}", problems)
             # registered before it is published: a published bundle has a model version
-            final = serving_bundle.verify(stage)
+            final = verify(stage)
             lineage = {k: str(evaluation["training_manifests"][winner].get(k)) for k in RUN_FIELDS}
             version = mlflow.register_bundle(spec.name, stage, final, lineage)
         except BaseException:
-            export.discard_bundle(stage)
+            build.discard_bundle(stage)
             raise
-        published = export.publish_bundle(stage, store.bundles_dir)
+        published = build.publish_bundle(stage, store.bundles_dir)
         context.log.info(f"published bundle {final['bundle_id']} ({winner}) at {published}")
         yield dg.MaterializeResult(
             metadata={

@@ -16,7 +16,7 @@ from mlplatform.spec import ProjectSpec
 if TYPE_CHECKING:
     # numpy, pandas, sklearn, onnxruntime, matplotlib: imported by the run that evaluates,
     # not by defining assets
-    from mlplatform.serving.bundle import Bundle
+    from mlplatform.bundles.format import Bundle
     from mlplatform.steps import evaluate
     from mlplatform.steps.candidates import FittedModel
 
@@ -62,7 +62,7 @@ def production_predictor(
     """The current production bundle as a predictor, or None and why not: only when every
     partition it trained on precedes ``cutoff`` (scored on data it trained on, it would look
     better than it is and fail every "no worse than production" gate of a backtest)."""
-    from mlplatform.serving.bundle import BundleError, load
+    from mlplatform.bundles.format import BundleError, load
     from mlplatform.steps.evaluate import ProductionEntry
 
     current = ledger.ledger.production(spec.name)

@@ -65,8 +65,8 @@ def promote_bundle(
     cannot be registered, or another promotion got there first. Promoting the current
     production only re-syncs the alias.
     """
+    from mlplatform.bundles.format import BundleError, verify
     from mlplatform.ledger import PromotionConflict
-    from mlplatform.serving.bundle import BundleError, verify
 
     path = store.bundles_dir / bundle_id
     try:
@@ -176,7 +176,7 @@ def promotion_sensor(spec: ProjectSpec) -> dg.SensorDefinition:
         mlflow: MlflowTracking,
         store: ArtifactStore,
     ) -> dg.SensorResult:
-        from mlplatform.serving.bundle import BundleError, verify  # numpy: at the first tick
+        from mlplatform.bundles.format import BundleError, verify  # numpy: at the first tick
 
         cursor = json.loads(context.cursor) if context.cursor else {"decision": 0, "bundle": ""}
         book = ledger.ledger

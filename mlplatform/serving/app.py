@@ -25,6 +25,8 @@ from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
 from mlplatform.alias_sync import AliasSyncError, ModelRegistry, sync_production_alias
+from mlplatform.bundles.catalog import BundleCatalog
+from mlplatform.bundles.format import MANIFEST, Bundle, BundleError, load
 from mlplatform.ledger import Ledger, LedgerError, PromotionConflict
 from mlplatform.registry_rest import RestRegistry, is_server_uri
 from mlplatform.serving.auth import Approver, Authenticator, Public, Reader
@@ -35,14 +37,12 @@ from mlplatform.serving.bodies import (
     RollbackBody,
     request_body_doc,
 )
-from mlplatform.serving.bundle import MANIFEST, Bundle, BundleError, load
 from mlplatform.serving.docs import add_docs_routes
 from mlplatform.serving.fastpath import PredictFastPath
 from mlplatform.serving.headers import SecurityHeaders
 from mlplatform.serving.metrics import MetricsMiddleware, ServingMetrics
 from mlplatform.serving.predictor import FastPredictor
 from mlplatform.serving.production import (
-    BundleCatalog,
     ProductionService,
     VerifiedFiles,
     ledger_unavailable,

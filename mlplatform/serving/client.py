@@ -22,11 +22,10 @@ from urllib.parse import quote
 
 import httpx
 
-from mlplatform.serving.bundle import MANIFEST, Bundle, BundleError, load
+from mlplatform.bundles.format import BUNDLE_ID, MANIFEST, Bundle, BundleError, load
 from mlplatform.serving.predictor import FastPredictor, format_predictions
 
 log = logging.getLogger(__name__)
-BUNDLE_ID = re.compile(r"^[0-9a-f]{64}$")
 SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
 

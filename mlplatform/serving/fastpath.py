@@ -19,8 +19,8 @@ from typing import Any
 from pydantic import ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from mlplatform.bundles.format import Bundle
 from mlplatform.serving.auth import Authenticator
-from mlplatform.serving.bundle import Bundle
 from mlplatform.serving.predictor import FastPredictor
 from mlplatform.serving.schemas import PredictValidator
 

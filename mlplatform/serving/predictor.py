@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from mlplatform.serving.bundle import Bundle
+from mlplatform.bundles.format import Bundle
 from mlplatform.serving.scalars import PLAIN_TYPES, feature_function
 
 

@@ -31,8 +31,8 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 from typing_extensions import TypedDict
 
+from mlplatform.bundles.format import InputSchema
 from mlplatform.columns import FALSE_TOKENS, MISSING_TOKENS, TRUE_TOKENS
-from mlplatform.serving.bundle import InputSchema
 from mlplatform.serving.scalars import bool_parser, numeric_parser
 from mlplatform.spec import Column
 

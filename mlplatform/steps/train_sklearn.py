@@ -220,7 +220,7 @@ class SklearnModel:
         return np.asarray(self.pipeline.predict_proba(X), dtype=np.float64)
 
     def to_onnx(self) -> onnx.ModelProto:
-        from mlplatform.steps.export import pipeline_to_onnx
+        from mlplatform.steps.sklearn_onnx import pipeline_to_onnx
 
         return pipeline_to_onnx(self.pipeline, self.spec)
 

@@ -87,7 +87,7 @@ class Preprocessing:
         """Category indices as int64 [N, n_categorical]: 0 for missing or unseen values."""
         cols = []
         for name, vocab in zip(self.categorical, self.vocabularies, strict=True):
-            # str() like the ONNX feeds (serving/bundle.onnx_inputs), so both agree on every value
+            # str() like the ONNX feeds (bundles/format.onnx_inputs), so both agree on every value
             values = frame[name].to_numpy(dtype=object).astype(str)
             cat = pd.Categorical(values, categories=vocab)
             cols.append(np.asarray(cat.codes, dtype=np.int64) + 1)

@@ -9,10 +9,10 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from mlplatform.bundles.format import load
 from mlplatform.defs import bundles as bundle_defs
 from mlplatform.defs.build import build_defs, data_job_name, train_job_name
 from mlplatform.digests import file_sha256
-from mlplatform.serving.bundle import load
 from mlplatform_tests.projects import Project, ProjectFactory
 
 

@@ -8,8 +8,8 @@ import json
 import dagster as dg
 from mlflow.tracking import MlflowClient
 
+from mlplatform.bundles.format import load
 from mlplatform.defs.build import train_job_name
-from mlplatform.serving.bundle import load
 from mlplatform_tests.defs.test_materialize import checks, ingest_all, materialized, run
 from mlplatform_tests.projects import ProjectFactory
 

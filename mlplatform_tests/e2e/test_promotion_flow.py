@@ -18,9 +18,9 @@ import dagster as dg
 import httpx
 import pytest
 
+from mlplatform.bundles.format import load
 from mlplatform.ledger import Ledger
 from mlplatform.resources.mlflow import MlflowTracking
-from mlplatform.serving.bundle import load
 from mlplatform.serving.client import Client
 from mlplatform.steps.ingest import read_landing_file
 from mlplatform_tests import waiting

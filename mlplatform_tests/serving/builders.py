@@ -10,10 +10,11 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from mlplatform.bundles import build as bundle_build
+from mlplatform.bundles.format import InputSchema
 from mlplatform.examples.generate import generate_example
-from mlplatform.serving.bundle import InputSchema
 from mlplatform.spec import Candidate, ProjectSpec, load_spec
-from mlplatform.steps import evaluate, export, ingest, train_sklearn
+from mlplatform.steps import evaluate, ingest, sklearn_onnx, train_sklearn
 from mlplatform.steps.features import build_features, layout
 from mlplatform.steps.split import training_frame, training_manifest
 from mlplatform_tests.projects import variant
@@ -49,9 +50,9 @@ def _publish(
     metrics = evaluate.score(y, pred, spec.task)
     gates = [asdict(g) for g in evaluate.gate_results(metrics, spec)]
     schema = InputSchema(dict(spec.columns), spec.features, spec.feature_columns, layout(spec))
-    stage = export.write_bundle(
+    stage = bundle_build.write_bundle(
         staging,
-        export.pipeline_to_onnx(pipeline, spec),
+        sklearn_onnx.pipeline_to_onnx(pipeline, spec),
         spec,
         {
             "format": 1,
@@ -68,9 +69,11 @@ def _publish(
             "classes": classes,
         },
     )
-    audit = export.audit_bundle(stage, train_sklearn.SklearnModel(pipeline, spec), holdout, spec)
+    audit = bundle_build.audit_bundle(
+        stage, train_sklearn.SklearnModel(pipeline, spec), holdout, spec
+    )
     assert audit["parity_error"] <= 1e-4
-    return export.publish_bundle(stage, bundles_dir).name
+    return bundle_build.publish_bundle(stage, bundles_dir).name
 
 
 def build(root: Path) -> Built:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from mlplatform.serving.bundle import load
+from mlplatform.bundles.format import load
 from mlplatform_tests import waiting
 from mlplatform_tests.serving.builders import OTHER_PROJECT, PROJECT
 from mlplatform_tests.serving.servers import APPROVER, READER, Env, flip_byte

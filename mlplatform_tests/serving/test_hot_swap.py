@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from mlplatform.serving.bundle import load
+from mlplatform.bundles.format import load
 from mlplatform_tests import waiting
 from mlplatform_tests.serving.builders import PROJECT
 from mlplatform_tests.serving.servers import APPROVER, Server

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from mlplatform.bundles.format import load
 from mlplatform.columns import parse_column
-from mlplatform.serving.bundle import load
 from mlplatform.serving.predictor import FastPredictor
 from mlplatform.serving.scalars import scalar_parser
 from mlplatform.serving.schemas import PredictValidator

@@ -20,8 +20,8 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
+from mlplatform.bundles.format import bundle_id_of
 from mlplatform.serving.app import create_app
-from mlplatform.serving.bundle import bundle_id_of
 from mlplatform.steps.evaluate import PRODUCTION, EvaluationResult, GateResult, ModelScores
 from mlplatform.steps.report import render_report, write_report
 from mlplatform_tests.serving.builders import PROJECT, Built

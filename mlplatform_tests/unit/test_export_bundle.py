@@ -14,9 +14,10 @@ import pandas as pd
 import pytest
 import skops.io as sio
 
-from mlplatform.serving.bundle import BundleError, InputSchema, load
+from mlplatform.bundles import build
+from mlplatform.bundles.format import BundleError, InputSchema, load
 from mlplatform.spec import CLASSIFIERS, REGRESSORS, Candidate, ProjectSpec
-from mlplatform.steps import export, ingest, train_sklearn
+from mlplatform.steps import ingest, sklearn_onnx, train_sklearn
 from mlplatform.steps.features import build_features, layout
 from mlplatform.steps.split import training_frame
 from mlplatform_tests.projects import ProjectFactory
@@ -55,13 +56,13 @@ def test_every_estimator_converts_with_parity(make_project: ProjectFactory, task
         pipeline = train_sklearn.fit_candidate(train, spec, cand)
         import onnxruntime as ort
 
-        model = export.pipeline_to_onnx(pipeline, spec)
+        model = sklearn_onnx.pipeline_to_onnx(pipeline, spec)
         session = ort.InferenceSession(
             model.SerializeToString(), providers=["CPUExecutionProvider"]
         )
         expected = train_sklearn.SklearnModel(pipeline, spec).predict(holdout)
-        got = export.onnx_predict(session, holdout, spec)
-        assert export.parity_error(expected, got, spec) <= 1e-4, name
+        got = build.onnx_predict(session, holdout, spec)
+        assert build.parity_error(expected, got, spec) <= 1e-4, name
 
 
 def test_skops_roundtrip_and_untrusted_refused(
@@ -90,9 +91,9 @@ def published(make_project: ProjectFactory, tmp_path: Path) -> tuple[Path, objec
     train, holdout, raw = frames(project.files, spec)
     pipeline = train_sklearn.fit_candidate(train, spec, spec.candidates[1])
     schema = InputSchema(dict(spec.columns), spec.features, spec.feature_columns, layout(spec))
-    stage = export.write_bundle(
+    stage = build.write_bundle(
         tmp_path / "staging",
-        export.pipeline_to_onnx(pipeline, spec),
+        sklearn_onnx.pipeline_to_onnx(pipeline, spec),
         spec,
         {
             "project": spec.name,
@@ -101,9 +102,9 @@ def published(make_project: ProjectFactory, tmp_path: Path) -> tuple[Path, objec
             "classes": [str(c) for c in pipeline.classes_],
         },
     )
-    audit = export.audit_bundle(stage, train_sklearn.SklearnModel(pipeline, spec), holdout, spec)
+    audit = build.audit_bundle(stage, train_sklearn.SklearnModel(pipeline, spec), holdout, spec)
     assert audit["max_abs_diff"] <= 1e-4
-    path = export.publish_bundle(stage, tmp_path / "bundles")
+    path = build.publish_bundle(stage, tmp_path / "bundles")
     assert not stage.exists() and path.parent.name == "bundles"
     expected = pipeline.predict_proba(holdout[[n for n, _ in layout(spec)]])
     return path, expected, raw
@@ -134,6 +135,32 @@ def test_stock_mlflow_and_our_loader_match_the_pipeline(published: tuple) -> Non
     assert list(stock["label"]) == [r["label"] for r in rows]
 
 
+def test_stock_mlflow_runs_on_the_code_the_bundle_ships(published: tuple, tmp_path: Path) -> None:
+    """In a fresh interpreter, stock MLflow predicts with the platform modules copied into the
+    bundle (not the installed package), and loads neither dagster, sklearn nor torch."""
+    path, expected, raw = published
+    raw.to_csv(tmp_path / "raw.csv", index=False)
+    code = (
+        "import json, sys, mlflow.pyfunc, pandas as pd\n"
+        f"model = mlflow.pyfunc.load_model({str(path / 'model')!r})\n"
+        f"out = model.predict(pd.read_csv({str(tmp_path / 'raw.csv')!r}, dtype=str))\n"
+        "print(json.dumps({'proba_yes': out['proba_yes'].tolist(), "
+        "'modules': {m: sys.modules[m].__file__ for m in sys.modules "
+        "if m.startswith('mlplatform')}, "
+        "'heavy': [m for m in ('dagster', 'sklearn', 'torch') if m in sys.modules]}))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    shipped = str(path / "model" / "code" / "mlplatform")
+    assert "mlplatform.bundles.format" in found["modules"]
+    assert all(f.startswith(shipped) for f in found["modules"].values()), found["modules"]
+    assert found["heavy"] == []
+    np.testing.assert_allclose(found["proba_yes"], expected[:, 1], atol=1e-5)
+
+
 def test_the_same_training_gives_the_same_bundle_id(
     make_project: ProjectFactory, tmp_path: Path
 ) -> None:
@@ -148,9 +175,9 @@ def test_the_same_training_gives_the_same_bundle_id(
     paths = []
     for attempt in range(2):
         pipeline = train_sklearn.fit_candidate(train, spec, spec.candidates[1])
-        stage = export.write_bundle(
+        stage = build.write_bundle(
             tmp_path / f"staging{attempt}",
-            export.pipeline_to_onnx(pipeline, spec),
+            sklearn_onnx.pipeline_to_onnx(pipeline, spec),
             spec,
             {
                 "project": spec.name,
@@ -159,7 +186,7 @@ def test_the_same_training_gives_the_same_bundle_id(
                 "classes": [str(c) for c in pipeline.classes_],
             },
         )
-        paths.append(export.publish_bundle(stage, tmp_path / "bundles"))
+        paths.append(build.publish_bundle(stage, tmp_path / "bundles"))
     assert paths[0] == paths[1]
     assert [p.name for p in (tmp_path / "bundles").iterdir()] == [paths[0].name]
     manifest = json.loads((paths[0] / "manifest.json").read_text())
@@ -201,7 +228,7 @@ def test_forest_export_leaves_the_model_as_it_was(make_project: ProjectFactory) 
     cand = Candidate(name="f", estimator="random_forest_classifier", params={"n_estimators": 5})
     pipeline = train_sklearn.fit_candidate(train, project.spec, cand)
     before = pipeline.predict_proba(holdout[[n for n, _ in layout(project.spec)]])
-    export.pipeline_to_onnx(pipeline, project.spec)
+    sklearn_onnx.pipeline_to_onnx(pipeline, project.spec)
     assert pipeline.named_steps["model"].bootstrap is True
     after = pipeline.predict_proba(holdout[[n for n, _ in layout(project.spec)]])
     np.testing.assert_array_equal(before, after)
@@ -211,12 +238,12 @@ def test_the_bundle_code_copy_imports_on_its_own(published: tuple) -> None:
     """The mlplatform modules a bundle ships (spec package included) import from the bundle
     alone: none of them reaches for a module that was not copied."""
     path, _, _ = published
-    (entry,) = path.rglob("serving/bundle.py")
+    (entry,) = path.rglob("bundles/format.py")
     root = entry.parents[2]
     code = (
         "import sys\n"
         f"sys.path.insert(0, {str(root)!r})\n"
-        "import mlplatform.serving.bundle\n"
+        "import mlplatform.bundles.format\n"
         "mine = [m.__file__ for n, m in sys.modules.items() if n.startswith('mlplatform')]\n"
         f"print([f for f in mine if not f.startswith({str(root)!r})])\n"
     )

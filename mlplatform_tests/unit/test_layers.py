@@ -19,7 +19,8 @@ def test_import_contracts_hold() -> None:
 
 def test_serving_imports_no_heavy_library() -> None:
     code = (
-        "import sys, mlplatform.serving.bundle\n"
+        "import sys, mlplatform.bundles.format, mlplatform.bundles.catalog\n"
+        "import mlplatform.serving.app\n"
         "heavy = [m for m in ('dagster', 'sklearn', 'torch', 'mlflow', 'skl2onnx') "
         "if m in sys.modules]\n"
         "print(','.join(heavy))\n"
@@ -34,7 +35,7 @@ def test_steps_import_no_dagster() -> None:
     code = (
         "import sys, pkgutil, importlib, mlplatform.steps as s\n"
         "for m in pkgutil.iter_modules(s.__path__):\n"
-        "    if m.name != 'bundle_pyfunc': importlib.import_module(f'mlplatform.steps.{m.name}')\n"
+        "    importlib.import_module(f'mlplatform.steps.{m.name}')\n"
         "print('dagster' in sys.modules)\n"
     )
     result = subprocess.run(
@@ -60,3 +61,16 @@ def test_dagster_internals_stay_in_one_module() -> None:
                 if name.startswith("dagster._"):
                     offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} imports {name}")
     assert offenders == [], "\n".join(offenders)
+
+
+def test_bundles_import_no_dagster_or_fastapi() -> None:
+    """Building a bundle (export, audit, publish) loads neither the orchestrator nor the web
+    framework: bundles sit below every face."""
+    code = (
+        "import sys, mlplatform.bundles.build, mlplatform.bundles.catalog\n"
+        "print(','.join(m for m in ('dagster', 'fastapi') if m in sys.modules))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == ""

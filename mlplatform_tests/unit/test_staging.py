@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from mlplatform.serving.bundle import InputSchema, verify
-from mlplatform.steps import export, staging, train_sklearn
+from mlplatform.bundles import build, staging
+from mlplatform.bundles.format import InputSchema, verify
+from mlplatform.steps import sklearn_onnx, train_sklearn
 from mlplatform.steps.features import layout
 from mlplatform_tests.projects import ProjectFactory
 from mlplatform_tests.unit.test_export_bundle import frames
@@ -26,14 +27,14 @@ import json, sys
 from pathlib import Path
 import onnx
 from mlplatform.spec import load_spec
-from mlplatform.steps import export
+from mlplatform.bundles import build
 staging, bundles, spec, model, manifest = map(Path, sys.argv[1:])
-stage = export.write_bundle(
+stage = build.write_bundle(
     staging, onnx.load(model), load_spec(spec), json.loads(manifest.read_text())
 )
 print(stage, flush=True)
 sys.stdin.readline()
-print(export.publish_bundle(stage, bundles), flush=True)
+print(build.publish_bundle(stage, bundles), flush=True)
 """
 
 
@@ -45,7 +46,7 @@ def test_next_build_removes_dead_builds_and_keeps_live_ones(
     spec = project.spec
     train, _, _ = frames(project.files, spec)
     pipeline = train_sklearn.fit_candidate(train, spec, spec.candidates[0])
-    model = export.pipeline_to_onnx(pipeline, spec)
+    model = sklearn_onnx.pipeline_to_onnx(pipeline, spec)
     schema = InputSchema(dict(spec.columns), spec.features, spec.feature_columns, layout(spec))
     manifest = {
         "project": spec.name,
@@ -78,8 +79,8 @@ def test_next_build_removes_dead_builds_and_keeps_live_ones(
         dead.wait()
         assert dead_stage.is_dir() and live_stage.is_dir()
 
-        stage = export.write_bundle(root, model, spec, manifest)  # the next build
-        export.publish_bundle(stage, bundles)
+        stage = build.write_bundle(root, model, spec, manifest)  # the next build
+        build.publish_bundle(stage, bundles)
 
         assert not dead_stage.exists()
         assert [p for p in root.iterdir() if live_stage.is_relative_to(p)]
@@ -110,9 +111,9 @@ def test_lockless_folders_are_removed_only_when_old(tmp_path: Path) -> None:
 
 
 def test_a_finished_build_leaves_nothing_in_staging(tmp_path: Path) -> None:
-    build = staging.open_build(tmp_path / "staging")
-    (build / "bundle").mkdir()
-    assert (build / staging.LOCK).is_file()
+    folder = staging.open_build(tmp_path / "staging")
+    (folder / "bundle").mkdir()
+    assert (folder / staging.LOCK).is_file()
     assert staging.remove_dead_builds(tmp_path / "staging") == []  # ours, alive: kept
-    staging.close_build(build)
+    staging.close_build(folder)
     assert list((tmp_path / "staging").iterdir()) == []

@@ -14,10 +14,11 @@ import onnxruntime as ort
 import pandas as pd
 import pytest
 
+from mlplatform.bundles import build
+from mlplatform.bundles.format import InputSchema
 from mlplatform.columns import MISSING_CATEGORY
-from mlplatform.serving.bundle import InputSchema
 from mlplatform.spec import Candidate, ProjectSpec, Training
-from mlplatform.steps import candidates, export, train_torch
+from mlplatform.steps import candidates, train_torch
 from mlplatform.steps.candidates import EpochLog
 from mlplatform.steps.features import layout
 from mlplatform_tests.projects import Project, ProjectFactory, example_dict
@@ -283,11 +284,11 @@ def test_onnx_graph_matches_the_network(make_project: ProjectFactory, task: str)
     session = ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
     rows = awkward(holdout, spec)
     expected = model.predict(rows)
-    got = export.onnx_predict(session, rows, spec)
+    got = build.onnx_predict(session, rows, spec)
     assert np.isfinite(expected).all()
-    assert export.parity_error(expected, got, spec) <= 1e-4
+    assert build.parity_error(expected, got, spec) <= 1e-4
     outputs = session.run(
-        None, export.onnx_inputs({n: rows[n] for n, _ in layout(spec)}, layout(spec))
+        None, build.onnx_inputs({n: rows[n] for n, _ in layout(spec)}, layout(spec))
     )
     if task == "regression":
         assert [o.name for o in session.get_outputs()] == ["variable"]
@@ -315,11 +316,11 @@ def test_bundle_loads_with_stock_mlflow(binary: tuple, tmp_path: Path) -> None:
         "input_schema": schema.to_json(),
         "classes": model.classes,
     }
-    stage = export.write_bundle(tmp_path / "staging", model.to_onnx(), spec, manifest)
+    stage = build.write_bundle(tmp_path / "staging", model.to_onnx(), spec, manifest)
     expected = model.predict(holdout)
     onnx_file = next(stage.rglob("model.onnx"))
     session = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
-    assert export.parity_error(expected, export.onnx_predict(session, holdout, spec), spec) <= 1e-4
+    assert build.parity_error(expected, build.onnx_predict(session, holdout, spec), spec) <= 1e-4
     stock = mlflow.pyfunc.load_model(str(stage / "model")).predict(raw)
     np.testing.assert_allclose(stock["proba_yes"].to_numpy(), expected[:, 1], atol=1e-5)
     assert list(stock["label"]) == list(np.array(["no", "yes"])[expected.argmax(axis=1)])
@@ -350,6 +351,6 @@ def test_onnx_graph_with_one_kind_of_feature(
     )
     rows = awkward(holdout, spec)
     assert (
-        export.parity_error(model.predict(rows), export.onnx_predict(session, rows, spec), spec)
+        build.parity_error(model.predict(rows), build.onnx_predict(session, rows, spec), spec)
         <= 1e-4
     )

@@ -16,7 +16,7 @@ import pandas as pd
 from mlflow.pyfunc import PythonModel
 from mlflow.pyfunc.model import PythonModelContext
 
-from mlplatform.serving.bundle import InputSchema
+from mlplatform.bundles.format import InputSchema
 
 
 class OnnxTabularModel(PythonModel):

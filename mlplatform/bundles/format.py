@@ -1,10 +1,12 @@
-"""Load a content-addressed bundle, verify every hash, and predict from raw column values."""
+"""The bundle format: manifest, hashes, verification, loading, and the input schema that turns
+raw column values into model inputs."""
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +21,7 @@ from mlplatform.spec import Column, Features
 MANIFEST = "manifest.json"
 MODEL_DIR = "model"
 ONNX_FILE = "model.onnx"
+BUNDLE_ID = re.compile(r"^[0-9a-f]{64}$")  # a bundle id: the sha256 of its manifest
 
 
 class BundleError(Exception):

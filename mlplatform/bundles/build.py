@@ -1,4 +1,4 @@
-"""Export a fitted sklearn pipeline to ONNX and write, audit and publish a content-addressed bundle.
+"""Write, audit and publish a content-addressed bundle of an ONNX model.
 
 Write-audit-publish: a bundle is written to a staging folder, audited (parity, size,
 latency), and only then moved atomically to ``bundles/<sha256>``.
@@ -10,21 +10,18 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pandas as pd
 import yaml
-from skl2onnx import to_onnx
-from skl2onnx.common.data_types import FloatTensorType, StringTensorType
-from sklearn.pipeline import Pipeline
 
 import mlplatform
-from mlplatform.serving.bundle import (
+from mlplatform.bundles import staging
+from mlplatform.bundles.format import (
     MANIFEST,
     MODEL_DIR,
     ONNX_FILE,
@@ -32,12 +29,10 @@ from mlplatform.serving.bundle import (
     file_hashes,
     onnx_inputs,
 )
+from mlplatform.columns import feature_layout
 from mlplatform.spec import ProjectSpec
-from mlplatform.steps import staging
-from mlplatform.steps.candidates import FittedModel
-from mlplatform.steps.features import layout
 
-PYFUNC_ENTRY = Path(__file__).with_name("bundle_pyfunc.py")
+PYFUNC_ENTRY = Path(__file__).with_name("pyfunc.py")
 SHIPPED_MODULES = (
     "spec/__init__.py",
     "spec/automation.py",
@@ -51,44 +46,23 @@ SHIPPED_MODULES = (
     "spec/vocabulary.py",
     "columns.py",
     "digests.py",
-    "serving/__init__.py",
-    "serving/bundle.py",
+    "bundles/__init__.py",
+    "bundles/format.py",
 )
 
 
-def pipeline_to_onnx(pipeline: Pipeline, spec: ProjectSpec) -> onnx.ModelProto:
-    """One ONNX graph of preprocessing + estimator with one [N, 1] input per feature."""
-    types = [
-        (name, FloatTensorType([None, 1]) if kind == "numeric" else StringTensorType([None, 1]))
-        for name, kind in layout(spec)
-    ]
-    options = None if spec.task == "regression" else {id(pipeline): {"zipmap": False}}
-    with _without_bootstrap(pipeline):
-        model = to_onnx(pipeline, initial_types=types, options=options)
-    model.doc_string = f"mlplatform {spec.name}"
-    return model
+class Predicts(Protocol):
+    """A fitted model as the audit sees it (``steps.candidates.FittedModel`` is one)."""
 
-
-@contextmanager
-def _without_bootstrap(pipeline: Pipeline) -> Iterator[None]:
-    """skl2onnx reads every attribute of a forest, and ``estimators_samples_`` redraws each
-    tree's bootstrap sample (seconds on large training sets). ``bootstrap`` only matters for
-    fitting, so switch it off while converting and restore it afterwards."""
-    changed = [step for _, step in pipeline.steps if getattr(step, "bootstrap", False) is True]
-    for step in changed:
-        step.bootstrap = False
-    try:
-        yield
-    finally:
-        for step in changed:
-            step.bootstrap = True
+    def predict(self, features: pd.DataFrame) -> np.ndarray: ...
 
 
 def onnx_predict(
     session: ort.InferenceSession, features: pd.DataFrame, spec: ProjectSpec
 ) -> np.ndarray:
     """Probabilities (classification) or values (regression) from an ONNX session."""
-    feeds = onnx_inputs({n: features[n].to_numpy() for n, _ in layout(spec)}, layout(spec))
+    layout = feature_layout(spec.columns, spec.features, spec.feature_columns)
+    feeds = onnx_inputs({n: features[n].to_numpy() for n, _ in layout}, layout)
     outputs = session.run(None, feeds)
     if spec.task == "regression":
         return np.asarray(outputs[0], dtype=np.float64).reshape(-1)
@@ -199,7 +173,7 @@ def _reproducible_mlmodel(path: Path) -> None:
 
 
 def audit_bundle(
-    stage: Path, model: FittedModel, holdout: pd.DataFrame, spec: ProjectSpec
+    stage: Path, model: Predicts, holdout: pd.DataFrame, spec: ProjectSpec
 ) -> dict[str, float]:
     """Parity of the bundle's ONNX graph with the fitted model on the holdout, size and
     single-row latency."""
