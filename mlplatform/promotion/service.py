@@ -107,7 +107,7 @@ def reject(
     return decide(ledger, bundles_dir, project, bundle_id, "reject", actor, comment)
 
 
-def sync_alias(ledger: Ledger, tracker: Tracker, project: str, bundles_dir: Path) -> Synced:
+def _sync_alias(ledger: Ledger, tracker: Tracker, project: str, bundles_dir: Path) -> Synced:
     """Point the alias at the ledger head; raises TrackerFailed."""
     try:
         return sync_production_alias(ledger, tracker, project, bundles_dir)
@@ -146,7 +146,7 @@ def promote(
     if expected_from is not ...:
         current_id = expected_from
     if current_id == bundle_id:
-        synced = sync_alias(ledger, tracker, spec.name, bundles_dir)
+        synced = _sync_alias(ledger, tracker, spec.name, bundles_dir)
         return {"bundle_id": bundle_id, "changed": False, "mlflow_version": synced.version or ""}
     decisions = ledger.decisions(spec.name, bundle_id)
     problems = policy_problems(spec, manifest, decisions)
@@ -171,7 +171,7 @@ def promote(
         )
     except PromotionConflict as exc:
         raise Conflict(f"{spec.name}: another promotion won: {exc}") from None
-    sync_alias(ledger, tracker, spec.name, bundles_dir)
+    _sync_alias(ledger, tracker, spec.name, bundles_dir)
     return {
         "bundle_id": bundle_id,
         "changed": True,

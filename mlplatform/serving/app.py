@@ -3,8 +3,9 @@
 ``create_app(settings)`` builds a FastAPI app; run it with uvicorn (``mlplatform serve`` uses
 ``app_from_env``). Every route declares one auth dependency (``auth.public``, ``auth.reader``
 or ``auth.approver``). Promotion itself is the platform's Dagster ``production`` asset; this
-app records approvals/rejections and performs rollbacks, and follows the ledger's production
-pointer by hot-swapping bundles (``serving.production``).
+app records approvals/rejections and performs rollbacks (``promotion.service``, the same code
+as the CLI), and follows the ledger's production pointer by hot-swapping bundles
+(``serving.production``).
 """
 
 from __future__ import annotations

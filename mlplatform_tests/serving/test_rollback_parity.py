@@ -1,4 +1,4 @@
-"""CLI rollback and API rollback are one code path (``promotion.service.rollback``): on twin
+"""CLI and API rollbacks (and decisions) are one code path (``promotion.service``): on twin
 homes, the same requests give the same refusals, the same ledger rows and the same MLflow alias."""
 
 from __future__ import annotations
@@ -30,11 +30,11 @@ def mlflow_of(env: Env) -> MlflowTracking:
     return MlflowTracking(tracking_uri=s.tracking_uri, artifact_root=str(s.mlflow_artifacts_dir))
 
 
-def cli_rollback(env: Env, *args: str) -> subprocess.CompletedProcess[str]:
-    """``mlplatform rollback shop <args>`` as a real process on the env's home."""
+def cli(env: Env, *args: str) -> subprocess.CompletedProcess[str]:
+    """``mlplatform <args>`` as a real process on the env's home."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("MLPLATFORM_")}
     return subprocess.run(
-        [sys.executable, "-m", "mlplatform.cli", "rollback", PROJECT, *args],
+        [sys.executable, "-m", "mlplatform.cli", *args],
         env={
             **clean,
             "MLPLATFORM_HOME": str(env.settings.home),
@@ -74,28 +74,41 @@ def test_cli_and_api_rollbacks_refuse_and_move_alike(twins: tuple[Env, Env]) -> 
         def both(to: str | None, reason: str) -> tuple[subprocess.CompletedProcess[str], Any]:
             args = ["-m", reason] + (["--to", to] if to else [])
             body = {"reason": reason} | ({"to_bundle": to} if to else {})
-            return cli_rollback(by_cli, *args), api.post(
+            return cli(by_cli, "rollback", PROJECT, *args), api.post(
                 f"{P}/rollback", json=body, headers=headers
             )
 
         # refusals: one reason, worded alike, and nothing written on either side
         for to in (None, b):  # no previous bundle; never production
-            cli, http = both(to, "drill")
-            assert cli.returncode == 1 and http.status_code == 400, (cli.stderr, http.text)
-            assert http.json()["detail"] in cli.stderr, (cli.stderr, http.text)
+            ran, http = both(to, "drill")
+            assert ran.returncode == 1 and http.status_code == 400, (ran.stderr, http.text)
+            assert http.json()["detail"] in ran.stderr, (ran.stderr, http.text)
         for env in twins:
             env.ledger.promote(PROJECT, b, "ci", "second production", expected_from=a)
         for to in (b, c):  # already production; never production
-            cli, http = both(to, "drill")
-            assert cli.returncode == 1 and http.status_code == 400, (cli.stderr, http.text)
-            assert http.json()["detail"] in cli.stderr, (cli.stderr, http.text)
+            ran, http = both(to, "drill")
+            assert ran.returncode == 1 and http.status_code == 400, (ran.stderr, http.text)
+            assert http.json()["detail"] in ran.stderr, (ran.stderr, http.text)
         assert row_of(by_cli) == row_of(by_api) == (2, "promote", a, b, "ci", "second production")
 
         # the rollback itself: the same row and the same alias (registered on the way)
-        cli, http = both(None, "calibration drifted")
-        assert cli.returncode == 0, cli.stderr
+        ran, http = both(None, "calibration drifted")
+        assert ran.returncode == 0, ran.stderr
         assert http.status_code == 201, http.text
     assert row_of(by_cli) == row_of(by_api) == (3, "rollback", b, a, ME, "calibration drifted")
     aliases = [mlflow_of(env).production_alias(PROJECT) for env in twins]
     versions = [mlflow_of(env).version_of_bundle(PROJECT, a) for env in twins]
     assert aliases == [a, a] and versions[0] == versions[1] is not None
+
+
+def test_cli_and_api_refuse_a_decision_on_production_alike(twins: tuple[Env, Env]) -> None:
+    by_cli, by_api = twins
+    a = by_cli.ids["a"]
+    with TestClient(create_app(by_api.settings)) as api:
+        http = api.post(
+            f"{P}/candidates/{a}/approve", json={}, headers={"Authorization": f"Bearer {TOKEN}"}
+        )
+    ran = cli(by_cli, "approve", PROJECT, a[:12])
+    assert http.status_code == 409 and ran.returncode == 1, (http.text, ran.stdout)
+    assert http.json()["detail"] in ran.stderr, (ran.stderr, http.text)
+    assert by_cli.ledger.decisions(PROJECT) == by_api.ledger.decisions(PROJECT) == []
