@@ -735,9 +735,22 @@ def _decide(
             raise _fail(f"{project}: {decision} refused by {settings.serve_url}: {exc}") from None
         typer.echo(f"{row['actor']} {decision}d {project} bundle {bundle_id[:12]} (via API)")
         return
+    from mlplatform.promotion import service as promotion
+
     _project(settings, project)
     bundle_id = _resolve_bundle(settings, project, bundle)
-    record = _ledger(settings).record_decision(project, bundle_id, decision, os_user(), comment)
+    try:
+        record = promotion.decide(
+            _ledger(settings),
+            settings.bundles_dir,
+            project,
+            bundle_id,
+            decision,
+            os_user(),
+            comment,
+        )
+    except promotion.PromotionRefused as exc:
+        raise _fail(f"{project}: {decision} refused: {exc}") from None
     typer.echo(
         f"{record.actor} {decision}d {project} bundle {bundle_id[:12]} ({record.created_at:%c})"
     )
@@ -803,9 +816,8 @@ def rollback(
 ) -> None:
     """Point production back at a bundle that was production before, instantly and audited
     (recorded like approve)."""
-    from mlplatform.alias_sync import AliasSyncError, ensure_registered, sync_production_alias
-    from mlplatform.bundles.format import BundleError, verify
     from mlplatform.ledger import LedgerError
+    from mlplatform.promotion import service as promotion
     from mlplatform.resources.mlflow import MlflowTracking
     from mlplatform.serving.client import ClientError
 
@@ -825,43 +837,34 @@ def rollback(
         )
         return
     _project(settings, project)
-    ledger = _ledger(settings)
-    current = ledger.production(project)
-    if current is None:
-        _fail(f"{project} has no production bundle to roll back from")
-    target = _resolve_bundle(settings, project, to) if to else current.from_bundle
-    if not target:
-        _fail(f"{project}: production {current.to_bundle[:12]} has no previous bundle")
-    if target not in {row.to_bundle for row in ledger.history(project)}:
-        _fail(f"{project}: {target[:12]} was never production; approve it instead")
     mlflow = MlflowTracking(
         tracking_uri=settings.tracking_uri, artifact_root=str(settings.mlflow_artifacts_dir)
     )
     try:
-        verify(settings.bundles_dir / target)
-        ensure_registered(mlflow, project, settings.bundles_dir, target)
-        row = ledger.promote(
+        done = promotion.rollback(
+            _ledger(settings),
+            mlflow,
             project,
-            target,
+            settings.bundles_dir,
             os_user(),
             reason,
-            kind="rollback",
-            expected_from=current.to_bundle,
+            to=_resolve_bundle(settings, project, to) if to else None,
         )
-    except (BundleError, LedgerError, AliasSyncError) as exc:
-        _fail(f"{project}: rollback refused: {exc}")
-    try:  # the alias follows the ledger head, which a concurrent command may have moved on
-        synced = sync_production_alias(ledger, mlflow, project, settings.bundles_dir)
-    except AliasSyncError as exc:
-        _fail(f"{project}: rolled back to {row.to_bundle[:12]} in the ledger, but {exc}")
+    except (promotion.PromotionRefused, LedgerError) as exc:
+        raise _fail(f"{project}: rollback refused: {exc}") from None
+    row = done.row
+    if done.synced is None:
+        raise _fail(
+            f"{project}: rolled back to {row.to_bundle[:12]} in the ledger, but {done.alias_error}"
+        )
     moved = (
         ""
-        if synced.bundle_id == row.to_bundle
-        else f"; since moved to {str(synced.bundle_id)[:12]}"
+        if done.synced.bundle_id == row.to_bundle
+        else f"; since moved to {str(done.synced.bundle_id)[:12]}"
     )
     typer.echo(
-        f"{project} production: {current.to_bundle[:12]} -> {row.to_bundle[:12]} "
-        f"(MLflow version {synced.version or '-'}{moved})"
+        f"{project} production: {(row.from_bundle or '-')[:12]} -> {row.to_bundle[:12]} "
+        f"(MLflow version {done.synced.version or '-'}{moved})"
     )
 
 

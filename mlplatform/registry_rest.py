@@ -1,8 +1,9 @@
 """The MLflow model registry over a tracking server's REST API (httpx, no mlflow import).
 
-Enough for the serving process to move the alias ``production`` after a rollback
-(``alias_sync``): find a bundle's model version, point the alias at it. Registering a bundle
-needs the platform's MLflow client (``resources.mlflow``), so it is refused here.
+The ``promotion.alias.Tracker`` of the serving process: enough to move the alias
+``production`` after a rollback (find a bundle's model version, point the alias at it) and to
+read it. Registering a bundle needs the platform's MLflow client (``resources.mlflow``), so it
+is refused here.
 """
 
 from __future__ import annotations
@@ -13,6 +14,10 @@ from typing import Any
 import httpx
 
 PRODUCTION_ALIAS = "production"  # the same alias as resources.mlflow.PRODUCTION_ALIAS
+
+
+class MissingError(RuntimeError):
+    """The tracking server has no such resource (HTTP 404)."""
 
 
 def is_server_uri(tracking_uri: str | None) -> bool:
@@ -60,6 +65,19 @@ class RestRegistry:
             )
         return version
 
+    def production_alias(self, project: str) -> str | None:
+        """The bundle id the alias ``production`` points at (None: no such alias yet)."""
+        try:
+            response = self._call(
+                "GET",
+                "registered-models/alias",
+                params={"name": project, "alias": PRODUCTION_ALIAS},
+            )
+        except MissingError:
+            return None
+        tags = response.json().get("model_version", {}).get("tags", [])
+        return next((str(t["value"]) for t in tags if t.get("key") == "bundle_id"), None)
+
     def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """One API call; errors name the endpoint, never the URL (it may hold credentials)."""
         try:
@@ -68,6 +86,8 @@ class RestRegistry:
             raise RuntimeError(
                 f"MLflow tracking server unreachable ({type(exc).__name__} on {path})"
             ) from None
+        if response.status_code == 404:
+            raise MissingError(f"MLflow answered 404 to {method} {path}")
         if response.is_error:
             raise RuntimeError(f"MLflow answered {response.status_code} to {method} {path}")
         return response

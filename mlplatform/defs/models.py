@@ -9,7 +9,7 @@ import dagster as dg
 from mlplatform.defs.frames import Frame
 from mlplatform.defs.partitions import cutoff_partitions, window_and_holdout
 from mlplatform.defs.versions import code_version
-from mlplatform.promotion import UNKNOWN
+from mlplatform.promotion.policy import UNKNOWN
 from mlplatform.resources.mlflow import MlflowTracking
 from mlplatform.resources.search import SearchStorage
 from mlplatform.resources.store import ArtifactStore

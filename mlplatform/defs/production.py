@@ -2,7 +2,8 @@
 
 The Dagster OSS web UI has no authentication, so this asset checks the policy itself against
 the ledger (approvals of this exact bundle id, approver != trainer) before it moves
-the production pointer (a new ledger row) and the MLflow registry alias ``production``.
+the production pointer (a new ledger row) and the MLflow registry alias ``production``; all of
+it is ``promotion.service.promote``, the same code path as the CLI and the serving API.
 """
 
 import json
@@ -11,9 +12,9 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
-from mlplatform.alias_sync import AliasSyncError, Synced, ensure_registered, sync_production_alias
 from mlplatform.defs.versions import code_version
-from mlplatform.promotion import policy_problems, trainer_of
+from mlplatform.promotion import service
+from mlplatform.promotion.policy import policy_problems
 from mlplatform.resources.ledger import LedgerResource
 from mlplatform.resources.mlflow import MlflowTracking
 from mlplatform.resources.store import ArtifactStore
@@ -56,75 +57,11 @@ def promote_bundle(
     bundle_id: str,
     expected_from: str | EllipsisType | None = ...,
 ) -> dict[str, object]:
-    """Check the policy and promote: the bundle registered in MLflow (it is, unless its build
-    was killed between publishing and registering), the ledger row (compare-and-swap), then the
-    alias set from the ledger head (``alias_sync``).
-
-    ``expected_from`` is the production the decision was based on (default: read it now).
-    Raises dg.Failure with the reasons and changes nothing when the policy says no, the bundle
-    cannot be registered, or another promotion got there first. Promoting the current
-    production only re-syncs the alias.
-    """
-    from mlplatform.bundles.format import BundleError, verify
-    from mlplatform.ledger import PromotionConflict
-
-    path = store.bundles_dir / bundle_id
+    """``promotion.service.promote`` for the asset: a refusal becomes a dg.Failure."""
     try:
-        manifest = verify(path)
-    except BundleError as exc:
-        raise dg.Failure(f"{spec.name}: bundle {bundle_id} cannot be promoted: {exc}") from None
-    current = ledger.production(spec.name)
-    current_id = current.to_bundle if current else None
-    if expected_from is not ...:
-        current_id = expected_from
-    if current_id == bundle_id:
-        synced = _sync_alias(spec, ledger, mlflow, store)
-        return {"bundle_id": bundle_id, "changed": False, "mlflow_version": synced.version or ""}
-    problems = policy_problems(spec, manifest, ledger.decisions(spec.name, bundle_id))
-    if problems:
-        raise dg.Failure(
-            f"{spec.name}: bundle {bundle_id} is not promoted (policy "
-            f"{spec.promotion.policy!r}): " + "; ".join(problems),
-            allow_retries=False,
-        )
-    approvers = sorted(
-        {d.actor for d in ledger.decisions(spec.name, bundle_id) if d.decision == "approve"}
-    )
-    actor = ",".join(approvers) if spec.promotion.policy == "approval" else "auto"
-    try:
-        version = ensure_registered(mlflow, spec.name, store.bundles_dir, bundle_id)
-    except AliasSyncError as exc:
-        raise dg.Failure(f"{spec.name}: bundle {bundle_id} is not promoted: {exc}") from None
-    try:
-        row = ledger.promote(
-            spec.name,
-            bundle_id,
-            actor=actor,
-            reason=f"{spec.promotion.policy}: {manifest['candidate']} cutoff {manifest['cutoff']}",
-            expected_from=current_id,
-        )
-    except PromotionConflict as exc:
-        raise dg.Failure(
-            f"{spec.name}: another promotion won: {exc}", allow_retries=False
-        ) from None
-    _sync_alias(spec, ledger, mlflow, store)
-    return {
-        "bundle_id": bundle_id,
-        "changed": True,
-        "from_bundle": row.from_bundle or "",
-        "actor": actor,
-        "trainer": trainer_of(manifest),
-        "mlflow_version": version,
-    }
-
-
-def _sync_alias(
-    spec: ProjectSpec, ledger: "Ledger", mlflow: MlflowTracking, store: ArtifactStore
-) -> Synced:
-    try:
-        return sync_production_alias(ledger, mlflow, spec.name, store.bundles_dir)
-    except AliasSyncError as exc:
-        raise dg.Failure(str(exc)) from None
+        return service.promote(spec, ledger, mlflow, store.bundles_dir, bundle_id, expected_from)
+    except service.PromotionRefused as exc:
+        raise dg.Failure(str(exc), allow_retries=exc.retryable) from None
 
 
 def production_asset(spec: ProjectSpec) -> dg.AssetsDefinition:

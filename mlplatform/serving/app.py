@@ -3,8 +3,9 @@
 ``create_app(settings)`` builds a FastAPI app; run it with uvicorn (``mlplatform serve`` uses
 ``app_from_env``). Every route declares one auth dependency (``auth.public``, ``auth.reader``
 or ``auth.approver``). Promotion itself is the platform's Dagster ``production`` asset; this
-app records approvals/rejections and performs rollbacks, and follows the ledger's production
-pointer by hot-swapping bundles (``serving.production``).
+app records approvals/rejections and performs rollbacks (``promotion.service``, the same code
+as the CLI), and follows the ledger's production pointer by hot-swapping bundles
+(``serving.production``).
 """
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ from fastapi.responses import FileResponse, JSONResponse
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
-from mlplatform.alias_sync import AliasSyncError, ModelRegistry, sync_production_alias
 from mlplatform.bundles.catalog import BundleCatalog
-from mlplatform.bundles.format import MANIFEST, Bundle, BundleError, load
-from mlplatform.ledger import Ledger, LedgerError, PromotionConflict
+from mlplatform.bundles.format import MANIFEST, Bundle
+from mlplatform.ledger import Ledger, LedgerError
+from mlplatform.promotion import service as promotion
+from mlplatform.promotion.alias import Tracker
 from mlplatform.registry_rest import RestRegistry, is_server_uri
 from mlplatform.serving.auth import Approver, Authenticator, Public, Reader
 from mlplatform.serving.bodies import (
@@ -152,7 +154,7 @@ def create_app(
     poll_seconds: float = 1.0,
     ledger: Ledger | None = None,
     fast_path: bool = True,
-    registry: ModelRegistry | None = None,
+    registry: Tracker | None = None,
 ) -> FastAPI:
     """The serving app for the projects in ``settings.projects_dir``. ``fast_path=False``
     leaves every predict to the FastAPI route (the tests compare both). ``registry`` moves
@@ -239,12 +241,6 @@ def create_app(
         if state.bundle is None:
             raise HTTPException(404, f"project {project!r} has no production bundle yet")
         return state.bundle
-
-    def published(project: str, bundle_id: str) -> dict[str, Any]:
-        manifest = catalog.get(bundle_id)
-        if manifest is None or manifest.get("project") != project:
-            raise HTTPException(404, f"{bundle_id!r} is not a published bundle of {project!r}")
-        return manifest
 
     # -- public ------------------------------------------------------------------------------
 
@@ -411,15 +407,21 @@ def create_app(
 
     # -- approvers ---------------------------------------------------------------------------
 
+    def refused(exc: promotion.PromotionRefused) -> HTTPException:
+        status = 404 if isinstance(exc, promotion.NotPublished) else 400
+        status = 409 if isinstance(exc, promotion.Conflict) else status
+        return HTTPException(status, str(exc).replace(str(settings.bundles_dir), "bundles"))
+
     def decide(
         project: str, bundle_id: str, body: DecisionIn, who: Approver, verdict: str
     ) -> DecisionOut:
         project_spec(project)
-        published(project, bundle_id)
-        pointer = ledger.production(project)
-        if pointer is not None and pointer.to_bundle == bundle_id:
-            raise HTTPException(409, f"{bundle_id} is already production of {project!r}")
-        decision = ledger.record_decision(project, bundle_id, verdict, who.name, body.comment)
+        try:
+            decision = promotion.decide(
+                ledger, settings.bundles_dir, project, bundle_id, verdict, who.name, body.comment
+            )
+        except promotion.PromotionRefused as exc:
+            raise refused(exc) from None
         log.info("%s: %s recorded %s of bundle %s", project, who.name, verdict, bundle_id)
         return DecisionOut.model_validate(decision)
 
@@ -455,49 +457,23 @@ def create_app(
     def rollback(project: str, who: Approver, body: RollbackBody) -> PromotionOut:
         """Point production back at an earlier production bundle (verified first); instant."""
         project_spec(project)
-        pointer = ledger.production(project)
-        if pointer is None:
-            raise HTTPException(400, f"{project!r} has no production bundle to roll back from")
-        target = body.to_bundle or pointer.from_bundle
-        if target is None:
-            raise HTTPException(
-                400, f"production {pointer.to_bundle} of {project!r} has no previous bundle"
-            )
-        if target == pointer.to_bundle:
-            raise HTTPException(400, f"{target} is already production of {project!r}")
-        if body.to_bundle is not None:
-            published(project, target)
-        elif catalog.get(target) is None:
-            raise HTTPException(400, f"previous bundle {target} is no longer published")
-        if target not in {p.to_bundle for p in ledger.history(project)}:
-            raise HTTPException(
-                400,
-                f"{target} was never production of {project!r}; a new bundle becomes "
-                "production through review and promotion, not rollback",
-            )
         try:
-            bundle = load(settings.bundles_dir / target)
-        except BundleError as exc:
-            message = str(exc).replace(str(settings.bundles_dir), "bundles")
-            raise HTTPException(400, f"bundle {target} fails verification: {message}") from None
-        try:
-            row = ledger.promote(
+            moved = promotion.rollback(
+                ledger,
+                registry,
                 project,
-                target,
+                settings.bundles_dir,
                 who.name,
                 body.reason,
-                kind="rollback",
-                expected_from=pointer.to_bundle,
+                to=body.to_bundle,
             )
-        except PromotionConflict as exc:
-            raise HTTPException(409, str(exc)) from None
-        log.info("%s: %s rolled back %s -> %s", project, who.name, pointer.to_bundle, target)
-        service.refresh(project, preloaded=bundle)
-        if registry is not None:
-            try:
-                sync_production_alias(ledger, registry, project, settings.bundles_dir)
-            except AliasSyncError as exc:
-                log.warning("%s: MLflow alias not moved: %s", project, exc)
+        except promotion.PromotionRefused as exc:
+            raise refused(exc) from None
+        row = moved.row
+        log.info("%s: %s rolled back %s -> %s", project, who.name, row.from_bundle, row.to_bundle)
+        service.refresh(project)
+        if moved.alias_error is not None:
+            log.warning("%s: MLflow alias not moved: %s", project, moved.alias_error)
         return PromotionOut.model_validate(row)
 
     # -- the review page (public shell) and evaluation reports (readers) --------------------

@@ -14,6 +14,7 @@ import httpx
 from fastapi.testclient import TestClient
 
 from mlplatform.ledger import Ledger
+from mlplatform.registry_rest import RestRegistry
 from mlplatform.resources.mlflow import MlflowTracking
 from mlplatform.serving.app import create_app
 from mlplatform.stack.services import executable
@@ -133,6 +134,9 @@ def test_api_rollback_moves_the_alias_on_a_tracking_server(
                 headers={"Authorization": "Bearer bob-secret"},
             )
         assert r.status_code == 201, r.text
+        registry = RestRegistry(url)  # the serving process reads the alias back the same way
+        assert registry.production_alias(p) == a
+        assert registry.production_alias("no-such-project") is None
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from mlplatform.ledger import Ledger
-from mlplatform.promotion import policy_problems
+from mlplatform.promotion.policy import policy_problems
 from mlplatform_tests.docker import files
 from mlplatform_tests.e2e.test_clean_stops import instance_at, kill_all, start_ui, stop_within
 from mlplatform_tests.projects import ProjectFactory

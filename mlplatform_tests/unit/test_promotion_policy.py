@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from mlplatform.promotion import policy_problems
+from mlplatform.promotion.policy import policy_problems
 from mlplatform.spec import ProjectSpec, Promotion
 
 MADE = dt.datetime(2026, 1, 10, 12, tzinfo=dt.UTC)

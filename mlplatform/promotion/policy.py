@@ -10,10 +10,16 @@ from mlplatform.spec import ProjectSpec
 
 
 class DecisionLike(Protocol):
-    bundle_id: str
-    decision: str
-    actor: str
-    created_at: dt.datetime
+    """What the policy reads of a decision (``ledger.Decision``, read-only)."""
+
+    @property
+    def bundle_id(self) -> str: ...
+    @property
+    def decision(self) -> str: ...
+    @property
+    def actor(self) -> str: ...
+    @property
+    def created_at(self) -> dt.datetime: ...
 
 
 UNKNOWN = "unknown"

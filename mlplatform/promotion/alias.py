@@ -22,8 +22,9 @@ if TYPE_CHECKING:  # SQLAlchemy and Alembic: imported when the ledger is first u
 MAX_ROUNDS = 20
 
 
-class ModelRegistry(Protocol):
-    """What the sync needs of the model registry (``resources.mlflow.MlflowTracking``)."""
+class Tracker(Protocol):
+    """What promotion needs of the model registry: ``resources.mlflow.MlflowTracking`` in the
+    platform, ``registry_rest.RestRegistry`` in the serving process (no mlflow import)."""
 
     def version_of_bundle(self, project: str, bundle_id: str) -> str | None: ...
 
@@ -36,6 +37,8 @@ class ModelRegistry(Protocol):
     ) -> str: ...
 
     def set_production_alias(self, project: str, bundle_id: str) -> str | None: ...
+
+    def production_alias(self, project: str) -> str | None: ...
 
 
 class AliasSyncError(Exception):
@@ -56,9 +59,7 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}"
 
 
-def ensure_registered(
-    registry: ModelRegistry, project: str, bundles_dir: Path, bundle_id: str
-) -> str:
+def ensure_registered(registry: Tracker, project: str, bundles_dir: Path, bundle_id: str) -> str:
     """The model version of a published bundle; registers the bundle (verified first) when it
     has none. Raises AliasSyncError when the bundle is unusable or the registry fails."""
     from mlplatform.bundles.format import BundleError, verify  # numpy: only when registering
@@ -83,7 +84,7 @@ def ensure_registered(
 
 
 def sync_production_alias(
-    ledger: Ledger, registry: ModelRegistry, project: str, bundles_dir: Path
+    ledger: Ledger, registry: Tracker, project: str, bundles_dir: Path
 ) -> Synced:
     """Point the alias ``production`` at the ledger head, until the head holds still after
     the write. Call it after every compare-and-swap on the production pointer."""
