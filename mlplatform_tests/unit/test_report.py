@@ -6,7 +6,6 @@ import base64
 import math
 import os
 import re
-import time
 from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path
@@ -470,13 +469,6 @@ def test_figures_are_closed() -> None:
     for make in (binary_result, multiclass_result, regression_result):
         render_report(make(), project="p")
     assert plt.get_fignums() == []
-
-
-def test_fast_for_three_models() -> None:
-    render_report(binary_result(), project="warm-up")
-    start = time.perf_counter()
-    render_report(binary_result(), project="churn")
-    assert time.perf_counter() - start < 1.0
 
 
 # ---------------------------------------------------------------------------- writing
