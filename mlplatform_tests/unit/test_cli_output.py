@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mlplatform.cli import summary_lines
+from mlplatform.cli.summary import summary_lines
 from mlplatform.spec import ProjectSpec
 
 

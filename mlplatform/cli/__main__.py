@@ -1,0 +1,5 @@
+"""``python -m mlplatform.cli``."""
+
+from mlplatform.cli import app
+
+app()
