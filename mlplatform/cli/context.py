@@ -7,7 +7,7 @@ import logging
 import os
 import warnings
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -60,7 +60,7 @@ def project_spec(settings: Settings, name: str) -> ProjectSpec:
         raise
 
 
-def fail(message: str) -> typer.Exit:
+def fail(message: str) -> NoReturn:
     typer.secho(message, fg=typer.colors.RED, err=True)
     raise typer.Exit(1)
 

@@ -252,26 +252,37 @@ def rollback(
 ) -> None:
     """Point production back at a bundle that was production before, instantly and audited
     (recorded like approve)."""
-    from mlplatform.ledger import LedgerError
-    from mlplatform.promotion import service as promotion
-    from mlplatform.resources.mlflow import MlflowTracking
-    from mlplatform.serving.client import ClientError
-
     refuse_as(actor)
     settings = settings_for(home, projects)
     client = _api(settings)
     if client is not None:
-        try:
-            target = _remote_bundle(client, project, to) if to else None
-            moved = client.rollback(project, target, reason)
-        except ClientError as exc:
-            raise fail(f"{project}: rollback refused by {settings.serve_url}: {exc}") from None
-        before = (moved["from_bundle"] or "-")[:12]
-        typer.echo(
-            f"{project} production: {before} -> {moved['to_bundle'][:12]} "
-            f"by {moved['actor']} (via API)"
-        )
-        return
+        _rollback_via_api(client, settings, project, to, reason)
+    else:
+        _rollback_on_ledger(settings, project, to, reason)
+
+
+def _rollback_via_api(
+    client: Client, settings: Settings, project: str, to: str | None, reason: str
+) -> None:
+    from mlplatform.serving.client import ClientError
+
+    try:
+        target = _remote_bundle(client, project, to) if to else None
+        moved = client.rollback(project, target, reason)
+    except ClientError as exc:
+        raise fail(f"{project}: rollback refused by {settings.serve_url}: {exc}") from None
+    before = (moved["from_bundle"] or "-")[:12]
+    typer.echo(
+        f"{project} production: {before} -> {moved['to_bundle'][:12]} by {moved['actor']} (via API)"
+    )
+
+
+def _rollback_on_ledger(settings: Settings, project: str, to: str | None, reason: str) -> None:
+    """The ledger's compare-and-swap as the system account, then the MLflow alias."""
+    from mlplatform.ledger import LedgerError
+    from mlplatform.promotion import service as promotion
+    from mlplatform.resources.mlflow import MlflowTracking
+
     project_spec(settings, project)
     mlflow = MlflowTracking(
         tracking_uri=settings.tracking_uri, artifact_root=str(settings.mlflow_artifacts_dir)

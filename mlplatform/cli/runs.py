@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -24,6 +24,10 @@ from mlplatform.landing import shown
 from mlplatform.redaction import redact
 from mlplatform.settings import Settings
 from mlplatform.spec import ProjectSpec
+
+if TYPE_CHECKING:  # Dagster is imported by the commands that run it
+    from mlplatform.defs.interrupts import Stop
+    from mlplatform.defs.runs import RunOutcome
 
 
 def _print_outcome(i: int, n: int, outcome: object) -> None:
@@ -57,103 +61,136 @@ def _run(
     The first SIGINT or SIGTERM stops it all: the run in progress ends FAILURE, no further
     run starts, and the command exits with 128 + the signal's number after saying what
     finished and what did not run."""
-    from mlplatform.defs.build import build_defs, data_job_name, train_job_name
+    from mlplatform.defs.build import train_job_name
     from mlplatform.defs.interrupts import StopRequestedError, stop_on_signal
-    from mlplatform.defs.runs import (
-        QUIET,
-        SILENT,
-        RunOutcome,
-        instance_for,
-        landed_partitions,
-        plan_cutoff,
-        reads_of,
-        run_partitions,
-        stale_data_keys,
-        trainable_cutoffs,
-    )
 
     quiet_optuna(spec)
     with stop_on_signal() as stop:
-        landed, stray = landed_partitions(spec, settings.home)
-        for path in stray:
-            typer.secho(
-                f"warning: {shown(path)} matches no partition key; ignored", fg="yellow", err=True
-            )
-        if not landed:
-            fail(f"no landing files for {spec.name} in {shown(spec.landing_dir(settings.home))}")
-
-        def in_range(key: str) -> bool:
-            return (start is None or key >= start) and (end is None or key <= end)
-
-        cutoffs = [k for k in trainable_cutoffs(spec, landed) if in_range(k)]
-        if assets == "data":
-            cutoffs = []
-        elif latest:
-            cutoffs = cutoffs[-1:]
-        wanted: set[str] = set()
-        if assets in ("data", "all"):
-            wanted = {k for k in landed if in_range(k)}
-            wanted |= {k for c in cutoffs for k in reads_of(spec, c) if k in landed}
-        data_keys = sorted(wanted)
-        done: list[RunOutcome] = []
-        not_run: list[tuple[str, str]] = [(train_job_name(spec.name), c) for c in cutoffs]
-        config = QUIET if FLAGS.verbose else SILENT
-
-        def progress(i: int, n: int, outcome: RunOutcome) -> None:
-            done.append(outcome)
-            not_run.remove((outcome.job, outcome.partition))
-            _print_outcome(i, n, outcome)
-            stop.check()
-
+        landed = _landed(settings, spec)
+        data_keys, cutoffs = _selection(spec, landed, assets, start, end, latest)
+        progress = _Progress(stop, [(train_job_name(spec.name), c) for c in cutoffs])
         try:
             stop.check()
-            defs = build_defs(settings, [spec])
-            instance = instance_for(settings)
-            todo = (
-                data_keys
-                if force
-                else stale_data_keys(defs, instance, spec, data_keys, settings.home)
-            )
-            typer.echo(
-                f"{spec.name}: {len(todo)} of {len(data_keys)} data partition(s) to build"
-                + (f" [{_shown(todo)}]" if todo else "")
-                + f", {len(cutoffs)} cutoff(s)"
-                + (f" [{_shown(cutoffs)}]" if cutoffs else "")
-            )
-            not_run[:0] = [(data_job_name(spec.name), k) for k in todo]
-            stop.check()
-            outcomes = run_partitions(
-                defs, instance, data_job_name(spec.name), todo, progress, run_config=config
-            )
-            plans = [
-                plan_cutoff(defs, instance, spec, c, settings.home, force, landed) for c in cutoffs
-            ]
-            for plan in plans:
-                if plan.refused:
-                    typer.secho(plan.refused, fg=typer.colors.RED, err=True)
-                if not plan.assets:
-                    not_run.remove((train_job_name(spec.name), plan.cutoff))
-                if plan.note:
-                    typer.echo(f"  cutoff {plan.cutoff}: {plan.note}")
-            train = [plan for plan in plans if plan.assets]
-            outcomes += run_partitions(
-                defs,
-                instance,
-                train_job_name(spec.name),
-                [plan.cutoff for plan in train],
-                progress,
-                selections={plan.cutoff: plan.assets for plan in train},
-                run_config=config,
-            )
-            if not todo and not train and not any(plan.refused for plan in plans):
-                typer.echo(
-                    f"nothing is stale: {len(data_keys)} data partition(s) and {len(cutoffs)} "
-                    "cutoff(s) up to date (--force recomputes them)"
-                )
-            return outcomes, plans
+            return _run_stale(settings, spec, landed, data_keys, cutoffs, force, progress)
         except StopRequestedError as exc:
-            _print_stopped(exc, done, not_run)
+            _print_stopped(exc, progress.done, progress.not_run)
             raise typer.Exit(exc.exit_code) from None
+
+
+def _landed(settings: Settings, spec: ProjectSpec) -> list[str]:
+    """The landed partition keys, after a warning per stray file; none ends the command."""
+    from mlplatform.defs.runs import landed_partitions
+
+    landed, stray = landed_partitions(spec, settings.home)
+    for path in stray:
+        typer.secho(
+            f"warning: {shown(path)} matches no partition key; ignored", fg="yellow", err=True
+        )
+    if not landed:
+        fail(f"no landing files for {spec.name} in {shown(spec.landing_dir(settings.home))}")
+    return landed
+
+
+def _selection(
+    spec: ProjectSpec,
+    landed: list[str],
+    assets: str,
+    start: str | None,
+    end: str | None,
+    latest: bool,
+) -> tuple[list[str], list[str]]:
+    """The data partition keys and the cutoffs asked for, within --from/--to."""
+    from mlplatform.defs.runs import reads_of, trainable_cutoffs
+
+    def in_range(key: str) -> bool:
+        return (start is None or key >= start) and (end is None or key <= end)
+
+    cutoffs = [k for k in trainable_cutoffs(spec, landed) if in_range(k)]
+    if assets == "data":
+        cutoffs = []
+    elif latest:
+        cutoffs = cutoffs[-1:]
+    wanted: set[str] = set()
+    if assets in ("data", "all"):
+        wanted = {k for k in landed if in_range(k)}
+        wanted |= {k for c in cutoffs for k in reads_of(spec, c) if k in landed}
+    return sorted(wanted), cutoffs
+
+
+class _Progress:
+    """Prints each finished run and keeps what is done and what has not run, for a stop."""
+
+    def __init__(self, stop: Stop, not_run: list[tuple[str, str]]) -> None:
+        self.stop = stop
+        self.done: list[RunOutcome] = []
+        self.not_run = not_run
+
+    def __call__(self, i: int, n: int, outcome: RunOutcome) -> None:
+        self.done.append(outcome)
+        self.not_run.remove((outcome.job, outcome.partition))
+        _print_outcome(i, n, outcome)
+        self.stop.check()
+
+
+def _run_stale(
+    settings: Settings,
+    spec: ProjectSpec,
+    landed: list[str],
+    data_keys: list[str],
+    cutoffs: list[str],
+    force: bool,
+    progress: _Progress,
+) -> tuple[list, list]:
+    """The data runs of the stale partitions, then the training runs the cutoffs' plans ask."""
+    from mlplatform.defs.build import build_defs, data_job_name, train_job_name
+    from mlplatform.defs.runs import (
+        QUIET,
+        SILENT,
+        instance_for,
+        plan_cutoff,
+        run_partitions,
+        stale_data_keys,
+    )
+
+    config = QUIET if FLAGS.verbose else SILENT
+    defs = build_defs(settings, [spec])
+    instance = instance_for(settings)
+    todo = data_keys if force else stale_data_keys(defs, instance, spec, data_keys, settings.home)
+    typer.echo(
+        f"{spec.name}: {len(todo)} of {len(data_keys)} data partition(s) to build"
+        + (f" [{_shown(todo)}]" if todo else "")
+        + f", {len(cutoffs)} cutoff(s)"
+        + (f" [{_shown(cutoffs)}]" if cutoffs else "")
+    )
+    progress.not_run[:0] = [(data_job_name(spec.name), k) for k in todo]
+    progress.stop.check()
+    outcomes = run_partitions(
+        defs, instance, data_job_name(spec.name), todo, progress, run_config=config
+    )
+    plans = [plan_cutoff(defs, instance, spec, c, settings.home, force, landed) for c in cutoffs]
+    for plan in plans:
+        if plan.refused:
+            typer.secho(plan.refused, fg=typer.colors.RED, err=True)
+        if not plan.assets:
+            progress.not_run.remove((train_job_name(spec.name), plan.cutoff))
+        if plan.note:
+            typer.echo(f"  cutoff {plan.cutoff}: {plan.note}")
+    train = [plan for plan in plans if plan.assets]
+    outcomes += run_partitions(
+        defs,
+        instance,
+        train_job_name(spec.name),
+        [plan.cutoff for plan in train],
+        progress,
+        selections={plan.cutoff: plan.assets for plan in train},
+        run_config=config,
+    )
+    if not todo and not train and not any(plan.refused for plan in plans):
+        typer.echo(
+            f"nothing is stale: {len(data_keys)} data partition(s) and {len(cutoffs)} "
+            "cutoff(s) up to date (--force recomputes them)"
+        )
+    return outcomes, plans
 
 
 def _summary(settings: Settings, spec: ProjectSpec, plans: list) -> None:
