@@ -26,14 +26,11 @@ from mlplatform.settings import Settings
 from mlplatform.spec import ProjectSpec
 
 if TYPE_CHECKING:  # Dagster is imported by the commands that run it
-    from mlplatform.defs.interrupts import Stop
+    from mlplatform.defs.interrupts import Stop, StopRequestedError
     from mlplatform.defs.runs import RunOutcome
 
 
-def _print_outcome(i: int, n: int, outcome: object) -> None:
-    from mlplatform.defs.runs import RunOutcome
-
-    assert isinstance(outcome, RunOutcome)
+def _print_outcome(i: int, n: int, outcome: RunOutcome) -> None:
     status = "ok" if outcome.success else "FAILED"
     color = typer.colors.GREEN if outcome.success else typer.colors.RED
     typer.echo(f"  [{i}/{n}] {outcome.job} {outcome.partition} ", nl=False)
@@ -217,10 +214,9 @@ def _summary(settings: Settings, spec: ProjectSpec, plans: list) -> None:
         typer.echo(f"    report: {report if report.is_file() else '-'}")
 
 
-def _print_stopped(exc: object, done: list, not_run: list[tuple[str, str]]) -> None:
-    from mlplatform.defs.interrupts import StopRequestedError
-
-    assert isinstance(exc, StopRequestedError)
+def _print_stopped(
+    exc: StopRequestedError, done: list[RunOutcome], not_run: list[tuple[str, str]]
+) -> None:
     ok = sum(o.success for o in done)
     typer.secho(
         f"stopped by {exc.signal_name}: {ok} run(s) succeeded, {len(done) - ok} failed "
