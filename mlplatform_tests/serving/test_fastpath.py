@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from mlplatform.serving.app import INLINE_ROWS, create_app
+from mlplatform.serving.app import create_app
+from mlplatform.serving.predict import INLINE_ROWS
 from mlplatform_tests.serving.builders import PROJECT
 from mlplatform_tests.serving.servers import APPROVER, READER, Env
 
