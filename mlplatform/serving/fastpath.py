@@ -2,16 +2,16 @@
 
 FastAPI's dependency solving costs more than a one-row prediction, so a successful small
 predict is answered here, in front of the framework, with the very same pieces the FastAPI
-route uses: the Authenticator (reader rule), the production service, the per-bundle validator
-and fast predictor, and the metrics. Anything else — a missing or unknown token, an unknown
-project, no production yet, an invalid body, a large batch — falls through, body replayed, to
-the FastAPI route, which gives the documented answer. So this changes speed, never answers.
-The token and the project are checked before any of the body is read.
+route uses: the Authenticator (reader rule), the production service, the predict contract
+(``serving.predict``: per-bundle validator and fast predictor, the answer bytes) and the
+metrics. Anything else — a missing or unknown token, an unknown project, no production yet, an
+invalid body, a large batch — falls through, body replayed, to the FastAPI route, which gives
+the documented answer. So this changes speed, never answers. The token and the project are
+checked before any of the body is read.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from typing import Any
@@ -21,8 +21,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mlplatform.bundles.format import Bundle
 from mlplatform.serving.auth import Authenticator
+from mlplatform.serving.predict import answer
 from mlplatform.serving.predictor import FastPredictor
-from mlplatform.serving.schemas import PredictValidator
+from mlplatform.serving.rows import PredictValidator
 
 PREDICT_PATH = re.compile(r"^/v1/projects/([^/]+)/predict$")
 MAX_FAST_BODY = 64 * 1024
@@ -62,8 +63,8 @@ class PredictFastPath:
             await self.app(scope, receive, send)
             return
         chunks, more = await _read_some(receive, MAX_FAST_BODY)
-        answer = None if more else self._answer(project, bundle, b"".join(chunks))
-        if answer is None:
+        reply = None if more else self._answer(project, bundle, b"".join(chunks))
+        if reply is None:
             await self.app(scope, _replay(chunks, more, receive), send)
             return
         scope["route"] = self.route  # metrics label it like the FastAPI route
@@ -73,11 +74,11 @@ class PredictFastPath:
                 "status": 200,
                 "headers": [
                     (b"content-type", b"application/json"),
-                    (b"content-length", str(len(answer)).encode()),
+                    (b"content-length", str(len(reply)).encode()),
                 ],
             }
         )
-        await send({"type": "http.response.body", "body": answer})
+        await send({"type": "http.response.body", "body": reply})
 
     def _bundle(self, project: str, scope: Scope) -> Bundle | None:
         """The bundle to predict with, when the request's token may read (checked first)."""
@@ -95,10 +96,9 @@ class PredictFastPath:
             return None
         if len(rows) > self.inline_rows:
             return None
-        predictions = predictor.predict_rows(rows)
+        reply = answer(bundle, predictor, rows)
         self.on_predicted(project, bundle, len(rows))
-        payload = {"bundle_id": bundle.bundle_id, "predictions": predictions}
-        return json.dumps(payload, separators=(",", ":")).encode()
+        return reply
 
 
 def _bearer(scope: Scope) -> str | None:

@@ -9,7 +9,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from mlplatform.serving.app import INLINE_ROWS, create_app
+from mlplatform.serving.app import create_app
+from mlplatform.serving.predict import INLINE_ROWS
+from mlplatform.serving.schemas import PredictOut
 from mlplatform_tests.serving.builders import PROJECT
 from mlplatform_tests.serving.servers import APPROVER, READER, Env
 
@@ -49,6 +51,9 @@ def test_both_paths_answer_alike(clients: tuple[TestClient, TestClient], env: En
         b = slow.post(f"/v1/projects/{project}/predict", json=body, headers=headers)
         assert (a.status_code, a.json()) == (b.status_code, b.json()), (project, headers, body)
         assert a.headers["content-type"].startswith("application/json")
+        if a.status_code == 200:  # one predict contract: the same bytes, exactly a PredictOut
+            assert a.content == b.content
+            assert PredictOut.model_validate_json(a.content).model_dump() == a.json()
         statuses.append(a.status_code)
     assert statuses.count(200) == 3 and 401 in statuses and 422 in statuses and 404 in statuses
 

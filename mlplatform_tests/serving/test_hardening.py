@@ -16,9 +16,10 @@ from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
 from mlplatform.bundles.format import load
-from mlplatform.serving.app import Compiled, create_app
+from mlplatform.serving.app import create_app
 from mlplatform.serving.bodies import DECISION_BODY_BYTES
-from mlplatform.serving.schemas import PRESCAN_BYTES, error_details
+from mlplatform.serving.predict import Compiled
+from mlplatform.serving.rows import PRESCAN_BYTES, error_details
 from mlplatform_tests.serving import abuse
 from mlplatform_tests.serving.builders import PROJECT, Built
 from mlplatform_tests.serving.servers import (
@@ -85,7 +86,7 @@ def test_predict_stops_parsing_past_the_row_limit(server: Server, tmp_path: Path
         "import json, resource, sys\n"
         "from pydantic import ValidationError\n"
         "from mlplatform.bundles.format import InputSchema\n"
-        "from mlplatform.serving.schemas import PredictValidator, error_details\n"
+        "from mlplatform.serving.rows import PredictValidator, error_details\n"
         "schema = json.load(open(sys.argv[1]))['input_schema']\n"
         "v = PredictValidator(InputSchema.from_json(schema))\n"
         "body = b'{\"rows\": [' + b'{},' * 9999999 + b'{}]}'\n"

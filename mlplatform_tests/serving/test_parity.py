@@ -16,8 +16,8 @@ from pydantic import ValidationError
 from mlplatform.bundles.format import load
 from mlplatform.columns import parse_column
 from mlplatform.serving.predictor import FastPredictor
+from mlplatform.serving.rows import PredictValidator
 from mlplatform.serving.scalars import scalar_parser
-from mlplatform.serving.schemas import PredictValidator
 from mlplatform.spec import Column
 from mlplatform_tests.serving.builders import Built
 

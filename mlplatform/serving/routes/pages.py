@@ -20,18 +20,17 @@ import base64
 import hashlib
 import json
 import re
-from collections.abc import Mapping
 from functools import cache
 from importlib.resources import files
 from typing import Annotated
 
-from fastapi import FastAPI, HTTPException
+from fastapi import APIRouter, HTTPException
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse
 
 from mlplatform.serving.auth import Public, Reader
-from mlplatform.settings import Settings
-from mlplatform.spec import CLASSIFICATION_METRICS, LOWER_IS_BETTER, REGRESSION_METRICS, ProjectSpec
+from mlplatform.serving.deps import SettingsDep, SpecsDep
+from mlplatform.spec import CLASSIFICATION_METRICS, LOWER_IS_BETTER, REGRESSION_METRICS
 
 CUTOFF_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 _CUTOFF = re.compile(CUTOFF_PATTERN)
@@ -85,63 +84,63 @@ def _page_response() -> HTMLResponse:
     return HTMLResponse(body, headers=headers)
 
 
-def add_review_routes(app: FastAPI, settings: Settings, specs: Mapping[str, ProjectSpec]) -> None:
-    """Add the review page (public shell) and the evaluation reports (readers) to ``app``.
-
-    They go on the app itself, not through an included router, so that they are plain
-    ``APIRoute`` objects in ``app.routes`` like every other route (route-auth checks, metrics).
-    """
-
-    @app.get("/review", response_class=HTMLResponse, dependencies=[Public], include_in_schema=False)
-    def review_index() -> HTMLResponse:
-        """The review page: pick a project (needs a token to list them)."""
-        return _page_response()
-
-    @app.get(
-        "/review/{project}",
-        response_class=HTMLResponse,
-        dependencies=[Public],
-        include_in_schema=False,
-    )
-    def review_project(project: str) -> HTMLResponse:
-        """The review page of one project; the page's script fetches the data with a token."""
-        return _page_response()
-
-    @app.get(
-        "/v1/projects/{project}/reports/{cutoff}",
-        response_class=HTMLResponse,
-        tags=["review"],
-        responses={
-            200: {"content": {"text/html": {}}, "description": "The evaluation report"},
-            404: {"description": "Unknown project, or no report for this cutoff"},
-        },
-    )
-    def evaluation_report(
-        project: str,
-        cutoff: Annotated[str, PathParam(pattern=CUTOFF_PATTERN, description="YYYY-MM-DD")],
-        who: Reader,
-    ) -> HTMLResponse:
-        """The evaluation report (self-contained HTML with its plots) of one cutoff."""
-        if project not in specs:
-            raise HTTPException(404, f"unknown project {project!r}")
-        if not _CUTOFF.match(cutoff):  # also checked by the path pattern
-            raise HTTPException(404, f"no evaluation report for cutoff {cutoff!r}")
-        root = settings.reports_dir.resolve()
-        path = (settings.reports_dir / project / f"{cutoff}.html").resolve()
-        if not path.is_relative_to(root) or not path.is_file():
-            raise HTTPException(404, f"no evaluation report of {project!r} for cutoff {cutoff}")
-        try:
-            body = path.read_bytes()
-        except OSError:
-            raise HTTPException(
-                404, f"no evaluation report of {project!r} for cutoff {cutoff}"
-            ) from None
-        headers = {
-            **COMMON_HEADERS,
-            "Cache-Control": "private, no-cache",
-            "Content-Security-Policy": REPORT_CSP,
-        }
-        return HTMLResponse(body, headers=headers)
+router = APIRouter()
 
 
-__all__ = ["CUTOFF_PATTERN", "add_review_routes", "review_page"]
+@router.get("/review", response_class=HTMLResponse, dependencies=[Public], include_in_schema=False)
+def review_index() -> HTMLResponse:
+    """The review page: pick a project (needs a token to list them)."""
+    return _page_response()
+
+
+@router.get(
+    "/review/{project}",
+    response_class=HTMLResponse,
+    dependencies=[Public],
+    include_in_schema=False,
+)
+def review_project(project: str) -> HTMLResponse:
+    """The review page of one project; the page's script fetches the data with a token."""
+    return _page_response()
+
+
+@router.get(
+    "/v1/projects/{project}/reports/{cutoff}",
+    response_class=HTMLResponse,
+    tags=["review"],
+    responses={
+        200: {"content": {"text/html": {}}, "description": "The evaluation report"},
+        404: {"description": "Unknown project, or no report for this cutoff"},
+    },
+)
+def evaluation_report(
+    project: str,
+    cutoff: Annotated[str, PathParam(pattern=CUTOFF_PATTERN, description="YYYY-MM-DD")],
+    who: Reader,
+    specs: SpecsDep,
+    settings: SettingsDep,
+) -> HTMLResponse:
+    """The evaluation report (self-contained HTML with its plots) of one cutoff."""
+    if project not in specs:
+        raise HTTPException(404, f"unknown project {project!r}")
+    if not _CUTOFF.match(cutoff):  # also checked by the path pattern
+        raise HTTPException(404, f"no evaluation report for cutoff {cutoff!r}")
+    root = settings.reports_dir.resolve()
+    path = (settings.reports_dir / project / f"{cutoff}.html").resolve()
+    if not path.is_relative_to(root) or not path.is_file():
+        raise HTTPException(404, f"no evaluation report of {project!r} for cutoff {cutoff}")
+    try:
+        body = path.read_bytes()
+    except OSError:
+        raise HTTPException(
+            404, f"no evaluation report of {project!r} for cutoff {cutoff}"
+        ) from None
+    headers = {
+        **COMMON_HEADERS,
+        "Cache-Control": "private, no-cache",
+        "Content-Security-Policy": REPORT_CSP,
+    }
+    return HTMLResponse(body, headers=headers)
+
+
+__all__ = ["CUTOFF_PATTERN", "review_page", "router"]

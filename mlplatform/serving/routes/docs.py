@@ -13,7 +13,7 @@ import base64
 import hashlib
 import re
 
-from fastapi import FastAPI
+from fastapi import APIRouter, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 
@@ -38,18 +38,22 @@ def with_csp(page: HTMLResponse) -> HTMLResponse:
     return HTMLResponse(body, headers={"Content-Security-Policy": csp, "Cache-Control": "no-cache"})
 
 
-def add_docs_routes(app: FastAPI) -> None:
-    """Add ``/docs`` (Swagger UI) and ``/redoc`` (ReDoc) to ``app``."""
-    title = f"{app.title} - docs"
+router = APIRouter(dependencies=[Public], include_in_schema=False)
 
-    @app.get("/docs", response_class=HTMLResponse, dependencies=[Public], include_in_schema=False)
-    def swagger_ui() -> HTMLResponse:
-        """Swagger UI (from the jsDelivr CDN) for /openapi.json."""
-        return with_csp(get_swagger_ui_html(openapi_url="/openapi.json", title=title))
 
-    @app.get("/redoc", response_class=HTMLResponse, dependencies=[Public], include_in_schema=False)
-    def redoc() -> HTMLResponse:
-        """ReDoc (from the jsDelivr CDN) for /openapi.json."""
-        return with_csp(
-            get_redoc_html(openapi_url="/openapi.json", title=title, with_google_fonts=False)
-        )
+def _title(request: Request) -> str:
+    return f"{request.app.title} - docs"
+
+
+@router.get("/docs", response_class=HTMLResponse)
+def swagger_ui(request: Request) -> HTMLResponse:
+    """Swagger UI (from the jsDelivr CDN) for /openapi.json."""
+    return with_csp(get_swagger_ui_html(openapi_url="/openapi.json", title=_title(request)))
+
+
+@router.get("/redoc", response_class=HTMLResponse)
+def redoc(request: Request) -> HTMLResponse:
+    """ReDoc (from the jsDelivr CDN) for /openapi.json."""
+    return with_csp(
+        get_redoc_html(openapi_url="/openapi.json", title=_title(request), with_google_fonts=False)
+    )
