@@ -59,6 +59,7 @@ from mlplatform.digests import file_sha256
 from mlplatform.settings import Settings
 from mlplatform.spec import ProjectSpec
 from mlplatform.steps import evaluate, ingest, report, sklearn_onnx, split, train_sklearn
+from mlplatform.steps.baselines import baseline_predictors
 from mlplatform.steps.features import build_features
 
 PARITY_TOLERANCE = 1e-4  # as the platform's bundle parity check
@@ -136,7 +137,7 @@ def run_bare(spec: ProjectSpec, home: Path, keys: list[str], cutoffs: list[str])
         holdout = features[cutoff]
         predictors = {n: sklearn_predictor(p, spec) for n, p in pipelines.items()}
         targets = {k: f[spec.target].dropna().to_numpy() for k, f in parts.items()}
-        baselines = evaluate.baseline_predictors(spec, targets)
+        baselines = baseline_predictors(spec, targets)
         result = evaluate.evaluate(holdout, predictors, spec, cutoff, baselines)
         html = report.render_report(result, project=spec.name, training_manifests=manifests)
         report.write_report(html, home / "reports" / spec.name / f"{cutoff}.html")

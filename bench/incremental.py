@@ -37,16 +37,18 @@ from _common import (
 
 from mlplatform.defs.build import build_defs, train_job_name
 from mlplatform.defs.runs import (
-    AutomationRun,
     RunOutcome,
     instance_for,
     landed_partitions,
+    run_partitions,
+    trainable_cutoffs,
+)
+from mlplatform.defs.ticks import (
+    AutomationRun,
     latest_storage_id,
     materialized_since,
     run_automation,
-    run_partitions,
     tick_landing_sensor,
-    trainable_cutoffs,
 )
 
 Pair = tuple[str, str]

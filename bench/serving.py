@@ -97,6 +97,7 @@ def build_production(root: Path, size: Size) -> Production:
     from mlplatform.defs.evaluation import model_predictor
     from mlplatform.digests import file_sha256
     from mlplatform.steps import evaluate, ingest, sklearn_onnx, split, train_sklearn
+    from mlplatform.steps.baselines import baseline_predictors
     from mlplatform.steps.features import build_features
 
     settings, spec = make_home(root, "serving", size)
@@ -122,7 +123,7 @@ def build_production(root: Path, size: Size) -> Production:
         n: model_predictor(train_sklearn.SklearnModel(p, spec)) for n, p in pipelines.items()
     }
     targets = {k: f[spec.target].dropna().to_numpy() for k, f in parts.items()}
-    baselines = evaluate.baseline_predictors(spec, targets)
+    baselines = baseline_predictors(spec, targets)
     result = evaluate.evaluate(holdout, predictors, spec, cutoff, baselines)
     if not result.winner:
         raise SystemExit(f"no candidate passed the gates for {cutoff}: {result.reasons}")

@@ -41,8 +41,8 @@ from _common import (
 from mlplatform.bundles.build import onnx_predict
 from mlplatform.spec import Candidate, ProjectSpec
 from mlplatform.steps import candidates, ingest, split
-from mlplatform.steps.candidates import EpochLog
 from mlplatform.steps.features import build_features
+from mlplatform.steps.model_types import EpochLog
 
 REPEATS = 300  # timed single-row predictions per side (after 20 warm-up calls)
 

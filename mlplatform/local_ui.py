@@ -270,11 +270,7 @@ def shutdown(
     signals_seen = len(stop.signals)
     # As a terminal's Ctrl-C would: the run workers end their runs (CANCELED: they were asked
     # to), the services shut down. Dagster's helper scripts get a quiet SIGTERM instead.
-    for pid in tree.refresh():
-        argv = _cmdline(pid)
-        helper = argv[:1] == ["tail"] or any(h in " ".join(argv) for h in HELPERS)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGTERM if helper else signal.SIGINT)
+    _interrupt(tree)
     code_servers_killed, interrupted = False, time.monotonic()
     while tree.refresh() and time.monotonic() - started < grace:
         if len(stop.signals) > signals_seen:
@@ -286,22 +282,53 @@ def shutdown(
             # Dagster raises the interrupt from its signal handler; raised inside a garbage
             # collector callback it is swallowed ("Exception ignored in ...") and the run goes
             # on. Interrupt the workers of runs still in progress again.
-            for run in busy:
-                for proc in run_processes(instance, run.run_id):
-                    if proc.pid in tree.alive():
-                        with contextlib.suppress(ProcessLookupError):
-                            os.kill(proc.pid, signal.SIGINT)
+            _interrupt_workers(instance, busy, tree)
             interrupted = now
         # A code server finishes the calls in progress first (a sensor evaluation can take
         # long) and the webserver and daemon wait for it; once our runs have ended it holds
         # nothing of value.
         if not busy and not code_servers_killed and now - started > CODE_SERVER_GRACE_SECONDS:
-            for pid in tree.alive():
-                if any(c in " ".join(_cmdline(pid)) for c in CODE_SERVERS):
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, signal.SIGKILL)
+            _kill_code_servers(tree)
             code_servers_killed = True
         time.sleep(0.1)
+    _kill_survivors(tree, started, notify)
+    for run in runs:
+        status = end_run(instance, run.run_id, f"{WHO} stopped; its worker is gone.")
+        if status is not None:
+            notify(f"{WHO}: run {run.run_id[:8]} ({run.job_name}) marked {status}")
+    remaining = tree.alive()
+    if remaining:
+        notify(f"{WHO}: processes {sorted(remaining)} survived SIGKILL")
+    notify(f"{WHO}: stopped in {time.monotonic() - started:.1f} s")
+
+
+def _interrupt(tree: Tree) -> None:
+    """SIGINT to every process of the tree, a quiet SIGTERM to Dagster's helper scripts."""
+    for pid in tree.refresh():
+        argv = _cmdline(pid)
+        helper = argv[:1] == ["tail"] or any(h in " ".join(argv) for h in HELPERS)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGTERM if helper else signal.SIGINT)
+
+
+def _interrupt_workers(instance: dg.DagsterInstance, busy: list[dg.DagsterRun], tree: Tree) -> None:
+    """SIGINT again to the workers (of our tree) of runs still in progress."""
+    for run in busy:
+        for proc in run_processes(instance, run.run_id):
+            if proc.pid in tree.alive():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, signal.SIGINT)
+
+
+def _kill_code_servers(tree: Tree) -> None:
+    for pid in tree.alive():
+        if any(c in " ".join(_cmdline(pid)) for c in CODE_SERVERS):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _kill_survivors(tree: Tree, started: float, notify: Notify) -> None:
+    """SIGKILL what is left of the tree, and wait a little for it to go."""
     left = tree.refresh()
     if left:
         took = time.monotonic() - started
@@ -311,14 +338,6 @@ def shutdown(
         deadline = time.monotonic() + 3
         while tree.refresh() and time.monotonic() < deadline:
             time.sleep(0.05)
-    for run in runs:
-        status = end_run(instance, run.run_id, f"{WHO} stopped; its worker is gone.")
-        if status is not None:
-            notify(f"{WHO}: run {run.run_id[:8]} ({run.job_name}) marked {status}")
-    remaining = tree.alive()
-    if remaining:
-        notify(f"{WHO}: processes {sorted(remaining)} survived SIGKILL")
-    notify(f"{WHO}: stopped in {time.monotonic() - started:.1f} s")
 
 
 def _in_flight(instance: dg.DagsterInstance, run_id: str) -> bool:

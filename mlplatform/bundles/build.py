@@ -52,7 +52,7 @@ SHIPPED_MODULES = (
 
 
 class Predicts(Protocol):
-    """A fitted model as the audit sees it (``steps.candidates.FittedModel`` is one)."""
+    """A fitted model as the audit sees it (``steps.model_types.FittedModel`` is one)."""
 
     def predict(self, features: pd.DataFrame) -> np.ndarray: ...
 

@@ -1,6 +1,8 @@
 """``<project>/bundle``: the winning candidate exported, audited, then published."""
 
 from collections.abc import Iterator
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
@@ -12,6 +14,9 @@ from mlplatform.defs.versions import code_version
 from mlplatform.resources.mlflow import MlflowTracking
 from mlplatform.resources.store import ArtifactStore
 from mlplatform.spec import ProjectSpec
+
+if TYPE_CHECKING:  # numpy, sklearn, torch: imported by the run that builds the bundle
+    from mlplatform.steps.model_types import FittedModel
 
 PARITY_TOLERANCE = 1e-4
 BUNDLE_CHECKS = {
@@ -87,6 +92,42 @@ def export_modules(spec: ProjectSpec) -> list[str]:
     return list(dict.fromkeys(m for kind in kinds for m in kind_modules(kind)))
 
 
+def bundle_modules(spec: ProjectSpec) -> list[ModuleType | str]:
+    """The modules whose code decides what the spec's bundle holds."""
+    return [
+        "mlplatform.bundles.build",
+        "mlplatform.steps.sklearn_onnx",
+        "mlplatform.bundles.format",
+        "mlplatform.columns",
+        "mlplatform.digests",
+        *export_modules(spec),
+    ]
+
+
+def winning_model(
+    spec: ProjectSpec, store: ArtifactStore, cutoff: str, evaluation: dict[str, Any]
+) -> "tuple[str, FittedModel]":
+    """The evaluation's winner and its stored model; fails when no candidate won."""
+    from mlplatform.steps import candidates
+
+    winner = evaluation["result"]["winner"]
+    if not winner:
+        raise dg.Failure(f"{spec.name} {cutoff}: no candidate passed the evaluation gates")
+    cand = next(c for c in spec.candidates if c.name == winner)
+    path = store.model_file(spec.name, winner, cutoff, candidates.model_suffix(cand))
+    return winner, candidates.load(path, spec, cand)
+
+
+def parity_problems(audit: dict[str, float], holdout_rows: int) -> list[str]:
+    """Why the bundle's ONNX graph does not predict as the trained model does (or nothing)."""
+    if audit["parity_error"] <= PARITY_TOLERANCE:
+        return []
+    return [
+        f"ONNX differs from the pipeline by {audit['parity_error']:.2e} "
+        f"(> {PARITY_TOLERANCE}) on {holdout_rows} holdout rows"
+    ]
+
+
 def bundle_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
     key = dg.AssetKey([spec.name, "bundle"])
 
@@ -96,18 +137,7 @@ def bundle_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
         ins={"holdout": dg.AssetIn(key=[spec.name, "features"])},
         deps=[dg.AssetKey([spec.name, "evaluation"])],
         check_specs=check_specs(key, BUNDLE_CHECKS, cutoff_partitions(spec)),
-        code_version=code_version(
-            spec,
-            [
-                "mlplatform.bundles.build",
-                "mlplatform.steps.sklearn_onnx",
-                "mlplatform.bundles.format",
-                "mlplatform.columns",
-                "mlplatform.digests",
-                *export_modules(spec),
-            ],
-            ["columns", "features"],
-        ),
+        code_version=code_version(spec, bundle_modules(spec), ["columns", "features"]),
         group_name=spec.name,
         kinds={"onnx", "mlflow"},
         description="Winning candidate as a content-addressed, pickle-free ONNX + JSON bundle.",
@@ -120,27 +150,16 @@ def bundle_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
     ) -> Iterator[object]:
         from mlplatform.bundles import build  # onnx, onnxruntime: only in this run
         from mlplatform.bundles.format import verify
-        from mlplatform.steps import candidates
 
         cutoff = context.partition_key
         evaluation = store.read_json(store.evaluation_file(spec.name, cutoff))
-        winner = evaluation["result"]["winner"]
-        if not winner:
-            raise dg.Failure(f"{spec.name} {cutoff}: no candidate passed the evaluation gates")
-        cand = next(c for c in spec.candidates if c.name == winner)
-        path = store.model_file(spec.name, winner, cutoff, candidates.model_suffix(cand))
-        model = candidates.load(path, spec, cand)
+        winner, model = winning_model(spec, store, cutoff, evaluation)
         code = context.assets_def.code_versions_by_key[context.asset_key] or ""
         manifest = bundle_manifest(spec, cutoff, evaluation, code)
         stage = build.write_bundle(store.staging_dir, model.to_onnx(), spec, manifest)
         try:
             audit = build.audit_bundle(stage, model, holdout, spec)
-            problems = {"parity": []}
-            if not audit["parity_error"] <= PARITY_TOLERANCE:
-                problems["parity"].append(
-                    f"ONNX differs from the pipeline by {audit['parity_error']:.2e} "
-                    f"(> {PARITY_TOLERANCE}) on {len(holdout)} holdout rows"
-                )
+            problems = {"parity": parity_problems(audit, len(holdout))}
             yield from check_results(problems, {"parity": audit})
             fail_if_any(f"{spec.name} bundle {cutoff}", problems)
             # registered before it is published: a published bundle has a model version

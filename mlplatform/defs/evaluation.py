@@ -1,6 +1,8 @@
 """``<project>/evaluation``: every candidate scored on the cutoff partition (out-of-time)."""
 
-from typing import TYPE_CHECKING
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
@@ -18,7 +20,7 @@ if TYPE_CHECKING:
     # not by defining assets
     from mlplatform.bundles.format import Bundle
     from mlplatform.steps import evaluate
-    from mlplatform.steps.candidates import FittedModel
+    from mlplatform.steps.model_types import FittedModel
 
 # No ``from __future__ import annotations`` here: Dagster reads the asset functions' annotations
 # (a string ``context`` annotation is refused).
@@ -103,7 +105,7 @@ def baselines_for(
 ) -> "tuple[dict[str, evaluate.Predictor], list[str]]":
     """Baseline predictors fitted on the stored training window of ``cutoff`` (features hold
     the target), and notes on what could not be built."""
-    from mlplatform.steps import evaluate
+    from mlplatform.steps import baselines
 
     key = dg.AssetKey([spec.name, "features"])
     window = store.read_partitions(key, previous_window(spec, cutoff))
@@ -120,7 +122,56 @@ def baselines_for(
                 f"no seasonal-naive baseline: partition {season_key or 'one season before'} "
                 f"(evaluation.season={spec.evaluation.season} before {cutoff}) is not stored"
             )
-    return evaluate.baseline_predictors(spec, targets, seasonal), notes
+    return baselines.baseline_predictors(spec, targets, seasonal), notes
+
+
+EVALUATION_MODULES: list[ModuleType | str] = [
+    "mlplatform.steps.evaluate",
+    "mlplatform.steps.gates",
+    "mlplatform.steps.baselines",
+    "mlplatform.steps.report",
+]
+
+
+def candidate_predictors(
+    spec: ProjectSpec, store: ArtifactStore, cutoff: str
+) -> "tuple[dict[str, evaluate.Predictor], dict[str, Any]]":
+    """Each candidate's stored model of ``cutoff`` as a predictor, and its training manifest."""
+    from mlplatform.steps import candidates
+
+    predictors: dict[str, evaluate.Predictor] = {}
+    manifests = {}
+    for cand in spec.candidates:
+        path = store.model_file(spec.name, cand.name, cutoff, candidates.model_suffix(cand))
+        predictors[cand.name] = model_predictor(candidates.load(path, spec, cand))
+        manifests[cand.name] = store.read_json(path.with_suffix(".json"))
+    return predictors, manifests
+
+
+def evaluation_metadata(
+    result: "evaluate.EvaluationResult", entry: "evaluate.ProductionEntry", report_path: Path
+) -> dict[str, object]:
+    """The evaluation's Dagster metadata: report, winner, production, baselines, every score."""
+    from mlplatform.steps import evaluate
+
+    metadata: dict[str, object] = {
+        "report": dg.MetadataValue.path(str(report_path)),
+        "report_url": dg.MetadataValue.url(report_path.resolve().as_uri()),
+        "winner": result.winner or "none",
+        "holdout_rows": result.holdout_rows,
+        "production": entry.bundle_id if entry.comparable else entry.note,
+        "production_bundle": entry.bundle_id or "none",
+        "production_comparable": entry.comparable,
+        "baselines": ", ".join(n for n, s in result.models.items() if s.kind == evaluate.BASELINE)
+        or "none",
+    }
+    if result.reasons:
+        metadata["reasons"] = dg.MetadataValue.md("\n".join(f"- {r}" for r in result.reasons))
+    for name, scores in result.models.items():
+        for m, value in scores.metrics.items():
+            if value == value:
+                metadata[f"{name}/{m}"] = float(value)
+    return metadata
 
 
 def evaluation_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
@@ -137,11 +188,7 @@ def evaluation_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
             {"gates": "A candidate passes every metric gate of the spec on the holdout."},
             cutoff_partitions(spec),
         ),
-        code_version=code_version(
-            spec,
-            ["mlplatform.steps.evaluate", "mlplatform.steps.report"],
-            ["evaluation", "training"],
-        ),
+        code_version=code_version(spec, EVALUATION_MODULES, ["evaluation", "training"]),
         group_name=spec.name,
         kinds={"html"},
         description="Candidates scored on the cutoff partition; HTML report; winner.",
@@ -152,15 +199,10 @@ def evaluation_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
         store: ArtifactStore,
         ledger: LedgerResource,
     ) -> dg.MaterializeResult:
-        from mlplatform.steps import candidates, evaluate, report
+        from mlplatform.steps import evaluate, report
 
         cutoff = context.partition_key
-        predictors: dict[str, evaluate.Predictor] = {}
-        manifests = {}
-        for cand in spec.candidates:
-            path = store.model_file(spec.name, cand.name, cutoff, candidates.model_suffix(cand))
-            predictors[cand.name] = model_predictor(candidates.load(path, spec, cand))
-            manifests[cand.name] = store.read_json(path.with_suffix(".json"))
+        predictors, manifests = candidate_predictors(spec, store, cutoff)
         production, entry = production_predictor(spec, ledger, store, holdout, cutoff)
         if production is not None:
             predictors = {evaluate.PRODUCTION: production, **predictors}
@@ -177,25 +219,7 @@ def evaluation_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
             {"result": result.to_json(), "training_manifests": manifests},
         )
         context.log.info(f"winner for {cutoff}: {result.winner or 'none'}; report {report_path}")
-        metadata: dict[str, object] = {
-            "report": dg.MetadataValue.path(str(report_path)),
-            "report_url": dg.MetadataValue.url(report_path.resolve().as_uri()),
-            "winner": result.winner or "none",
-            "holdout_rows": result.holdout_rows,
-            "production": entry.bundle_id if entry.comparable else entry.note,
-            "production_bundle": entry.bundle_id or "none",
-            "production_comparable": entry.comparable,
-            "baselines": ", ".join(
-                n for n, s in result.models.items() if s.kind == evaluate.BASELINE
-            )
-            or "none",
-        }
-        if result.reasons:
-            metadata["reasons"] = dg.MetadataValue.md("\n".join(f"- {r}" for r in result.reasons))
-        for name, scores in result.models.items():
-            for m, value in scores.metrics.items():
-                if value == value:
-                    metadata[f"{name}/{m}"] = float(value)
+        metadata = evaluation_metadata(result, entry, report_path)
         problems = {"gates": [] if result.winner else result.reasons or ["no candidate qualifies"]}
         scores = {
             f"{n}/{metric}": float(s.metrics[metric])

@@ -16,7 +16,7 @@ from mlplatform.resources.store import ArtifactStore
 from mlplatform.spec import Candidate, ProjectSpec
 
 if TYPE_CHECKING:  # numpy, pandas, optuna, sklearn, torch: imported by the run that trains
-    from mlplatform.steps import search, training
+    from mlplatform.steps import search_result, training
 
 # No ``from __future__ import annotations`` here: Dagster reads the asset functions' annotations
 # (a string ``context`` annotation is refused).
@@ -44,15 +44,30 @@ def model_key(spec: ProjectSpec, candidate: str) -> dg.AssetKey:
     return dg.AssetKey([spec.name, "model", candidate])
 
 
+SEARCH_MODULES = [
+    "mlplatform.steps.search",
+    "mlplatform.steps.search_result",
+    "mlplatform.steps.search_space",
+    "mlplatform.steps.search_storage",
+]
+
+
 def kind_modules(kind: str) -> list[str]:
     """The step modules whose code trains (and exports) a candidate kind."""
     if kind == "torch":
         return [
             "mlplatform.steps.candidates",
+            "mlplatform.steps.model_types",
             "mlplatform.steps.train_torch",
+            "mlplatform.steps.torch_network",
+            "mlplatform.steps.torch_model",
             "mlplatform.steps.torch_onnx",
         ]
-    return ["mlplatform.steps.candidates", "mlplatform.steps.train_sklearn"]
+    return [
+        "mlplatform.steps.candidates",
+        "mlplatform.steps.model_types",
+        "mlplatform.steps.train_sklearn",
+    ]
 
 
 def run_search(
@@ -63,7 +78,7 @@ def run_search(
     candidate: Candidate,
     url: str,
     mlflow: MlflowTracking,
-) -> "search.SearchResult":
+) -> "search_result.SearchResult":
     """The candidate's hyperparameter search (resumed if an earlier run was cut short)."""
     from mlplatform.steps import search
 
@@ -77,7 +92,7 @@ def run_search(
         f"{search.safe_url(url)}"
     )
 
-    def on_trial(record: search.TrialRecord) -> None:
+    def on_trial(record: "search_result.TrialRecord") -> None:
         value = "-" if record.value is None else f"{record.value:.4f}"
         context.log.info(
             f"{candidate.name} trial {record.number} {record.state}: {metric} {value} "
@@ -103,7 +118,7 @@ def model_code_version(spec: ProjectSpec, candidate: Candidate) -> str:
             *kind_modules(candidate.kind),
             "mlplatform.steps.split",
             "mlplatform.steps.training",
-            *(["mlplatform.steps.search"] if candidate.search else []),
+            *(SEARCH_MODULES if candidate.search else []),
         ],
         ["training", "features", "task"],
         extra=candidate.model_dump(mode="json"),
@@ -122,7 +137,7 @@ def provenance(context: dg.AssetExecutionContext) -> dict[str, Any]:
 
 
 def model_metadata(
-    result: "training.TrainingResult", train_rows: int, found: "search.SearchResult | None"
+    result: "training.TrainingResult", train_rows: int, found: "search_result.SearchResult | None"
 ) -> dict[str, object]:
     """What the UI shows of one trained candidate."""
     manifest = result.manifest

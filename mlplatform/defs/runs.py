@@ -9,7 +9,6 @@ from pathlib import Path
 import dagster as dg
 
 from mlplatform.defs.build import data_job_name, train_job_name, train_targets
-from mlplatform.defs.dagster_internals import AssetDaemonCursor
 from mlplatform.defs.orphaned_runs import PID_TAG
 from mlplatform.defs.partitions import (  # noqa: F401 (landed_partitions: used by the CLI)
     landed_partitions,
@@ -165,21 +164,16 @@ def reads_of(spec: ProjectSpec, cutoff: str) -> list[str]:
     return [*previous_window(spec, cutoff), cutoff]
 
 
-def plan_cutoff(
+def blocked_plan(
     defs: dg.Definitions,
     instance: dg.DagsterInstance,
     spec: ProjectSpec,
     cutoff: str,
-    home: Path,
-    force: bool = False,
-    landed: Collection[str] | None = None,
-) -> CutoffPlan:
-    """Refuse a cutoff any of whose partitions has a failed latest blocking check (raw or
-    features) or is not materialized; otherwise the train assets that are missing or stale
-    (all of them with ``force``), each stage bringing the ones after it along."""
+    reads: list[str],
+) -> CutoffPlan | None:
+    """The refusal of a cutoff that reads a partition whose latest blocking check failed."""
     p = spec.name
     graph = defs.resolve_asset_graph()
-    reads = reads_of(spec, cutoff)
     blocked = []
     for kind in ("raw", "features"):
         key = dg.AssetKey([p, kind])
@@ -199,6 +193,18 @@ def plan_cutoff(
             + "; fix the landing file and run materialize again",
             blocked=blocked,
         )
+    return None
+
+
+def unbuilt_plan(
+    instance: dg.DagsterInstance,
+    spec: ProjectSpec,
+    cutoff: str,
+    reads: list[str],
+    landed: Collection[str] | None,
+) -> CutoffPlan | None:
+    """The refusal of a cutoff that reads a features partition not materialized (yet)."""
+    p = spec.name
     built = instance.get_materialized_partitions(dg.AssetKey([p, "features"]))
     missing = [k for k in reads if k not in built]
     if missing:
@@ -215,6 +221,28 @@ def plan_cutoff(
             f"{len(missing)} of the {len(reads)} partitions it reads (window {reads[0]} .. "
             f"{reads[-2]}, holdout {cutoff}): " + "; ".join(why),
         )
+    return None
+
+
+def plan_cutoff(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    spec: ProjectSpec,
+    cutoff: str,
+    home: Path,
+    force: bool = False,
+    landed: Collection[str] | None = None,
+) -> CutoffPlan:
+    """Refuse a cutoff any of whose partitions has a failed latest blocking check (raw or
+    features) or is not materialized; otherwise the train assets that are missing or stale
+    (all of them with ``force``), each stage bringing the ones after it along."""
+    p = spec.name
+    reads = reads_of(spec, cutoff)
+    refused = blocked_plan(defs, instance, spec, cutoff, reads) or unbuilt_plan(
+        instance, spec, cutoff, reads, landed
+    )
+    if refused is not None:
+        return refused
     targets = train_targets(spec)
     if force:
         return CutoffPlan(cutoff, tuple(targets))
@@ -272,114 +300,3 @@ def latest_bundle(instance: dg.DagsterInstance, spec: ProjectSpec, cutoff: str) 
         return None
     path = bundle.asset_materialization.metadata.get("path")
     return str(path.value) if path is not None else None
-
-
-@dataclass(frozen=True)
-class AutomationRun:
-    partition: str
-    assets: tuple[str, ...]
-    success: bool
-
-
-def run_automation(
-    defs: dg.Definitions,
-    instance: dg.DagsterInstance,
-    cursor: AssetDaemonCursor | None = None,
-    max_ticks: int = 20,
-    on_run: Callable[[AutomationRun], None] | None = None,
-) -> tuple[list[AutomationRun], AssetDaemonCursor]:
-    """Evaluate declarative automation tick by tick, executing what each tick requests
-    in-process (one run per partition key and partitions definition), until a tick requests
-    nothing. The conditions are the ones the daemon evaluates; this makes them deterministic.
-    Pass the returned cursor to the next call, as the daemon does between ticks: a first
-    evaluation only records where things stand."""
-    graph = defs.resolve_asset_graph()
-    everything = [*(defs.assets or []), *(defs.asset_checks or [])]
-    executed: list[AutomationRun] = []
-    for _ in range(max_ticks):
-        result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
-        cursor = result.cursor
-        groups: dict[tuple[str, str], list[dg.AssetKey]] = {}
-        for key in graph.materializable_asset_keys:
-            for partition in result.get_requested_partitions(key):
-                part_def = graph.get(key).partitions_def
-                group = (str(part_def), partition or "")
-                groups.setdefault(group, []).append(key)
-        if not groups:
-            return executed, cursor
-        for (_, partition), keys in sorted(groups.items(), key=lambda g: g[0][1]):
-            outcome = dg.materialize(
-                everything,
-                selection=keys,
-                partition_key=partition or None,
-                instance=instance,
-                resources=dict(defs.resources or {}),
-                tags={"mlplatform/trigger": "automation"},
-                raise_on_error=False,
-                run_config=QUIET,
-            )
-            run = AutomationRun(
-                partition, tuple(sorted(k.to_user_string() for k in keys)), outcome.success
-            )
-            executed.append(run)
-            if on_run:
-                on_run(run)
-    raise RuntimeError(f"automation still requesting runs after {max_ticks} ticks")
-
-
-def tick_landing_sensor(
-    defs: dg.Definitions,
-    instance: dg.DagsterInstance,
-    spec: ProjectSpec,
-    cursor: str | None = None,
-) -> tuple[list[dg.RunRequest], list[bool], str | None]:
-    """One tick of a project's landing sensor, its runs executed in-process (as the daemon
-    would launch them): the requests, whether each run succeeded, and the new cursor."""
-    sensor = defs.get_sensor_def(f"{spec.name}__landing")
-    # entered and left here: a context left to the garbage collector later restores Dagster's
-    # instance context var to whatever it held before, possibly a dead instance
-    with dg.build_sensor_context(
-        instance=instance, cursor=cursor, definitions=defs, resources=defs.resources
-    ) as context:
-        result = sensor(context)
-    assert isinstance(result, dg.SensorResult)
-    everything = [*(defs.assets or []), *(defs.asset_checks or [])]
-    outcomes = []
-    for request in result.run_requests or []:
-        outcome = dg.materialize(
-            everything,
-            selection=[dg.AssetKey([spec.name, "raw"]), dg.AssetKey([spec.name, "features"])],
-            partition_key=request.partition_key,
-            instance=instance,
-            resources=dict(defs.resources or {}),
-            tags=request.tags,
-            raise_on_error=False,
-            run_config=QUIET,
-        )
-        outcomes.append(outcome.success)
-    return list(result.run_requests or []), outcomes, result.cursor
-
-
-def latest_storage_id(instance: dg.DagsterInstance) -> int:
-    """Storage id of the newest materialization event (0 if none): a mark to diff against."""
-    records = instance.get_event_records(
-        dg.EventRecordsFilter(event_type=dg.DagsterEventType.ASSET_MATERIALIZATION), limit=1
-    )
-    return records[0].storage_id if records else 0
-
-
-def materialized_since(instance: dg.DagsterInstance, storage_id: int) -> set[tuple[str, str]]:
-    """(asset, partition) of every materialization recorded after ``storage_id``."""
-    records = instance.get_event_records(
-        dg.EventRecordsFilter(
-            event_type=dg.DagsterEventType.ASSET_MATERIALIZATION, after_cursor=storage_id
-        )
-    )
-    return {
-        (
-            r.asset_materialization.asset_key.to_user_string(),
-            r.asset_materialization.partition or "",
-        )
-        for r in records
-        if r.asset_materialization is not None
-    }

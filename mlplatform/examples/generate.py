@@ -126,37 +126,38 @@ def generate_frame(
         - np.round(tenure * 30.44).astype(np.int64)
         - signup_jitter
     )
-
-    # Binary target: churn next month (non-linear, with a tree-friendly interaction).
-    overpriced = charges > PLAN_CHARGE_MEAN[plan_i] * (1.0 + 0.15 * s) + PLAN_CHARGE_SD[plan_i]
-    logit = (
-        -3.45
-        + 2.0 * ((calls >= 3) & (tenure < 12))
-        + 0.18 * np.minimum(calls, 6)
-        + 0.6 * (plan_i == 0)
-        + 0.8 * (~autopay & (pay_i == 3))
-        + 0.35 * ~autopay
-        + 0.7 * overpriced * (tenure < 24)
-        - 0.012 * tenure
-        + 0.4 * s
-    )
+    logit = _churn_logit(tenure, charges, calls, plan_i, pay_i, autopay, s)
     churned = u_churn < 1.0 / (1.0 + np.exp(-logit))
-
-    # Multiclass target: segment, from plan, charges and tenure.
-    score = np.column_stack(
-        [
-            1.6 * (plan_i == 0) - 0.05 * (charges - 60.0),
-            0.9 + 0.8 * (plan_i == 1),
-            1.6 * (plan_i == 2) + 0.04 * (charges - 60.0) + 0.02 * tenure - 1.0,
-        ]
-    )
-    segment_i = np.argmax(score + gumbel, axis=1)
-
+    segment_i = _segment(tenure, charges, plan_i, gumbel)
     # Regression target: lifetime value.
     ltv = charges * (tenure + 12.0) * PLAN_LTV_FACTOR[plan_i] * ltv_noise
     ltv = np.round(np.maximum(ltv, 0.0), 2)
 
-    frame = {
+    frame = _string_columns(
+        ids, signup_days, tenure, charges, calls, plan_i, region_i, pay_i, autopay, segment_i
+    )
+    frame["lifetime_value"] = _fmt("%.2f", ltv)
+    frame["churned"] = np.where(churned, "yes", "no").astype(object)
+    for j, (col, rate) in enumerate(MISSING_RATE.items()):
+        frame[col][u_missing[:, j] < rate] = ""
+    _add_dirt(frame, rng, tenure, charges, calls)
+    return pd.DataFrame(frame, columns=list(COLUMNS))
+
+
+def _string_columns(
+    ids: np.ndarray,
+    signup_days: np.ndarray,
+    tenure: np.ndarray,
+    charges: np.ndarray,
+    calls: np.ndarray,
+    plan_i: np.ndarray,
+    region_i: np.ndarray,
+    pay_i: np.ndarray,
+    autopay: np.ndarray,
+    segment_i: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """The snapshot's columns up to the segment, as strings."""
+    return {
         "customer_id": np.array([f"C{i:06d}" for i in ids.tolist()], dtype=object),
         "signup_date": _dates(signup_days),
         "tenure_months": _fmt("%d", tenure),
@@ -167,13 +168,45 @@ def generate_frame(
         "payment_method": np.array(PAYMENTS, dtype=object)[pay_i],
         "autopay": np.where(autopay, "true", "false").astype(object),
         "segment": np.array(SEGMENTS, dtype=object)[segment_i],
-        "lifetime_value": _fmt("%.2f", ltv),
-        "churned": np.where(churned, "yes", "no").astype(object),
     }
-    for j, (col, rate) in enumerate(MISSING_RATE.items()):
-        frame[col][u_missing[:, j] < rate] = ""
-    _add_dirt(frame, rng, tenure, charges, calls)
-    return pd.DataFrame(frame, columns=list(COLUMNS))
+
+
+def _churn_logit(
+    tenure: np.ndarray,
+    charges: np.ndarray,
+    calls: np.ndarray,
+    plan_i: np.ndarray,
+    pay_i: np.ndarray,
+    autopay: np.ndarray,
+    s: float,
+) -> np.ndarray:
+    """Binary target: churn next month (non-linear, with a tree-friendly interaction)."""
+    overpriced = charges > PLAN_CHARGE_MEAN[plan_i] * (1.0 + 0.15 * s) + PLAN_CHARGE_SD[plan_i]
+    return (
+        -3.45
+        + 2.0 * ((calls >= 3) & (tenure < 12))
+        + 0.18 * np.minimum(calls, 6)
+        + 0.6 * (plan_i == 0)
+        + 0.8 * (~autopay & (pay_i == 3))
+        + 0.35 * ~autopay
+        + 0.7 * overpriced * (tenure < 24)
+        - 0.012 * tenure
+        + 0.4 * s
+    )
+
+
+def _segment(
+    tenure: np.ndarray, charges: np.ndarray, plan_i: np.ndarray, gumbel: np.ndarray
+) -> np.ndarray:
+    """Multiclass target: segment, from plan, charges and tenure."""
+    score = np.column_stack(
+        [
+            1.6 * (plan_i == 0) - 0.05 * (charges - 60.0),
+            0.9 + 0.8 * (plan_i == 1),
+            1.6 * (plan_i == 2) + 0.04 * (charges - 60.0) + 0.02 * tenure - 1.0,
+        ]
+    )
+    return np.argmax(score + gumbel, axis=1)
 
 
 def _poisson_from_uniform(lam: np.ndarray, u: np.ndarray) -> np.ndarray:

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 from types import EllipsisType
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from mlplatform.promotion.alias import (
     AliasSyncError,
@@ -115,6 +115,20 @@ def _sync_alias(ledger: Ledger, tracker: Tracker, project: str, bundles_dir: Pat
         raise TrackerFailed(str(exc)) from None
 
 
+def _policy_actor(
+    spec: ProjectSpec, manifest: dict[str, Any], decisions: list[Decision], bundle_id: str
+) -> str:
+    """Who promotes (the approvers, or ``auto``); PromotionRefused when the policy says no."""
+    problems = policy_problems(spec, manifest, decisions)
+    if problems:
+        raise PromotionRefused(
+            f"{spec.name}: bundle {bundle_id} is not promoted (policy "
+            f"{spec.promotion.policy!r}): " + "; ".join(problems)
+        )
+    approvers = sorted({d.actor for d in decisions if d.decision == "approve"})
+    return ",".join(approvers) if spec.promotion.policy == "approval" else "auto"
+
+
 def promote(
     spec: ProjectSpec,
     ledger: Ledger,
@@ -148,15 +162,7 @@ def promote(
     if current_id == bundle_id:
         synced = _sync_alias(ledger, tracker, spec.name, bundles_dir)
         return {"bundle_id": bundle_id, "changed": False, "mlflow_version": synced.version or ""}
-    decisions = ledger.decisions(spec.name, bundle_id)
-    problems = policy_problems(spec, manifest, decisions)
-    if problems:
-        raise PromotionRefused(
-            f"{spec.name}: bundle {bundle_id} is not promoted (policy "
-            f"{spec.promotion.policy!r}): " + "; ".join(problems)
-        )
-    approvers = sorted({d.actor for d in decisions if d.decision == "approve"})
-    actor = ",".join(approvers) if spec.promotion.policy == "approval" else "auto"
+    actor = _policy_actor(spec, manifest, ledger.decisions(spec.name, bundle_id), bundle_id)
     try:
         version = ensure_registered(tracker, spec.name, bundles_dir, bundle_id)
     except AliasSyncError as exc:

@@ -14,7 +14,7 @@ from pydantic import PrivateAttr
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
-    from mlplatform.steps.search import SearchResult, TrialRecord
+    from mlplatform.steps.search_result import SearchResult, TrialRecord
 
 log = logging.getLogger(__name__)
 

@@ -12,27 +12,18 @@ import pandas as pd
 from sklearn import metrics as skm
 
 from mlplatform.columns import MISSING_CATEGORY
-from mlplatform.spec import LOWER_IS_BETTER, ProjectSpec
+from mlplatform.spec import ProjectSpec
+from mlplatform.steps.gates import (
+    GateResult,
+    better,
+    gate_results,
+    implausibly_perfect,
+    regression_vs,
+)
 
 PRODUCTION = "production"
 CANDIDATE = "candidate"
 BASELINE = "baseline"
-# Baseline names hold a "-", which candidate names (``[a-z][a-z0-9_]*``) cannot.
-PRIOR = "baseline-prior"
-MEAN = "baseline-mean"
-LAST = "baseline-last"
-SEASONAL = "baseline-seasonal"
-# A holdout primary metric this good is implausible on real data (a leak, a target copy):
-# at least these for higher-is-better metrics, at most these for lower-is-better ones.
-PERFECT_AT_LEAST = {
-    "roc_auc": 0.999,
-    "pr_auc": 0.999,
-    "accuracy": 0.999,
-    "balanced_accuracy": 0.999,
-    "f1": 0.999,
-    "r2": 0.999,
-}
-PERFECT_AT_MOST = {"log_loss": 0.001, "rmse": 0.0, "mae": 0.0}
 
 
 @dataclass(frozen=True)
@@ -49,44 +40,6 @@ class Prediction:
 
 
 Predictor = Callable[[pd.DataFrame], Prediction]
-
-
-@dataclass
-class GateResult:
-    """One gate applied to one model; relative gates name the best baseline and the lift."""
-
-    metric: str
-    value: float
-    min: float | None
-    max: float | None
-    passed: bool
-    min_lift: float | None = None
-    beat_baseline: bool = False
-    baseline: str | None = None
-    baseline_value: float | None = None
-    lift: float | None = None
-
-    def why(self) -> str:
-        """Why the gate failed (or what it checked), as one line."""
-        parts = []
-        inside = math.isfinite(self.value)
-        inside = inside and (self.min is None or self.value >= self.min)
-        inside = inside and (self.max is None or self.value <= self.max)
-        if (self.min is not None or self.max is not None) and not inside:
-            parts.append(f"{self.metric}={self.value:.4f} outside [{self.min}, {self.max}]")
-        if self.min_lift is not None or self.beat_baseline:
-            if self.baseline is None:
-                parts.append(f"{self.metric}: no baseline score to compare with")
-            elif self.lift is None or self.baseline_value is None:
-                parts.append(f"{self.metric} is undefined on this holdout")
-            else:
-                need = [f"min_lift={self.min_lift}"] * (self.min_lift is not None)
-                need += ["beat_baseline"] * self.beat_baseline
-                parts.append(
-                    f"{self.metric}={self.value:.4f} vs {self.baseline}="
-                    f"{self.baseline_value:.4f}: lift {self.lift:+.4f} ({', '.join(need)})"
-                )
-        return "; ".join(parts)
 
 
 @dataclass
@@ -194,132 +147,6 @@ def score(y: np.ndarray, pred: Prediction, task: str) -> dict[str, float]:
     if task == "regression":
         return regression_metrics(np.asarray(y, dtype=np.float64), pred)
     return classification_metrics(np.asarray(y, dtype=object), pred, task)
-
-
-def best_baseline(
-    baselines: Mapping[str, Mapping[str, float]], metric: str
-) -> tuple[str, float] | None:
-    """The baseline with the best finite value of ``metric`` (and that value)."""
-    best: tuple[str, float] | None = None
-    for name, metrics in baselines.items():
-        value = metrics.get(metric, float("nan"))
-        if math.isfinite(value) and (best is None or better(value, best[1], metric)):
-            best = (name, value)
-    return best
-
-
-def lift(value: float, reference: float, metric: str) -> float:
-    """How much better ``value`` is than ``reference`` (positive = better), direction-aware."""
-    return reference - value if metric in LOWER_IS_BETTER else value - reference
-
-
-def gate_results(
-    metrics: Mapping[str, float],
-    spec: ProjectSpec,
-    baselines: Mapping[str, Mapping[str, float]] | None = None,
-) -> list[GateResult]:
-    """Each of the spec's gates applied to one model's metrics (NaN fails); ``min_lift`` and
-    ``beat_baseline`` compare with the best of ``baselines`` on the gate's metric, and fail
-    when there is no baseline score."""
-    results = []
-    for gate in spec.evaluation.gates:
-        value = metrics.get(gate.metric, float("nan"))
-        ok = math.isfinite(value)
-        ok = ok and (gate.min is None or value >= gate.min)
-        ok = ok and (gate.max is None or value <= gate.max)
-        result = GateResult(
-            gate.metric, value, gate.min, gate.max, ok, gate.min_lift, gate.beat_baseline
-        )
-        if gate.min_lift is not None or gate.beat_baseline:
-            best = best_baseline(baselines or {}, gate.metric)
-            if best is None:
-                result.passed = False
-            else:
-                result.baseline, result.baseline_value = best
-                result.lift = lift(value, best[1], gate.metric) if math.isfinite(value) else None
-                gained = result.lift if result.lift is not None else float("nan")
-                result.passed = result.passed and math.isfinite(gained)
-                result.passed = result.passed and (gate.min_lift is None or gained >= gate.min_lift)
-                result.passed = result.passed and (not gate.beat_baseline or gained > 0)
-        results.append(result)
-    return results
-
-
-def implausibly_perfect(metrics: Mapping[str, float], spec: ProjectSpec) -> str | None:
-    """Why a holdout score is too good to be true, or None: the primary metric at or beyond
-    PERFECT_AT_LEAST / PERFECT_AT_MOST, or (regression) an r2 at or above its threshold."""
-    names = [spec.evaluation.primary_metric] + ["r2"] * (spec.task == "regression")
-    for metric in dict.fromkeys(names):
-        value = metrics.get(metric, float("nan"))
-        if not math.isfinite(value):
-            continue
-        if metric in PERFECT_AT_LEAST and value >= PERFECT_AT_LEAST[metric]:
-            bound = f">= {PERFECT_AT_LEAST[metric]}"
-        elif metric in PERFECT_AT_MOST and value <= PERFECT_AT_MOST[metric]:
-            bound = f"<= {PERFECT_AT_MOST[metric]}"
-        else:
-            continue
-        return (
-            f"implausibly perfect: holdout {metric}={value:.4f} ({bound}); look for a leak "
-            "(a feature that encodes the target)"
-        )
-    return None
-
-
-def baseline_predictors(
-    spec: ProjectSpec,
-    window: Mapping[str, np.ndarray],
-    seasonal: np.ndarray | None = None,
-) -> dict[str, Predictor]:
-    """Reference predictors fitted on the training window's targets only (``window``: partition
-    key -> target values, in key order). Classification: the window's class prior (its argmax is
-    the majority label). Regression: the window mean, the last partition's mean, and the mean of
-    ``seasonal`` (the partition one season before the holdout) when given."""
-    parts = [np.asarray(v) for _, v in sorted(window.items()) if len(v)]
-    if not parts:
-        return {}
-    if spec.task == "regression":
-        last = float(np.mean(parts[-1].astype(np.float64)))
-        means = {
-            MEAN: float(np.mean(np.concatenate(parts).astype(np.float64))),
-            LAST: last,
-        }
-        if seasonal is not None and len(seasonal):
-            means[SEASONAL] = float(np.mean(np.asarray(seasonal, dtype=np.float64)))
-        return {name: _constant(value) for name, value in means.items()}
-    labels = pd.Series(np.concatenate(parts).astype(str))
-    prior = labels.value_counts(normalize=True)
-    return {PRIOR: _prior(spec.target, prior)}
-
-
-def _constant(value: float) -> Predictor:
-    def predict(frame: pd.DataFrame) -> Prediction:
-        return Prediction(values=np.full(len(frame), value, dtype=np.float64))
-
-    return predict
-
-
-def _prior(target: str, prior: pd.Series) -> Predictor:
-    """Class prior probabilities for every row; classes sorted as the candidates' are, with the
-    holdout's labels unseen in the window at probability 0."""
-
-    def predict(frame: pd.DataFrame) -> Prediction:
-        seen = {str(v) for v in frame[target]} if target in frame else set()
-        classes = sorted(set(prior.index) | seen)
-        row = np.array([float(prior.get(c, 0.0)) for c in classes])
-        return Prediction(classes=classes, proba=np.tile(row, (len(frame), 1)))
-
-    return predict
-
-
-def better(a: float, b: float, metric: str) -> bool:
-    """Is metric value a strictly better than b?"""
-    return a < b if metric in LOWER_IS_BETTER else a > b
-
-
-def regression_vs(candidate: float, production: float, metric: str) -> float:
-    """How much worse candidate is than production (positive = worse)."""
-    return candidate - production if metric in LOWER_IS_BETTER else production - candidate
 
 
 def _plots(y: np.ndarray, pred: Prediction, task: str, scores: ModelScores) -> None:

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from mlplatform.columns import parse_column
 from mlplatform.landing import MB, LandingRefusedError, open_landing_file, shown
-from mlplatform.spec import ProjectSpec
+from mlplatform.spec import Column, ProjectSpec
 
 if TYPE_CHECKING:
     from _csv import Reader
@@ -255,6 +255,65 @@ def _missing_problem(
     ]
 
 
+def _check_column(
+    frame: pd.DataFrame,
+    name: str,
+    col: Column,
+    spec: ProjectSpec,
+    file: Path,
+    problems: dict[str, list[str]],
+) -> tuple[object, ColumnQuality]:
+    """One column's typed values and quality; what breaks a check is added to ``problems``."""
+    q = spec.quality
+    n = len(frame)
+    raw = frame[name].to_numpy(dtype=object)
+    parsed = parse_column(raw, col)
+    cq = ColumnQuality(
+        missing=int(parsed.missing.sum()),
+        invalid=int(parsed.invalid.sum()),
+        out_of_range=int(parsed.out_of_range.sum()),
+        reason=parsed.reason,
+    )
+    if cq.invalid and cq.invalid / n > q.max_invalid_fraction:
+        check = "ranges" if col.type == "category" else "schema"
+        problems[check].append(
+            f"column {name!r}: {cq.invalid} of {n} values ({cq.invalid / n:.1%}) "
+            f"{parsed.reason}, above quality.max_invalid_fraction={q.max_invalid_fraction}; "
+            + ", ".join(_examples(parsed.invalid, raw, frame.index))
+        )
+    if cq.out_of_range and cq.out_of_range / n > q.max_invalid_fraction:
+        problems["ranges"].append(
+            f"column {name!r}: {cq.out_of_range} of {n} values ({cq.out_of_range / n:.1%}) "
+            f"outside [{col.min}, {col.max}], above quality.max_invalid_fraction="
+            f"{q.max_invalid_fraction}; "
+            + ", ".join(_examples(parsed.out_of_range, raw, frame.index))
+        )
+    gone = parsed.missing | parsed.invalid
+    if col.type == "category":
+        distinct = len(pd.unique(parsed.values[~gone]))
+        limit = spec.category_limit(name)
+        if distinct > limit:
+            problems["ranges"].append(
+                f"column {name!r}: {distinct} distinct values, above the category limit "
+                f"{limit} (columns.{name}.max_categories, default quality.max_categories); "
+                "declare it `type: id` if it identifies rows, or raise the limit"
+            )
+    if name == spec.target and gone.any():
+        problems["target"].append(
+            f"target column {name!r}: {int(gone.sum())} missing or invalid value(s); "
+            + ", ".join(_examples(gone, raw, frame.index))
+        )
+    elif not col.nullable and gone.any():
+        problems["schema"].append(
+            f"column {name!r}: {int(gone.sum())} missing or invalid value(s) in a "
+            f"non-nullable column; " + ", ".join(_examples(gone, raw, frame.index))
+        )
+    else:
+        problems["schema"] += _missing_problem(name, cq.missing, n, spec, file)
+    cq.examples = _examples(parsed.invalid | parsed.out_of_range, raw, frame.index)
+    return parsed.values, cq
+
+
 def parse_partition(
     frame: pd.DataFrame, spec: ProjectSpec, file: Path
 ) -> tuple[pd.DataFrame, QualityReport]:
@@ -265,53 +324,7 @@ def parse_partition(
     typed: dict[str, object] = {}
     columns: dict[str, ColumnQuality] = {}
     for name, col in spec.columns.items():
-        raw = frame[name].to_numpy(dtype=object)
-        parsed = parse_column(raw, col)
-        typed[name] = parsed.values
-        cq = ColumnQuality(
-            missing=int(parsed.missing.sum()),
-            invalid=int(parsed.invalid.sum()),
-            out_of_range=int(parsed.out_of_range.sum()),
-            reason=parsed.reason,
-        )
-        columns[name] = cq
-        if cq.invalid and cq.invalid / n > q.max_invalid_fraction:
-            check = "ranges" if col.type == "category" else "schema"
-            problems[check].append(
-                f"column {name!r}: {cq.invalid} of {n} values ({cq.invalid / n:.1%}) "
-                f"{parsed.reason}, above quality.max_invalid_fraction={q.max_invalid_fraction}; "
-                + ", ".join(_examples(parsed.invalid, raw, frame.index))
-            )
-        if cq.out_of_range and cq.out_of_range / n > q.max_invalid_fraction:
-            problems["ranges"].append(
-                f"column {name!r}: {cq.out_of_range} of {n} values ({cq.out_of_range / n:.1%}) "
-                f"outside [{col.min}, {col.max}], above quality.max_invalid_fraction="
-                f"{q.max_invalid_fraction}; "
-                + ", ".join(_examples(parsed.out_of_range, raw, frame.index))
-            )
-        gone = parsed.missing | parsed.invalid
-        if col.type == "category":
-            distinct = len(pd.unique(parsed.values[~gone]))
-            limit = spec.category_limit(name)
-            if distinct > limit:
-                problems["ranges"].append(
-                    f"column {name!r}: {distinct} distinct values, above the category limit "
-                    f"{limit} (columns.{name}.max_categories, default quality.max_categories); "
-                    "declare it `type: id` if it identifies rows, or raise the limit"
-                )
-        if name == spec.target and gone.any():
-            problems["target"].append(
-                f"target column {name!r}: {int(gone.sum())} missing or invalid value(s); "
-                + ", ".join(_examples(gone, raw, frame.index))
-            )
-        elif not col.nullable and gone.any():
-            problems["schema"].append(
-                f"column {name!r}: {int(gone.sum())} missing or invalid value(s) in a "
-                f"non-nullable column; " + ", ".join(_examples(gone, raw, frame.index))
-            )
-        else:
-            problems["schema"] += _missing_problem(name, cq.missing, n, spec, file)
-        cq.examples = _examples(parsed.invalid | parsed.out_of_range, raw, frame.index)
+        typed[name], columns[name] = _check_column(frame, name, col, spec, file, problems)
     dup = frame.duplicated(keep="first").to_numpy()
     duplicate_lines = [int(i) for i in frame.index[dup]]
     if duplicate_lines and not q.allow_duplicate_rows:

@@ -19,18 +19,12 @@ they are never pruned (each of their trials runs to the end).
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 import logging
 import math
-import os
-import socket
 import time
-import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -39,91 +33,20 @@ import pandas as pd
 import sqlalchemy as sa
 from optuna.trial import FrozenTrial, TrialState
 
-from mlplatform.spec import LOWER_IS_BETTER, Candidate, ProjectSpec, SearchParam
+from mlplatform.spec import LOWER_IS_BETTER, Candidate, ProjectSpec, Search, SearchParam
 from mlplatform.steps import candidates, evaluate
-from mlplatform.steps.candidates import EpochLog, FittedModel, OnEpoch
+from mlplatform.steps.model_types import EpochLog, FittedModel, OnEpoch
+from mlplatform.steps.search_result import OnTrial, SearchError, SearchResult, TrialRecord
+from mlplatform.steps.search_space import decode_params, suggest
+from mlplatform.steps.search_storage import ERROR_ATTR, fail_orphans, storage, trial_owner
 
 log = logging.getLogger(__name__)
 
 SEARCH_VERSION = 1  # bump when the meaning of a trial changes: old studies are then not resumed
-HEARTBEAT_SECONDS = 15  # a RUNNING trial's process writes a heartbeat this often ...
-GRACE_SECONDS = 60  # ... and the trial is failed as stale when none came for this long
-SQLITE_TIMEOUT_SECONDS = 60  # wait this long for a locked SQLite database
 MAX_FAILURES_WITHOUT_SUCCESS = 3  # give up early when a candidate cannot train at all
-HOST_ATTR, PID_ATTR = "mlplatform.host", "mlplatform.pid"
-START_ATTR, ERROR_ATTR = "mlplatform.process_start", "mlplatform.error"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 Fit = Callable[[pd.DataFrame, ProjectSpec, Candidate, OnEpoch | None], FittedModel]
-
-
-class SearchError(RuntimeError):
-    """A search that produced no usable trial (or cannot start)."""
-
-
-@dataclass(frozen=True)
-class TrialRecord:
-    """One trial as stored: sampled params, state, objective value, per-epoch values."""
-
-    number: int
-    state: str  # COMPLETE, PRUNED, FAIL or RUNNING
-    params: dict[str, Any]
-    value: float | None
-    seconds: float | None
-    intermediate: dict[int, float] = field(default_factory=dict)
-    error: str | None = None
-    started: float | None = None  # unix seconds
-    finished: float | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["intermediate"] = {str(k): _finite(v) for k, v in self.intermediate.items()}
-        out["value"] = _finite(self.value)
-        return out
-
-
-OnTrial = Callable[[TrialRecord], None]
-
-
-@dataclass(frozen=True)
-class SearchResult:
-    """The outcome of a (possibly resumed) search, ready for the training manifest."""
-
-    candidate: str
-    study_name: str
-    storage: str  # URL with the password masked
-    metric: str
-    direction: str  # maximize | minimize
-    n_trials: int
-    best_trial: int
-    best_value: float
-    best_params: dict[str, Any]  # the sampled params of the best trial only
-    params: dict[str, Any]  # base params updated with best_params: what the model uses
-    complete: int
-    pruned: int
-    failed: int
-    resumed_from: int  # finished (complete + pruned) trials before this call
-    ran: int  # trials started by this call
-    trials: list[TrialRecord]
-
-    @property
-    def finished(self) -> int:
-        return self.complete + self.pruned
-
-    def chosen(self, candidate: Candidate) -> Candidate:
-        """The candidate with the best params, to fit on the whole training window."""
-        return candidate.with_params(self.best_params)
-
-    def to_json(self) -> dict[str, Any]:
-        """JSON for the training manifest (``manifest["search"]``)."""
-        out = asdict(self)
-        out["best_value"] = _finite(self.best_value)
-        out["trials"] = [t.to_json() for t in self.trials]
-        return out
-
-
-def _finite(value: float | None) -> float | None:
-    return value if value is not None and math.isfinite(value) else None
 
 
 # ----------------------------------------------------------------------------- identity
@@ -180,50 +103,6 @@ def search_metric(
     return metric, "minimize" if metric in LOWER_IS_BETTER else "maximize"
 
 
-# ----------------------------------------------------------------------------- space
-
-
-def _primitive(value: Any) -> bool:
-    return value is None or isinstance(value, bool | int | float | str)
-
-
-def _encoded_choices(dim: SearchParam) -> tuple[Any, ...]:
-    """Optuna stores only None/bool/int/float/str choices: anything else (lists such as
-    ``hidden_layers: [[64], [64, 32]]``, mappings) is stored as its JSON text."""
-    choices = tuple(dim.choices or ())
-    if all(_primitive(c) for c in choices):
-        return choices
-    return tuple(json.dumps(c, sort_keys=True) for c in choices)
-
-
-def _decode(dim: SearchParam, stored: Any) -> Any:
-    if dim.type != "categorical" or all(_primitive(c) for c in dim.choices or ()):
-        return stored
-    return json.loads(stored)
-
-
-def suggest(trial: optuna.Trial, space: Mapping[str, SearchParam]) -> dict[str, Any]:
-    """Sample one value per dimension; categorical values come back as written in the spec."""
-    out: dict[str, Any] = {}
-    for name, dim in space.items():
-        if dim.type == "categorical":
-            out[name] = _decode(dim, trial.suggest_categorical(name, _encoded_choices(dim)))
-        elif dim.type == "int":
-            assert dim.low is not None and dim.high is not None
-            out[name] = trial.suggest_int(
-                name, int(dim.low), int(dim.high), step=max(1, int(dim.step or 1)), log=dim.log
-            )
-        else:
-            assert dim.low is not None and dim.high is not None
-            out[name] = trial.suggest_float(name, dim.low, dim.high, step=dim.step, log=dim.log)
-    return out
-
-
-def decode_params(space: Mapping[str, SearchParam], stored: Mapping[str, Any]) -> dict[str, Any]:
-    """Params as Optuna stored them -> values as written in the spec."""
-    return {k: _decode(space[k], v) if k in space else v for k, v in stored.items()}
-
-
 # ----------------------------------------------------------------------------- objective
 
 
@@ -264,7 +143,7 @@ def _objective(
     assert candidate.search is not None
     search = candidate.search
     fit_part, valid = validation_split(train, search.validation_fraction)
-    owner = _owner()
+    owner = trial_owner()
 
     def objective(trial: optuna.Trial) -> float:
         for key, value in owner.items():
@@ -292,97 +171,6 @@ def _objective(
         return value
 
     return objective
-
-
-# ----------------------------------------------------------------------------- storage
-
-
-def storage(url: str) -> optuna.storages.RDBStorage:
-    """The search database (tables created on first use), with trial heartbeats."""
-    engine_kwargs: dict[str, Any] = {}
-    parsed = sa.engine.make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        engine_kwargs["connect_args"] = {"timeout": SQLITE_TIMEOUT_SECONDS}
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    else:
-        engine_kwargs["pool_pre_ping"] = True
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.storages.RDBStorage(
-            url,
-            engine_kwargs=engine_kwargs,
-            heartbeat_interval=HEARTBEAT_SECONDS,
-            grace_period=GRACE_SECONDS,
-        )
-
-
-def _process_start(pid: int) -> str | None:
-    """Start time of a process in clock ticks since boot (Linux), to tell a reused pid apart."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat[stat.rfind(")") + 2 :].split()
-    return fields[19] if fields[0] != "Z" else "zombie"
-
-
-def _owner() -> dict[str, Any]:
-    return {
-        HOST_ATTR: socket.gethostname(),
-        PID_ATTR: os.getpid(),
-        START_ATTR: _process_start(os.getpid()),
-    }
-
-
-def _owner_dead(trial: FrozenTrial) -> bool:
-    """Is the trial's process gone? True when it ran on this host and its pid is dead (or
-    reused), or when it never recorded an owner although it started ``GRACE_SECONDS`` ago (it
-    died between being created and starting); False when unknown (the heartbeat decides)."""
-    attrs = trial.user_attrs
-    if PID_ATTR not in attrs:
-        age = dt.datetime.now() - trial.datetime_start if trial.datetime_start else None
-        return age is not None and age.total_seconds() > GRACE_SECONDS
-    if attrs.get(HOST_ATTR) != socket.gethostname() or not isinstance(attrs.get(PID_ATTR), int):
-        return False
-    pid = attrs[PID_ATTR]
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        pass
-    start = _process_start(pid)
-    if start == "zombie":
-        return True
-    return start is not None and attrs.get(START_ATTR) not in (None, start)
-
-
-def fail_orphans(study: optuna.Study) -> list[int]:
-    """Mark FAIL the RUNNING trials whose process is gone: on this host when its pid is dead,
-    elsewhere when its heartbeat is older than ``GRACE_SECONDS``. Returns their numbers.
-
-    Heartbeats alone would leave a trial killed a moment ago RUNNING until its grace period
-    ended; the pid check fails it at once when the search resumes on the same machine."""
-    failed: list[int] = []
-    store = study._storage
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if not _owner_dead(trial):
-            continue
-        try:
-            store.set_trial_user_attr(trial._trial_id, ERROR_ATTR, "its process died")
-            if store.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
-                failed.append(trial.number)
-        except optuna.exceptions.UpdateFinishedTrialError:
-            pass
-    before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)
-    after = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))}
-    return sorted(set(failed) | (after - before))
 
 
 def _record(trial: FrozenTrial, space: Mapping[str, SearchParam]) -> TrialRecord:
@@ -460,22 +248,7 @@ def run_search(
     objective = _objective(train, spec, candidate, metric, fit)
     store = storage(storage_url)
     try:
-        probe = optuna.create_study(
-            storage=store, study_name=name, direction=direction, load_if_exists=True
-        )
-        orphans = fail_orphans(probe)
-        if orphans:
-            log.warning("search %s: trials %s were left RUNNING by a dead process", name, orphans)
-        existing = probe.get_trials(deepcopy=False)
-        resumed_from = sum(t.state in FINISHED for t in existing)
-        study = optuna.load_study(
-            study_name=name,
-            storage=store,
-            sampler=optuna.samplers.TPESampler(
-                seed=_sampler_seed(spec.training.seed, len(existing))
-            ),
-            pruner=_pruner(search.n_trials, search.pruning),
-        )
+        study, resumed_from = _open_study(store, name, direction, spec, search)
         missing = search.n_trials - resumed_from
         ran = 0
         if missing > 0:
@@ -493,6 +266,32 @@ def run_search(
         store.remove_session()
         store.engine.dispose()
     return _result(candidate, name, storage_url, metric, direction, trials, resumed_from, ran)
+
+
+def _open_study(
+    store: optuna.storages.RDBStorage,
+    name: str,
+    direction: Literal["minimize", "maximize"],
+    spec: ProjectSpec,
+    search: Search,
+) -> tuple[optuna.Study, int]:
+    """The study (created or resumed, orphaned trials failed) and how many trials it had
+    finished before this call."""
+    probe = optuna.create_study(
+        storage=store, study_name=name, direction=direction, load_if_exists=True
+    )
+    orphans = fail_orphans(probe)
+    if orphans:
+        log.warning("search %s: trials %s were left RUNNING by a dead process", name, orphans)
+    existing = probe.get_trials(deepcopy=False)
+    resumed_from = sum(t.state in FINISHED for t in existing)
+    study = optuna.load_study(
+        study_name=name,
+        storage=store,
+        sampler=optuna.samplers.TPESampler(seed=_sampler_seed(spec.training.seed, len(existing))),
+        pruner=_pruner(search.n_trials, search.pruning),
+    )
+    return study, resumed_from
 
 
 def _optimize(

@@ -25,7 +25,7 @@ from mlplatform.columns import MISSING_CATEGORY
 from mlplatform.steps.features import layout
 
 if TYPE_CHECKING:
-    from mlplatform.steps.train_torch import TorchModel
+    from mlplatform.steps.torch_model import TorchModel
 
 OPSET = 22  # what skl2onnx emits for the sklearn bundles; onnxruntime 1.32 runs it
 ML_OPSET = 2  # LabelEncoder with string keys -> int64 values

@@ -12,10 +12,10 @@ import pandas as pd
 
 from mlplatform.spec import Candidate, ProjectSpec
 from mlplatform.steps import candidates
-from mlplatform.steps.candidates import EpochLog, FittedModel
+from mlplatform.steps.model_types import EpochLog, FittedModel
 
 if TYPE_CHECKING:
-    from mlplatform.steps.search import SearchResult
+    from mlplatform.steps.search_result import SearchResult
 
 
 class TrainingTracker(Protocol):
@@ -55,6 +55,30 @@ def epoch_line(candidate: str, log: EpochLog, metric: str) -> str:
         f"{candidate} epoch {log.epoch}: train_loss {log.train_loss:.4f}, "
         f"val_loss {log.val_loss:.4f}, val {metric} {value:.4f} ({log.seconds:.2f} s)"
     )
+
+
+def training_record(
+    candidate: Candidate,
+    chosen: Candidate,
+    cutoff: str,
+    fitted: FittedModel,
+    found: SearchResult | None,
+) -> dict[str, Any]:
+    """What the training manifest says about the fit: the candidate, its params (``chosen``:
+    with the search's best), the search and the per-epoch history."""
+    record: dict[str, Any] = {
+        "cutoff": cutoff,
+        "candidate": candidate.name,
+        "kind": candidate.kind,
+        "estimator": candidate.label,
+        "params": chosen.params,
+    }
+    if found is not None:
+        record["search"] = found.to_json()
+    if fitted.history:
+        record["history"] = [epoch.to_json() for epoch in fitted.history]
+        record["best_epoch"] = getattr(fitted, "best_epoch", None)
+    return record
 
 
 def train_candidate(
@@ -102,19 +126,10 @@ def train_candidate(
         raise
     manifest = {
         **manifest,
-        "cutoff": cutoff,
-        "candidate": candidate.name,
-        "kind": candidate.kind,
-        "estimator": candidate.label,
-        "params": chosen.params,
+        **training_record(candidate, chosen, cutoff, fitted, found),
         **(provenance or {}),
         "mlflow_run_id": run_id,
     }
-    if found is not None:
-        manifest["search"] = found.to_json()
-    if fitted.history:
-        manifest["history"] = [epoch.to_json() for epoch in fitted.history]
-        manifest["best_epoch"] = getattr(fitted, "best_epoch", None)
     model_files = sorted(p for p in path.parent.glob(f"{cutoff}.*") if p.name != f"{cutoff}.json")
     tracker.finish_training(
         run_id,

@@ -10,13 +10,13 @@ import pytest
 
 from mlplatform.defs import features as features_defs
 from mlplatform.defs.build import build_defs, train_job_name
-from mlplatform.defs.runs import (
+from mlplatform.defs.status import project_status
+from mlplatform.defs.ticks import (
     latest_storage_id,
     materialized_since,
     run_automation,
     tick_landing_sensor,
 )
-from mlplatform.defs.status import project_status
 from mlplatform.spec import Candidate
 from mlplatform_tests.projects import Project, ProjectFactory
 

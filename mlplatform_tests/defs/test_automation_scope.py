@@ -7,14 +7,12 @@ from __future__ import annotations
 import dagster as dg
 
 from mlplatform.defs.build import build_defs
-from mlplatform.defs.runs import (
-    landed_partitions,
+from mlplatform.defs.runs import landed_partitions, materialize_project, trainable_cutoffs
+from mlplatform.defs.ticks import (
     latest_storage_id,
-    materialize_project,
     materialized_since,
     run_automation,
     tick_landing_sensor,
-    trainable_cutoffs,
 )
 from mlplatform.spec import Candidate
 from mlplatform_tests.projects import Project, ProjectFactory

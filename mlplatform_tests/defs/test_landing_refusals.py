@@ -10,8 +10,8 @@ import dagster as dg
 import pytest
 
 from mlplatform.defs.build import build_defs, data_job_name
-from mlplatform.defs.runs import tick_landing_sensor
 from mlplatform.defs.status import project_status
+from mlplatform.defs.ticks import tick_landing_sensor
 from mlplatform_tests.projects import ProjectFactory, variant
 
 pytestmark = pytest.mark.dagster

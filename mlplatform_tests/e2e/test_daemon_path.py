@@ -31,7 +31,8 @@ import pytest
 import yaml
 from dagster._core.storage.dagster_run import RunRecord
 
-from mlplatform.defs.runs import MANAGED_MARK, latest_storage_id, materialized_since
+from mlplatform.defs.runs import MANAGED_MARK
+from mlplatform.defs.ticks import latest_storage_id, materialized_since
 from mlplatform.deploy.coordinator import LANE_TAG, PRIORITY_TAG, PROMOTION_PRIORITY
 from mlplatform.examples.generate import generate_example
 from mlplatform.ledger import Ledger

@@ -16,6 +16,7 @@ from mlplatform.examples.generate import generate_example
 from mlplatform.spec import Candidate, ProjectSpec, load_spec
 from mlplatform.steps import evaluate, ingest, sklearn_onnx, train_sklearn
 from mlplatform.steps.features import build_features, layout
+from mlplatform.steps.gates import gate_results
 from mlplatform.steps.split import training_frame, training_manifest
 from mlplatform_tests.projects import variant
 
@@ -48,7 +49,7 @@ def _publish(
     pred = evaluate.Prediction(classes=classes, proba=proba)
     y = holdout[spec.target].to_numpy(dtype=object)
     metrics = evaluate.score(y, pred, spec.task)
-    gates = [asdict(g) for g in evaluate.gate_results(metrics, spec)]
+    gates = [asdict(g) for g in gate_results(metrics, spec)]
     schema = InputSchema(dict(spec.columns), spec.features, spec.feature_columns, layout(spec))
     stage = bundle_build.write_bundle(
         staging,

@@ -22,7 +22,8 @@ from fastapi.testclient import TestClient
 
 from mlplatform.bundles.format import bundle_id_of
 from mlplatform.serving.app import create_app
-from mlplatform.steps.evaluate import PRODUCTION, EvaluationResult, GateResult, ModelScores
+from mlplatform.steps.evaluate import PRODUCTION, EvaluationResult, ModelScores
+from mlplatform.steps.gates import GateResult
 from mlplatform.steps.report import render_report, write_report
 from mlplatform_tests.serving.builders import PROJECT, Built
 from mlplatform_tests.serving.servers import (

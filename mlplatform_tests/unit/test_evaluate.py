@@ -11,6 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from mlplatform.spec import Gate, ProjectSpec
+from mlplatform.steps import baselines as bl
 from mlplatform.steps import evaluate as ev
 from mlplatform.steps.report import render_report
 from mlplatform_tests.projects import variant
@@ -49,10 +50,10 @@ def test_binary_evaluation_scores_the_training_window_class_prior() -> None:
     y = np.array(["no"] * 60 + ["yes"] * 40)
     holdout = pd.DataFrame({"churned": y})
     weak = classifier(["no", "yes"], noisy_proba(y, ["no", "yes"], 0.0))
-    baselines = ev.baseline_predictors(spec, window)
+    baselines = bl.baseline_predictors(spec, window)
     result = ev.evaluate(holdout, {"weak": weak}, spec, "2024-02-01", baselines)
 
-    prior = result.models[ev.PRIOR]
+    prior = result.models[bl.PRIOR]
     assert prior.kind == ev.BASELINE and prior.gates == []
     assert prior.metrics["accuracy"] == pytest.approx(0.6)  # always the window's majority "no"
     assert prior.metrics["roc_auc"] == pytest.approx(0.5)
@@ -60,7 +61,7 @@ def test_binary_evaluation_scores_the_training_window_class_prior() -> None:
     # The prior beats the random candidate on accuracy, yet only a candidate can win.
     assert result.models["weak"].metrics["accuracy"] < prior.metrics["accuracy"]
     assert result.winner == "weak"
-    assert result.to_json()["models"][ev.PRIOR]["kind"] == "baseline"  # type: ignore[index]
+    assert result.to_json()["models"][bl.PRIOR]["kind"] == "baseline"  # type: ignore[index]
 
 
 def test_multiclass_prior_covers_a_holdout_label_unseen_in_the_window() -> None:
@@ -74,9 +75,9 @@ def test_multiclass_prior_covers_a_holdout_label_unseen_in_the_window() -> None:
         {"good": good},
         spec,
         "2024-03-01",
-        ev.baseline_predictors(spec, window),
+        bl.baseline_predictors(spec, window),
     )
-    prior = result.models[ev.PRIOR]
+    prior = result.models[bl.PRIOR]
     assert prior.confusion is not None and prior.confusion["labels"] == classes
     assert prior.metrics["accuracy"] == pytest.approx(0.5)  # always "mainstream"
     assert np.isfinite(prior.metrics["log_loss"])
@@ -91,7 +92,7 @@ def test_regression_baselines_mean_last_period_and_seasonal_naive() -> None:
         "2024-03-01": np.array([30.0, 34.0]),
     }
     y = np.array([20.0, 24.0, 28.0, 28.0])
-    baselines = ev.baseline_predictors(spec, window, seasonal=np.array([25.0, 25.0]))
+    baselines = bl.baseline_predictors(spec, window, seasonal=np.array([25.0, 25.0]))
     result = ev.evaluate(
         pd.DataFrame({"lifetime_value": y}),
         {"model": regressor(y + 1.0)},
@@ -99,14 +100,14 @@ def test_regression_baselines_mean_last_period_and_seasonal_naive() -> None:
         "2024-04-01",
         baselines,
     )
-    expected = {ev.MEAN: 146.0 / 7, ev.LAST: 32.0, ev.SEASONAL: 25.0}
+    expected = {bl.MEAN: 146.0 / 7, bl.LAST: 32.0, bl.SEASONAL: 25.0}
     assert set(expected) <= set(result.models)
     for name, constant in expected.items():
         rmse = float(np.sqrt(np.mean((y - constant) ** 2)))
         assert result.models[name].metrics["rmse"] == pytest.approx(rmse), name
         assert result.models[name].kind == ev.BASELINE
     assert result.winner == "model"
-    assert ev.SEASONAL not in ev.baseline_predictors(spec, window)  # season not stored
+    assert bl.SEASONAL not in bl.baseline_predictors(spec, window)  # season not stored
 
 
 # -- relative gates ----------------------------------------------------------------------
@@ -128,14 +129,14 @@ def _regression_with(gates: list[dict[str, Any]], model_rmse_shift: float) -> ev
         {"model": regressor(y + model_rmse_shift)},
         spec,
         "2024-02-01",
-        ev.baseline_predictors(spec, window),
+        bl.baseline_predictors(spec, window),
     )
 
 
 def test_beat_baseline_is_direction_aware_for_lower_is_better_metrics() -> None:
     passes = _regression_with([{"metric": "rmse", "beat_baseline": True}], 5.0)  # rmse 5
     (gate,) = passes.models["model"].gates
-    assert gate.passed and gate.baseline == ev.MEAN
+    assert gate.passed and gate.baseline == bl.MEAN
     assert gate.lift == pytest.approx(np.sqrt(125) - 5.0)
     assert passes.winner == "model"
 
@@ -158,7 +159,7 @@ def test_min_lift_over_the_best_baseline() -> None:
     for min_lift, passed in ((0.3, True), (0.5, False)):  # prior accuracy 0.5, model 0.9
         spec = spec_of("binary", gates=[{"metric": "accuracy", "min_lift": min_lift}])
         result = ev.evaluate(
-            holdout, {"m": model}, spec, "2024-02-01", ev.baseline_predictors(spec, window)
+            holdout, {"m": model}, spec, "2024-02-01", bl.baseline_predictors(spec, window)
         )
         (gate,) = result.models["m"].gates
         assert gate.lift == pytest.approx(0.4)
@@ -227,7 +228,7 @@ def test_production_not_comparable_is_in_the_result_and_the_report() -> None:
         {"m": model},
         spec,
         "2024-02-01",
-        ev.baseline_predictors(spec, window),
+        bl.baseline_predictors(spec, window),
         entry,
     )
     assert result.winner == "m"

@@ -1,4 +1,5 @@
-"""Layer contracts: import-linter's contracts hold, and serving loads no heavy library."""
+"""Layer contracts: import-linter's contracts hold, serving loads no heavy library, and the
+steps import one another without a circle."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import ast
 import subprocess
 import sys
 from pathlib import Path
+
+import grimp
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -74,3 +77,19 @@ def test_bundles_import_no_dagster_or_fastapi() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == ""
+
+
+def test_steps_import_one_another_without_a_circle() -> None:
+    """No step module imports (at run time, function-local imports included) a module that
+    imports it back; imports under ``TYPE_CHECKING`` never run and are left out."""
+    graph = grimp.build_graph("mlplatform", exclude_type_checking_imports=True, cache_dir=None)
+    steps = sorted(m for m in graph.modules if m.startswith("mlplatform.steps."))
+    circles = []
+    for module in steps:
+        for imported in sorted(graph.find_modules_directly_imported_by(module)):
+            if imported.startswith("mlplatform.steps.") and graph.chain_exists(
+                importer=imported, imported=module
+            ):
+                back = graph.find_shortest_chain(importer=imported, imported=module) or ()
+                circles.append(" -> ".join((module, *back)))
+    assert circles == []

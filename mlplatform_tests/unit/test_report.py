@@ -13,8 +13,9 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pytest
 
-from mlplatform.steps.candidates import EpochLog
-from mlplatform.steps.evaluate import EvaluationResult, GateResult, ModelScores
+from mlplatform.steps.evaluate import EvaluationResult, ModelScores
+from mlplatform.steps.gates import GateResult
+from mlplatform.steps.model_types import EpochLog
 from mlplatform.steps.report import render_report, write_report
 
 IMG = '<img src="data:image/png;base64,'

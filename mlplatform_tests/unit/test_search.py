@@ -20,9 +20,16 @@ import yaml
 from typer.testing import CliRunner
 
 from mlplatform.spec import Candidate, ProjectSpec, Search, SearchParam, SpecError, load_spec
-from mlplatform.steps import candidates, ingest, search
-from mlplatform.steps.candidates import EpochLog, OnEpoch
+from mlplatform.steps import (
+    candidates,
+    ingest,
+    search,
+    search_result,
+    search_space,
+    search_storage,
+)
 from mlplatform.steps.features import build_features
+from mlplatform.steps.model_types import EpochLog, OnEpoch
 from mlplatform.steps.split import training_frame
 from mlplatform_tests.projects import ProjectFactory, variant
 from mlplatform_tests.waiting import let_time_pass, wait_for
@@ -62,7 +69,7 @@ def url(tmp_path: Path, name: str = "search.db") -> str:
 
 
 def stored_trials(storage_url: str, name: str) -> list[optuna.trial.FrozenTrial]:
-    store = search.storage(storage_url)
+    store = search_storage.storage(storage_url)
     try:
         return optuna.load_study(study_name=name, storage=store).get_trials(deepcopy=False)
     finally:
@@ -122,7 +129,11 @@ def check_resume_after_kill(
                 trials = []
             running = [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]
             complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
-            return len(complete) >= 2 and bool(running) and search.PID_ATTR in running[0].user_attrs
+            return (
+                len(complete) >= 2
+                and bool(running)
+                and search_storage.PID_ATTR in running[0].user_attrs
+            )
 
         wait_for(
             "2 finished trials and a running third",
@@ -141,7 +152,7 @@ def check_resume_after_kill(
     assert finished_before >= 2
     (killed,) = [t.number for t in before if t.state == optuna.trial.TrialState.RUNNING]
 
-    seen: list[search.TrialRecord] = []
+    seen: list[search_result.TrialRecord] = []
     result = search.run_search(
         train, spec, logreg(n_trials=6), storage_url, name, on_trial=seen.append
     )
@@ -262,7 +273,9 @@ def test_categorical_list_choices_round_trip(
     stored = stored_trials(url(tmp_path), "c")[0].params["hidden_layers"]
     assert (
         isinstance(stored, str)
-        and search.decode_params(cand.search.space, {"hidden_layers": stored})["hidden_layers"]
+        and search_space.decode_params(cand.search.space, {"hidden_layers": stored})[
+            "hidden_layers"
+        ]
         in layers
     )  # type: ignore[union-attr]
 
@@ -371,7 +384,7 @@ def test_failing_trials_are_recorded_and_the_search_goes_on(
             raise RuntimeError("out of memory (simulated)")
         return candidates.fit(train, spec, cand)
 
-    seen: list[search.TrialRecord] = []
+    seen: list[search_result.TrialRecord] = []
     result = search.run_search(
         train, spec, logreg(n_trials=6), url(tmp_path), "f", fit=flaky, on_trial=seen.append
     )
@@ -389,7 +402,9 @@ def test_no_completed_trial_is_a_clear_error(
     def broken(train: pd.DataFrame, spec: ProjectSpec, cand: Candidate, on_epoch: Any) -> Any:
         raise ValueError("the estimator exploded")
 
-    with pytest.raises(search.SearchError, match=r"candidate 'logreg': no trial completed") as info:
+    with pytest.raises(
+        search_result.SearchError, match=r"candidate 'logreg': no trial completed"
+    ) as info:
         search.run_search(train, spec, logreg(n_trials=20), url(tmp_path), "z", fit=broken)
     assert "the estimator exploded" in str(info.value)
     states = [t.state.name for t in stored_trials(url(tmp_path), "z")]
@@ -451,7 +466,7 @@ def test_mlflow_parent_run_with_nested_trials(
     name = "small_binary.logreg.2023-04-01.x"
     streamed: list[str | None] = []
 
-    def on_trial(record: search.TrialRecord) -> None:
+    def on_trial(record: search_result.TrialRecord) -> None:
         streamed.append(
             tracking.log_trial(spec.name, "logreg", "2023-04-01", name, "roc_auc", record)
         )
@@ -637,25 +652,27 @@ def test_readme_torch_search_example_validates(tmp_path: Path) -> None:
 def test_only_trials_of_dead_processes_are_failed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store = search.storage(url(tmp_path))
+    store = search_storage.storage(url(tmp_path))
     study = optuna.create_study(storage=store, study_name="o")
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         owner = {
-            search.HOST_ATTR: search.socket.gethostname(),
-            search.PID_ATTR: sleeper.pid,
-            search.START_ATTR: search._process_start(sleeper.pid),
+            search_storage.HOST_ATTR: search_storage.socket.gethostname(),
+            search_storage.PID_ATTR: sleeper.pid,
+            search_storage.START_ATTR: search_storage._process_start(sleeper.pid),
         }
         alive, reused, anonymous = study.ask(), study.ask(), study.ask()
         for key, value in owner.items():
             alive.set_user_attr(key, value)
-            reused.set_user_attr(key, value if key != search.START_ATTR else "12345")
-        assert search.fail_orphans(study) == [reused.number]
-        monkeypatch.setattr(search, "GRACE_SECONDS", 0)  # a trial that never named its owner
-        assert search.fail_orphans(study) == [anonymous.number]
+            reused.set_user_attr(key, value if key != search_storage.START_ATTR else "12345")
+        assert search_storage.fail_orphans(study) == [reused.number]
+        monkeypatch.setattr(
+            search_storage, "GRACE_SECONDS", 0
+        )  # a trial that never named its owner
+        assert search_storage.fail_orphans(study) == [anonymous.number]
         sleeper.kill()
         sleeper.wait(timeout=30)
-        assert search.fail_orphans(study) == [alive.number]
+        assert search_storage.fail_orphans(study) == [alive.number]
         states = [t.state.name for t in study.get_trials()]
         assert states == ["FAIL", "FAIL", "FAIL"]
     finally:

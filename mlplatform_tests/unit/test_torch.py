@@ -18,9 +18,9 @@ from mlplatform.bundles import build
 from mlplatform.bundles.format import InputSchema
 from mlplatform.columns import MISSING_CATEGORY
 from mlplatform.spec import Candidate, ProjectSpec, Training
-from mlplatform.steps import candidates, train_torch
-from mlplatform.steps.candidates import EpochLog
+from mlplatform.steps import candidates, torch_model, train_torch
 from mlplatform.steps.features import layout
+from mlplatform.steps.model_types import EpochLog
 from mlplatform_tests.projects import Project, ProjectFactory, example_dict
 from mlplatform_tests.unit.test_export_bundle import frames
 
@@ -233,24 +233,24 @@ def test_load_refuses_tampered_or_mismatched_files(
     flipped[-3] ^= 0x01
     path.write_bytes(bytes(flipped))
     with pytest.raises(ValueError, match=r"m\.safetensors: sha256 does not match"):
-        train_torch.load_torch(path, project.spec)
+        torch_model.load_torch(path, project.spec)
     path.write_bytes(good_weights)
 
     meta = json.loads(good_meta)
     meta["architecture"]["hidden_layers"] = [32, 8]
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(ValueError, match=r"m\.safetensors: weights do not fit.*layers\.0\.weight"):
-        train_torch.load_torch(path, project.spec)
+        torch_model.load_torch(path, project.spec)
 
     del meta["preprocessing"]
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(ValueError, match=r"m\.torch\.json: malformed"):
-        train_torch.load_torch(path, project.spec)
+        torch_model.load_torch(path, project.spec)
 
     meta_path.write_text(good_meta)
     other = make_project("regression", months=1, rows=50, name="other").spec
     with pytest.raises(ValueError, match=r"m\.torch\.json: trained for task 'binary'"):
-        train_torch.load_torch(path, other)
+        torch_model.load_torch(path, other)
 
 
 # ---------------------------------------------------------------------------- ONNX

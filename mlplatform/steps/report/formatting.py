@@ -6,7 +6,7 @@ import math
 from collections.abc import Iterable
 
 from mlplatform.spec import LOWER_IS_BETTER
-from mlplatform.steps.evaluate import GateResult
+from mlplatform.steps.gates import GateResult
 
 DASH = "—"
 

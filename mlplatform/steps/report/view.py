@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mlplatform.spec import CLASSIFICATION_METRICS, LOWER_IS_BETTER, REGRESSION_METRICS
-from mlplatform.steps.evaluate import BASELINE, PRODUCTION, EvaluationResult, best_baseline
+from mlplatform.steps.evaluate import BASELINE, PRODUCTION, EvaluationResult
+from mlplatform.steps.gates import best_baseline
 from mlplatform.steps.report import plots
 from mlplatform.steps.report.formatting import (
     DASH,
