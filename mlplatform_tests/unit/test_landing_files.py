@@ -88,7 +88,8 @@ except DataError as exc:
     print(exc)
 except MemoryError:
     print("MemoryError")
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+# VmHWM is this process image's own peak; ru_maxrss would carry the forking parent's
+print(next(l.split()[1] for l in open("/proc/self/status") if l.startswith("VmHWM:")))
 """
 
 
