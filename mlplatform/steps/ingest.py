@@ -9,6 +9,7 @@ import io
 import os
 from array import array
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -161,9 +162,10 @@ def read_landing_file(path: Path, spec: ProjectSpec) -> pd.DataFrame:
     return read_landing(path, spec)[0]
 
 
-def read_landing(path: Path, spec: ProjectSpec) -> tuple[pd.DataFrame, str]:
-    """read_landing_file, and the sha256 of the very bytes parsed (the data version)."""
-    digest = hashlib.sha256()
+@contextmanager
+def opened_landing(path: Path, spec: ProjectSpec) -> Iterator[BinaryIO]:
+    """The landing file, open for reading, or a DataError: refused before reading (too large,
+    not a regular file, a link out of the landing folder) or empty."""
     try:
         fh = open_landing_file(path, spec.data.max_file_mb)
     except LandingRefusedError as exc:
@@ -171,6 +173,13 @@ def read_landing(path: Path, spec: ProjectSpec) -> tuple[pd.DataFrame, str]:
     with fh:
         if os.fstat(fh.fileno()).st_size == 0:
             raise DataError(path, "empty file: no header and no rows")
+        yield fh
+
+
+def read_landing(path: Path, spec: ProjectSpec) -> tuple[pd.DataFrame, str]:
+    """read_landing_file, and the sha256 of the very bytes parsed (the data version)."""
+    digest = hashlib.sha256()
+    with opened_landing(path, spec) as fh:
         if spec.data.format == "parquet":
             frame = _read_parquet(fh, path, digest)
         else:

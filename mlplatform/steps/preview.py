@@ -10,7 +10,6 @@ from __future__ import annotations
 import codecs
 import csv
 import io
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -19,9 +18,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mlplatform.landing import LandingRefusedError, open_landing_file, shown
+from mlplatform.landing import shown
 from mlplatform.spec import ProjectSpec
-from mlplatform.steps.ingest import DataError, csv_frame, parse_partition
+from mlplatform.steps.ingest import DataError, csv_frame, opened_landing, parse_partition
 
 
 @dataclass
@@ -69,13 +68,7 @@ def read_head(path: Path, spec: ProjectSpec, rows: int) -> tuple[pd.DataFrame, b
     """Raw cells of the first ``rows`` data rows (indexed by CSV line or Parquet row number)
     and whether that was the whole file. Refuses what the raw asset refuses before reading:
     a file too large, not a regular file or a link out of the landing folder."""
-    try:
-        fh = open_landing_file(path, spec.data.max_file_mb)
-    except LandingRefusedError as exc:
-        raise DataError(path, exc.reason) from None
-    with fh:
-        if os.fstat(fh.fileno()).st_size == 0:
-            raise DataError(path, "empty file: no header and no rows")
+    with opened_landing(path, spec) as fh:
         if spec.data.format == "parquet":
             return _head_parquet(fh, path, rows)
         return _head_csv(fh, path, spec, rows)
