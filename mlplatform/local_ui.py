@@ -37,6 +37,7 @@ from types import FrameType
 
 import dagster as dg
 
+from mlplatform import procfs
 from mlplatform.defs.orphaned_runs import (
     IN_FLIGHT,
     end_orphaned_runs,
@@ -175,7 +176,7 @@ class Tree:
         """Code server sockets and ports named on our processes' command lines."""
         found = set()
         for pid in self.alive():
-            argv = _cmdline(pid)
+            argv = procfs.cmdline(pid)
             for flag, value in itertools.pairwise(argv):
                 if flag in ("--socket", "--port", "-p"):
                     found.add(value)
@@ -183,17 +184,7 @@ class Tree:
 
 
 def _group(pgid: int) -> list[int]:
-    members = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                raw = (entry / "stat").read_text(encoding="ascii", errors="replace")
-            except OSError:
-                continue
-            fields = raw[raw.rfind(")") + 2 :].split()
-            if len(fields) > 2 and int(fields[2]) == pgid and fields[0] not in "ZX":
-                members.append(int(entry.name))
-    return members
+    return [proc.pid for proc in procfs.live() if proc.pgid == pgid]
 
 
 def our_runs(instance: dg.DagsterInstance, tree: Tree) -> list[dg.DagsterRun]:
@@ -305,7 +296,7 @@ def shutdown(
 def _interrupt(tree: Tree) -> None:
     """SIGINT to every process of the tree, a quiet SIGTERM to Dagster's helper scripts."""
     for pid in tree.refresh():
-        argv = _cmdline(pid)
+        argv = procfs.cmdline(pid)
         helper = argv[:1] == ["tail"] or any(h in " ".join(argv) for h in HELPERS)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGTERM if helper else signal.SIGINT)
@@ -322,7 +313,7 @@ def _interrupt_workers(instance: dg.DagsterInstance, busy: list[dg.DagsterRun], 
 
 def _kill_code_servers(tree: Tree) -> None:
     for pid in tree.alive():
-        if any(c in " ".join(_cmdline(pid)) for c in CODE_SERVERS):
+        if any(c in " ".join(procfs.cmdline(pid)) for c in CODE_SERVERS):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
 
@@ -345,17 +336,9 @@ def _in_flight(instance: dg.DagsterInstance, run_id: str) -> bool:
     return run is not None and run.status in IN_FLIGHT
 
 
-def _cmdline(pid: int) -> list[str]:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return []
-    return [a.decode(errors="replace") for a in raw.split(b"\0") if a]
-
-
 def _label(pid: int) -> str:
     """A short name for a process: the module or script it runs."""
-    argv = _cmdline(pid)
+    argv = procfs.cmdline(pid)
     if "-m" in argv[:-1]:
         i = argv.index("-m")
         return " ".join(argv[i + 1 : i + 3])

@@ -18,6 +18,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from mlplatform import procfs
+
 
 class StackError(RuntimeError):
     """A service did not start, did not become healthy, or could not be stopped."""
@@ -49,19 +51,10 @@ class ProcessRecord:
             return None
 
 
-def _stat(pid: int) -> list[str] | None:
-    """Fields of ``/proc/<pid>/stat`` after the command name (state is [0], pgid [2])."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
-    except OSError:
-        return None
-    return raw[raw.rfind(")") + 2 :].split()
-
-
 def start_ticks(pid: int) -> int | None:
     """When the process started, in clock ticks since boot (None: no such process)."""
-    fields = _stat(pid)
-    return int(fields[19]) if fields else None
+    found = procfs.stat(pid)
+    return found.start_ticks if found else None
 
 
 def _reap(pid: int) -> None:
@@ -73,10 +66,10 @@ def _reap(pid: int) -> None:
 def alive(pid: int, ticks: int | None = None) -> bool:
     """A process with this pid exists and has not exited (a zombie has); with ``ticks``, it
     must also be the process that started then (not a later one that reused the pid)."""
-    fields = _stat(pid)
-    if not fields or fields[0] in "ZX":
+    found = procfs.stat(pid)
+    if found is None or found.exited:
         return False
-    return ticks is None or int(fields[19]) == ticks
+    return ticks is None or found.start_ticks == ticks
 
 
 def is_running(record: ProcessRecord) -> bool:
@@ -88,17 +81,10 @@ def is_running(record: ProcessRecord) -> bool:
 def started_at(pid: int) -> float | None:
     """When a live process started, in seconds since the epoch (None: no such process, or
     it has exited). Precise to a clock tick; good for "did this pid exist back then"."""
-    fields = _stat(pid)
-    if not fields or fields[0] in "ZX":
+    found = procfs.stat(pid)
+    if found is None or found.exited:
         return None
-    return _boot_time() + int(fields[19]) / os.sysconf("SC_CLK_TCK")
-
-
-def _boot_time() -> float:
-    for line in Path("/proc/stat").read_text(encoding="ascii").splitlines():
-        if line.startswith("btime "):
-            return float(line.split()[1])
-    raise OSError("no btime in /proc/stat")
+    return procfs.started_at(found.start_ticks)
 
 
 def descendants(pid: int) -> dict[int, int]:
@@ -106,12 +92,8 @@ def descendants(pid: int) -> dict[int, int]:
     process group or session) with their start ticks, so a later signal can check that a pid
     still names the same process."""
     children: dict[int, list[tuple[int, int]]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        fields = _stat(int(entry.name))
-        if fields and fields[0] not in "ZX":
-            children.setdefault(int(fields[1]), []).append((int(entry.name), int(fields[19])))
+    for proc in procfs.live():
+        children.setdefault(proc.ppid, []).append((proc.pid, proc.start_ticks))
     found: dict[int, int] = {}
     todo = [pid]
     while todo:
@@ -125,19 +107,11 @@ def descendants(pid: int) -> dict[int, int]:
 def group_members(record: ProcessRecord) -> list[int]:
     """Live processes of our group (our leader's pid is the group id) started no earlier than
     our leader: the service and everything it spawned, nothing else."""
-    members = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        fields = _stat(int(entry.name))
-        if (
-            fields
-            and int(fields[2]) == record.pid
-            and int(fields[19]) >= record.start_ticks
-            and fields[0] not in "ZX"
-        ):
-            members.append(int(entry.name))
-    return members
+    return [
+        proc.pid
+        for proc in procfs.live()
+        if proc.pgid == record.pid and proc.start_ticks >= record.start_ticks
+    ]
 
 
 def start(

@@ -18,6 +18,8 @@ import optuna
 import sqlalchemy as sa
 from optuna.trial import FrozenTrial, TrialState
 
+from mlplatform import procfs
+
 HEARTBEAT_SECONDS = 15  # a RUNNING trial's process writes a heartbeat this often ...
 GRACE_SECONDS = 60  # ... and the trial is failed as stale when none came for this long
 SQLITE_TIMEOUT_SECONDS = 60  # wait this long for a locked SQLite database
@@ -46,13 +48,11 @@ def storage(url: str) -> optuna.storages.RDBStorage:
 
 
 def _process_start(pid: int) -> str | None:
-    """Start time of a process in clock ticks since boot (Linux), to tell a reused pid apart."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+    """Start time of a process in clock ticks since boot, to tell a reused pid apart."""
+    found = procfs.stat(pid)
+    if found is None:
         return None
-    fields = stat[stat.rfind(")") + 2 :].split()
-    return fields[19] if fields[0] != "Z" else "zombie"
+    return "zombie" if found.state == "Z" else str(found.start_ticks)
 
 
 def trial_owner() -> dict[str, Any]:
