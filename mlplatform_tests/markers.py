@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-KINDS = ("unit", "dagster", "e2e", "browser", "stack")
+KINDS = ("unit", "training", "dagster", "e2e", "browser", "stack")
 
 # A test module's default marker, from its folder (a module or test may set its own).
 FOLDER_MARKERS = {
@@ -19,7 +19,9 @@ FOLDER_MARKERS = {
 
 
 def kinds_of(item: pytest.Item) -> set[str]:
-    return {m.name for m in item.iter_markers()} & set(KINDS)
+    """The test's kinds: its own marker wins over its module's ``pytestmark``."""
+    own = {m.name for m in item.own_markers} & set(KINDS)
+    return own or {m.name for m in item.iter_markers()} & set(KINDS)
 
 
 def assign_kinds(items: list[pytest.Item]) -> None:

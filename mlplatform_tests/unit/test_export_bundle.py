@@ -22,6 +22,8 @@ from mlplatform.steps.features import build_features, layout
 from mlplatform.steps.split import training_frame
 from mlplatform_tests.projects import ProjectFactory
 
+pytestmark = pytest.mark.training
+
 SMALL = {
     "random_forest_classifier": {"n_estimators": 10, "max_depth": 5},
     "extra_trees_classifier": {"n_estimators": 10, "max_depth": 5},

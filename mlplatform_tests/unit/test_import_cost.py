@@ -15,6 +15,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 import yaml
 
 from mlplatform.examples.generate import generate_example
@@ -105,6 +106,7 @@ def test_defining_assets_imports_no_heavy_library(tmp_path: Path) -> None:
     assert not found, explain(found)
 
 
+@pytest.mark.dagster  # materializes raw and features in a fresh interpreter
 def test_raw_and_features_run_imports_no_heavy_library(tmp_path: Path) -> None:
     projects = tmp_path / "projects"
     projects.mkdir()

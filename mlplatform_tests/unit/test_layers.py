@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import grimp
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,6 +35,7 @@ def test_serving_imports_no_heavy_library() -> None:
     assert result.stdout.strip() == ""
 
 
+@pytest.mark.e2e  # imports every step (torch, sklearn, mlflow, optuna) in a fresh process
 def test_steps_import_no_dagster() -> None:
     code = (
         "import sys, pkgutil, importlib, mlplatform.steps as s\n"

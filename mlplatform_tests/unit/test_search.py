@@ -34,6 +34,8 @@ from mlplatform.steps.split import training_frame
 from mlplatform_tests.projects import ProjectFactory, variant
 from mlplatform_tests.waiting import let_time_pass, wait_for
 
+pytestmark = pytest.mark.training
+
 C_LOG = SearchParam(type="float", low=1e-3, high=10.0, log=True)
 
 

@@ -24,6 +24,8 @@ from mlplatform.steps.model_types import EpochLog
 from mlplatform_tests.projects import Project, ProjectFactory, example_dict
 from mlplatform_tests.unit.test_export_bundle import frames
 
+pytestmark = pytest.mark.training
+
 REPO = Path(__file__).resolve().parents[2]
 SMALL = {"hidden_layers": [16, 8], "max_epochs": 6, "patience": 3, "batch_size": 64}
 

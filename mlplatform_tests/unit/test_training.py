@@ -10,7 +10,9 @@ from mlplatform.resources.mlflow import MlflowTracking
 from mlplatform.spec import Candidate
 from mlplatform.steps import ingest, split, training
 from mlplatform.steps.features import build_features
-from mlplatform_tests.conftest import ProjectFactory
+from mlplatform_tests.projects import ProjectFactory
+
+pytestmark = pytest.mark.training
 
 
 def test_train_candidate_saves_the_model_and_records_the_run(
