@@ -57,7 +57,7 @@ class _Loading(LoadingContext):
         return self._instance
 
     @property
-    def loaders(self) -> dict:  # type: ignore[override]
+    def loaders(self) -> dict:
         return self._loaders
 
 

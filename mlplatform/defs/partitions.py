@@ -38,7 +38,7 @@ def _definition(spec: ProjectSpec, start: dt.date) -> dg.TimeWindowPartitionsDef
         kwargs["day_offset"] = 1
     if spec.partitions.granularity == "weekly":  # Dagster counts weekdays from Sunday = 0
         kwargs["day_offset"] = (WEEKDAYS.index(spec.partitions.week_starts_on) + 1) % 7
-    return cls(**kwargs)  # type: ignore[arg-type]
+    return cls(**kwargs)
 
 
 def data_partitions(spec: ProjectSpec) -> dg.TimeWindowPartitionsDefinition:
@@ -67,7 +67,7 @@ def previous_window(spec: ProjectSpec, key: str) -> list[str]:
     if key not in keys:
         return []
     i = keys.index(key)
-    return keys[max(0, i - spec.training.window) : i]
+    return list(keys[max(0, i - spec.training.window) : i])
 
 
 def landed_partitions(spec: ProjectSpec, home: Path) -> tuple[list[str], list[Path]]:

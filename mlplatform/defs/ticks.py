@@ -19,6 +19,15 @@ class AutomationRun:
     success: bool
 
 
+Materializable = dg.AssetsDefinition | dg.AssetSpec | dg.SourceAsset
+
+
+def materializable(defs: dg.Definitions) -> list[Materializable]:
+    """The assets and asset checks of ``defs``, as ``dg.materialize`` takes them."""
+    found = [*(defs.assets or []), *(defs.asset_checks or [])]
+    return [a for a in found if isinstance(a, Materializable)]
+
+
 def run_automation(
     defs: dg.Definitions,
     instance: dg.DagsterInstance,
@@ -32,7 +41,7 @@ def run_automation(
     Pass the returned cursor to the next call, as the daemon does between ticks: a first
     evaluation only records where things stand."""
     graph = defs.resolve_asset_graph()
-    everything = [*(defs.assets or []), *(defs.asset_checks or [])]
+    everything = materializable(defs)
     executed: list[AutomationRun] = []
     for _ in range(max_ticks):
         result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
@@ -81,7 +90,7 @@ def tick_landing_sensor(
     ) as context:
         result = sensor(context)
     assert isinstance(result, dg.SensorResult)
-    everything = [*(defs.assets or []), *(defs.asset_checks or [])]
+    everything = materializable(defs)
     outcomes = []
     for request in result.run_requests or []:
         outcome = dg.materialize(

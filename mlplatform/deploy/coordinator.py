@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Self
+from typing import Any, Self, cast
 
 import dagster as dg
 
@@ -124,7 +124,7 @@ class ProjectQueuedRunCoordinator(dg.QueuedRunCoordinator):
 
     @classmethod
     def config_type(cls) -> dict[str, Any]:
-        schema = dict(super().config_type())
+        schema = dict(cast(Mapping[str, Any], super().config_type()))
         schema["max_concurrent_runs"] = dg.Field(
             dg.IntSource,
             is_required=False,

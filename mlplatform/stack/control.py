@@ -201,9 +201,9 @@ def up(
                 notify(f"{service}: healthy")
     except BaseException:
         for service in reversed(started):
-            rec = record(config, service)
-            if rec is not None:
-                processes.stop(rec)
+            leftover = record(config, service)
+            if leftover is not None:
+                processes.stop(leftover)
         if started_pg:
             cluster(config).stop()
         raise
