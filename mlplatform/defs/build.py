@@ -11,6 +11,7 @@ from mlplatform.defs.bundles import bundle_asset
 from mlplatform.defs.evaluation import evaluation_asset
 from mlplatform.defs.features import drift_check, features_asset
 from mlplatform.defs.models import model_asset
+from mlplatform.defs.monitoring import monitoring_asset
 from mlplatform.defs.production import production_asset, promotion_sensor
 from mlplatform.defs.raw import raw_asset
 from mlplatform.defs.schedules import retrain_schedule
@@ -44,6 +45,7 @@ def project_assets(spec: ProjectSpec, home: Path) -> list[dg.AssetsDefinition]:
         _automated(evaluation_asset(spec), training),
         _automated(bundle_asset(spec), training),
         production_asset(spec),
+        monitoring_asset(spec),
     ]
 
 
