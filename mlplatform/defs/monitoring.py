@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
-from mlplatform.defs.partitions import KEY_FORMAT, data_partitions
+from mlplatform.defs.partitions import KEY_FORMAT, cutoff_partitions, data_partitions
 from mlplatform.resources.ledger import LedgerResource
 from mlplatform.resources.store import ArtifactStore
 from mlplatform.spec import ProjectSpec, period_start
@@ -218,3 +218,80 @@ def _decay(
             "retrain": rules.retrain,
         },
     )
+
+
+def monitoring_schedule(spec: ProjectSpec) -> dg.ScheduleDefinition:
+    """Shortly after midnight UTC, monitor the day that just ended."""
+    key = dg.AssetKey([spec.name, "monitoring"])
+
+    @dg.schedule(
+        name=f"{spec.name}__monitoring",
+        cron_schedule="15 0 * * *",
+        execution_timezone="UTC",
+        target=dg.AssetSelection.assets(key),
+        default_status=(
+            dg.DefaultScheduleStatus.RUNNING
+            if spec.automation.enabled and spec.monitoring.log.rate > 0
+            else dg.DefaultScheduleStatus.STOPPED
+        ),
+        description=f"Monitors yesterday's prediction log of {spec.name} (UTC).",
+    )
+    def monitor_yesterday(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+        when = context.scheduled_execution_time or dt.datetime.now(dt.UTC)
+        day = (when.astimezone(dt.UTC) - dt.timedelta(days=1)).date()
+        return dg.RunRequest(
+            run_key=f"monitoring-{day}",
+            partition_key=day.strftime(KEY_FORMAT),
+            tags={"mlplatform/trigger": "schedule"},
+        )
+
+    return monitor_yesterday
+
+
+def decay_sensor(spec: ProjectSpec, targets: list[dg.AssetKey]) -> dg.SensorDefinition:
+    """A retrain of the newest cutoff whose holdout landed, once per failed
+    ``production_decay`` evaluation (``monitoring.decay.retrain``); evaluations from before
+    its first tick request nothing."""
+    p = spec.name
+    check = dg.AssetCheckKey(dg.AssetKey([p, "monitoring"]), PRODUCTION_DECAY)
+    features = dg.AssetKey([p, "features"])
+    on = spec.automation.enabled and spec.monitoring.decay.retrain
+
+    @dg.sensor(
+        name=f"{p}__production_decay",
+        minimum_interval_seconds=max(30, spec.automation.sensor_interval_seconds),
+        target=dg.AssetSelection.assets(*targets),
+        default_status=dg.DefaultSensorStatus.RUNNING if on else dg.DefaultSensorStatus.STOPPED,
+        description=f"Retrains {p} when production_decay fails (monitoring.decay.retrain).",
+    )
+    def retrain_on_decay(context: dg.SensorEvaluationContext) -> dg.RunRequest | dg.SkipReason:
+        from dagster._core.storage.asset_check_execution_record import (
+            AssetCheckExecutionRecordStatus as Status,
+        )
+
+        storage = context.instance.event_log_storage
+        records = storage.get_asset_check_execution_history(check, limit=50)
+        newest = max((r.id for r in records), default=0)
+        if context.cursor is None:
+            context.update_cursor(str(newest))
+            return dg.SkipReason("first tick: earlier evaluations request nothing")
+        failed = [r for r in records if r.id > int(context.cursor) and r.status == Status.FAILED]
+        context.update_cursor(str(max(newest, int(context.cursor))))
+        if not failed:
+            return dg.SkipReason(f"{p}: no new production_decay failure")
+        landed = context.instance.get_materialized_partitions(features)
+        cutoffs = [k for k in cutoff_partitions(spec).get_partition_keys() if k in landed]
+        if not cutoffs:
+            return dg.SkipReason(f"{p}: no cutoff has its holdout partition yet")
+        found = failed[0]
+        return dg.RunRequest(
+            run_key=f"production_decay-{found.id}",
+            partition_key=cutoffs[-1],
+            asset_selection=targets,
+            tags={
+                "mlplatform/trigger": "production_decay",
+                "mlplatform/decay_day": str(found.partition or ""),
+            },
+        )
+
+    return retrain_on_decay

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from mlplatform.bundles.format import load
-from mlplatform.defs.build import resources
+from mlplatform.defs.build import resources, train_targets
 from mlplatform.defs.monitoring import LIVE_DRIFT, PRODUCTION_DECAY, monitoring_asset
 from mlplatform.ledger import Ledger
 from mlplatform.prediction_log import day_files
@@ -119,6 +119,11 @@ def test_labels_with_a_shifted_relationship_trip_production_decay(live: Trained)
     assert found[PRODUCTION_DECAY].passed, found[PRODUCTION_DECAY].description
     assert found[PRODUCTION_DECAY].metadata["drop"].value == pytest.approx(0.0, abs=1e-6)
 
+    sensor = live.defs.get_sensor_def(f"{spec.name}__production_decay")
+    context = dg.build_sensor_context(instance=live.instance, definitions=live.defs)
+    assert isinstance(sensor(context), dg.SkipReason)  # first tick: the pass before it is old
+    assert isinstance(sensor(context), dg.SkipReason)  # nothing new
+
     # the next month lands with the relationship reversed: churners stay, stayers churn
     later = (pd.Timestamp(holdout) + pd.DateOffset(months=1)).date()
     landed = pd.read_csv(live.project.files[4], dtype=str, keep_default_na=False)
@@ -131,3 +136,10 @@ def test_labels_with_a_shifted_relationship_trip_production_decay(live: Trained)
     assert decay.severity == dg.AssetCheckSeverity.WARN
     assert decay.metadata["drop"].value > spec.monitoring.decay.threshold
     assert "worse by" in (decay.description or "")
+
+    request = sensor(context)  # the failure requests one retrain of the newest landed cutoff
+    assert isinstance(request, dg.RunRequest)
+    assert request.partition_key == live.project.files[4].stem
+    assert request.tags["mlplatform/trigger"] == "production_decay"
+    assert set(request.asset_selection or []) == set(train_targets(spec))
+    assert isinstance(sensor(context), dg.SkipReason)  # once per failed evaluation
