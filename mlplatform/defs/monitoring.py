@@ -265,9 +265,7 @@ def decay_sensor(spec: ProjectSpec, targets: list[dg.AssetKey]) -> dg.SensorDefi
         description=f"Retrains {p} when production_decay fails (monitoring.decay.retrain).",
     )
     def retrain_on_decay(context: dg.SensorEvaluationContext) -> dg.RunRequest | dg.SkipReason:
-        from dagster._core.storage.asset_check_execution_record import (
-            AssetCheckExecutionRecordStatus as Status,
-        )
+        from mlplatform.defs.dagster_internals import AssetCheckExecutionRecordStatus as Status
 
         storage = context.instance.event_log_storage
         records = storage.get_asset_check_execution_history(check, limit=50)
