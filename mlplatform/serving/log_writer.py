@@ -36,6 +36,8 @@ from mlplatform.prediction_log import INPUT_PREFIX, PROBA_PREFIX, day_dir
 from mlplatform.spec import ProjectSpec
 
 log = logging.getLogger(__name__)
+BATCH_REQUESTS = 1_000  # the writer starts early once this many requests wait
+YIELD_EVERY = 64  # requests parsed between two hand-backs of the interpreter to the server
 PREDICT_PATH = re.compile(r"^/v1/projects/([^/]+)/predict$")
 
 
@@ -93,6 +95,7 @@ class PredictionLog:
         self._bytes = dict.fromkeys(self.projects, 0)
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._files = 0
 
@@ -118,6 +121,8 @@ class PredictionLog:
             self._queue.append(item)
             self._queued[item.project] += 1
             self._bytes[item.project] += size
+            if len(self._queue) == BATCH_REQUESTS:
+                self._wake.set()
         return True
 
     # -- the writer thread ----------------------------------------------------------------
@@ -137,11 +142,14 @@ class PredictionLog:
         if self._thread is None:
             return
         self._stop.set()
+        self._wake.set()
         self._thread.join()
         self._thread = None
 
     def _run(self) -> None:
-        while not self._stop.wait(self.flush_seconds):
+        while not self._stop.is_set():
+            self._wake.wait(self.flush_seconds)
+            self._wake.clear()
             self.flush()
         self.flush()
 
@@ -192,7 +200,9 @@ class PredictionLog:
         inputs: dict[str, list[Any]] = {c: [] for c in logged}
         probas: dict[str, list[float | None]] = {}
         requests = 0
-        for item in items:
+        for count, item in enumerate(items):
+            if count % YIELD_EVERY == YIELD_EVERY - 1:
+                time.sleep(0)  # let the event loop answer requests between batches of parsing
             parsed = _parsed(item)
             if parsed is None:
                 continue
