@@ -98,6 +98,8 @@ class PredictionLog:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._files = 0
+        self._requests = 0
+        self._run_id = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"  # request ids: unique per process
 
     # -- the request path: no parsing, no disk --------------------------------------------
 
@@ -208,23 +210,21 @@ class PredictionLog:
                 continue
             rows, bundle_id, predictions = parsed
             requests += 1
-            request = uuid.uuid4().hex
-            for i, (row, pred) in enumerate(zip(rows, predictions, strict=True)):
-                n = len(out["row"])
-                out["time"].append(item.time)
-                out["request"].append(request)
-                out["row"].append(i)
-                out["bundle_id"].append(bundle_id)
-                out["latency_ms"].append(item.latency * 1000.0)
-                out["label"].append(pred.get("label"))
-                out["value"].append(pred.get("value"))
-                for cls, p in (pred.get("probabilities") or {}).items():
-                    probas.setdefault(cls, [None] * n).append(p)
-                for values in probas.values():
-                    if len(values) == n:  # a class this row's bundle does not have
-                        values.append(None)
-                for c in logged:
-                    inputs[c].append(_as_text(row.get(c)))
+            self._requests += 1
+            before, k = len(out["row"]), len(rows)
+            out["time"] += [item.time] * k
+            out["request"] += [f"{self._run_id}-{self._requests}"] * k
+            out["row"] += range(k)
+            out["bundle_id"] += [bundle_id] * k
+            out["latency_ms"] += [item.latency * 1000.0] * k
+            out["label"] += [p.get("label") for p in predictions]
+            out["value"] += [p.get("value") for p in predictions]
+            shares = [p.get("probabilities") or {} for p in predictions]
+            for cls in {c for share in shares[:1] for c in share} | set(probas):
+                column = probas.setdefault(cls, [None] * before)
+                column += [share.get(cls) for share in shares]
+            for c in logged:
+                inputs[c] += [_as_text(row.get(c)) for row in rows]
         out.update({INPUT_PREFIX + c: v for c, v in inputs.items()})
         out.update({PROBA_PREFIX + c: v for c, v in probas.items()})
         return out, requests
