@@ -6,9 +6,11 @@ request whether it is sampled (``monitoring.log.rate``); a sampled request's bod
 bytes are kept as they pass and, on a 200, offered to ``PredictionLog``'s bounded queue
 (``queue_requests``, ``queue_mb``) without any parsing. A full queue drops the request and
 counts it; nothing on the request path waits for the writer or the disk. A background thread
-parses what was queued, keeps the logged columns only (``monitoring.log.columns``) and writes
-one Parquet file per project and UTC day per flush, atomically (``mlplatform.prediction_log``
-says where). Tokens and headers are never looked at.
+takes what was queued and has it parsed, cut to the logged columns (``monitoring.log.columns``)
+and written as one Parquet file per project and UTC day per flush, atomically
+(``mlplatform.prediction_log`` says where): small batches in the thread, large ones (under
+load) in a worker process, so the parsing never competes with the event loop for the
+interpreter lock. Tokens and headers are never looked at.
 """
 
 from __future__ import annotations
@@ -19,12 +21,16 @@ import logging
 import os
 import random
 import re
+import signal
 import threading
 import time
 import uuid
 from collections import deque
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +43,9 @@ from mlplatform.spec import ProjectSpec
 
 log = logging.getLogger(__name__)
 BATCH_REQUESTS = 1_000  # the writer starts early once this many requests wait
-YIELD_EVERY = 64  # requests parsed between two hand-backs of the interpreter to the server
+# Batches this large are parsed and written in the writer's worker process: a thread busy
+# with them would hold the interpreter lock the event loop needs after every socket call.
+PROCESS_FROM = 200
 PREDICT_PATH = re.compile(r"^/v1/projects/([^/]+)/predict$")
 
 
@@ -98,8 +106,8 @@ class PredictionLog:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._files = 0
-        self._requests = 0
-        self._run_id = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"  # request ids: unique per process
+        self._run_id = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"  # file names: unique per process
+        self._pool: ProcessPoolExecutor | None = None
 
     # -- the request path: no parsing, no disk --------------------------------------------
 
@@ -130,11 +138,9 @@ class PredictionLog:
     # -- the writer thread ----------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the writer (pyarrow is imported here, not by the first request)."""
+        """Start the writer thread (its worker process starts with the first large batch)."""
         if not self.projects or self._thread is not None:
             return
-        import pyarrow  # noqa: F401 - loaded once, before traffic
-
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._thread.start()
@@ -147,6 +153,9 @@ class PredictionLog:
         self._wake.set()
         self._thread.join()
         self._thread = None
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -154,6 +163,21 @@ class PredictionLog:
             self._wake.clear()
             self.flush()
         self.flush()
+
+    def _write(self, batch: Batch) -> tuple[int, int]:
+        """Write a batch: a large one in the worker process while the writer runs (here
+        again should that process be gone), a small one here."""
+        if len(batch.items) >= PROCESS_FROM and self._thread is not None:
+            if self._pool is None:
+                self._pool = ProcessPoolExecutor(
+                    max_workers=1, mp_context=get_context("spawn"), initializer=_worker_signals
+                )
+            try:
+                return self._pool.submit(write_batch, batch).result()
+            except BrokenProcessPool:
+                log.warning("prediction log: the worker process is gone; writing here")
+                self._pool = None
+        return write_batch(batch)
 
     def _take(self) -> list[Logged]:
         with self._lock:
@@ -164,7 +188,8 @@ class PredictionLog:
         return items
 
     def flush(self) -> int:
-        """Write what is queued now: one file per project and UTC day. Rows written."""
+        """Write what is queued now: one file per project and UTC day (in the worker process
+        once started, else here). Rows written."""
         written = 0
         groups: dict[tuple[str, dt.date], list[Logged]] = {}
         for item in self._take():
@@ -172,11 +197,16 @@ class PredictionLog:
             groups.setdefault((item.project, day), []).append(item)
         for (project, day), items in groups.items():
             stats = self.projects[project].stats
+            self._files += 1
+            name = f"{time.strftime('%H%M%S', time.gmtime())}-{self._run_id}-{self._files:06d}"
+            batch = Batch(
+                day_dir(self.home, project, day),
+                name,
+                self.projects[project].columns,
+                [(i.time, i.latency, i.body, i.answer) for i in items],
+            )
             try:
-                columns, requests = self._columns(project, items)
-                rows = len(columns["row"])
-                if rows:
-                    self._write(project, day, columns)
+                requests, rows = self._write(batch)
             except Exception as exc:  # the log must never stop serving; it counts its losses
                 log.error("prediction log of %s: %d request(s) lost: %s", project, len(items), exc)
                 stats.failed_requests += len(items)
@@ -186,75 +216,6 @@ class PredictionLog:
             stats.written_rows += rows
             written += rows
         return written
-
-    def _columns(self, project: str, items: list[Logged]) -> tuple[dict[str, list[Any]], int]:
-        """Column lists of the rows of ``items``, and how many requests could be read."""
-        logged = self.projects[project].columns
-        out: dict[str, list[Any]] = {
-            "time": [],
-            "request": [],
-            "row": [],
-            "bundle_id": [],
-            "latency_ms": [],
-            "label": [],
-            "value": [],
-        }
-        inputs: dict[str, list[Any]] = {c: [] for c in logged}
-        probas: dict[str, list[float | None]] = {}
-        requests = 0
-        for count, item in enumerate(items):
-            if count % YIELD_EVERY == YIELD_EVERY - 1:
-                time.sleep(0)  # let the event loop answer requests between batches of parsing
-            parsed = _parsed(item)
-            if parsed is None:
-                continue
-            rows, bundle_id, predictions = parsed
-            requests += 1
-            self._requests += 1
-            before, k = len(out["row"]), len(rows)
-            out["time"] += [item.time] * k
-            out["request"] += [f"{self._run_id}-{self._requests}"] * k
-            out["row"] += range(k)
-            out["bundle_id"] += [bundle_id] * k
-            out["latency_ms"] += [item.latency * 1000.0] * k
-            out["label"] += [p.get("label") for p in predictions]
-            out["value"] += [p.get("value") for p in predictions]
-            shares = [p.get("probabilities") or {} for p in predictions]
-            for cls in {c for share in shares[:1] for c in share} | set(probas):
-                column = probas.setdefault(cls, [None] * before)
-                column += [share.get(cls) for share in shares]
-            for c in logged:
-                inputs[c] += [_as_text(row.get(c)) for row in rows]
-        out.update({INPUT_PREFIX + c: v for c, v in inputs.items()})
-        out.update({PROBA_PREFIX + c: v for c, v in probas.items()})
-        return out, requests
-
-    def _write(self, project: str, day: dt.date, columns: dict[str, list[Any]]) -> None:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        types = {"time": pa.timestamp("us", tz="UTC"), "row": pa.int32(), "value": pa.float64()}
-        arrays = {}
-        for name, values in columns.items():
-            if name == "time":
-                values = [int(t * 1_000_000) for t in values]
-            kind = types.get(name)
-            if kind is None:
-                kind = pa.float64() if name.startswith(PROBA_PREFIX) else pa.string()
-            if name == "latency_ms":
-                kind = pa.float64()
-            arrays[name] = pa.array(values, type=kind)
-        table = pa.table(arrays)
-        folder = day_dir(self.home, project, day)
-        folder.mkdir(parents=True, exist_ok=True)
-        self._files += 1
-        name = f"{time.strftime('%H%M%S', time.gmtime())}-{os.getpid()}-{self._files:06d}"
-        tmp = folder / f".{name}.{uuid.uuid4().hex}.tmp"
-        try:
-            pq.write_table(table, tmp)
-            os.replace(tmp, folder / f"{name}.parquet")
-        finally:
-            tmp.unlink(missing_ok=True)
 
     # -- reporting ------------------------------------------------------------------------
 
@@ -267,12 +228,103 @@ class PredictionLog:
             return len(self._queue)
 
 
-def _parsed(item: Logged) -> tuple[list[Any], str, list[dict[str, Any]]] | None:
+@dataclass(frozen=True)
+class Batch:
+    """Sampled requests of one project and UTC day, for one log file."""
+
+    folder: Path
+    name: str  # file name without suffix; request ids start with it
+    columns: list[str]  # logged input columns
+    items: list[tuple[float, float, bytes, bytes]]  # time, latency, body, answer
+
+
+def _worker_signals() -> None:
+    """The worker ignores the signals that stop the server (they reach its whole process
+    group): it finishes the last batch and is stopped by the writer."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def write_batch(batch: Batch) -> tuple[int, int]:
+    """Parse a batch and write it as one Parquet file (temporary name, then renamed);
+    (requests read, rows written). Runs in the writer's worker process."""
+    columns, requests = batch_columns(batch)
+    rows = len(columns["row"])
+    if rows:
+        write_columns(batch.folder, batch.name, columns)
+    return requests, rows
+
+
+def batch_columns(batch: Batch) -> tuple[dict[str, list[Any]], int]:
+    """Column lists of the rows of a batch, and how many of its requests could be read."""
+    out: dict[str, list[Any]] = {
+        "time": [],
+        "request": [],
+        "row": [],
+        "bundle_id": [],
+        "latency_ms": [],
+        "label": [],
+        "value": [],
+    }
+    inputs: dict[str, list[Any]] = {c: [] for c in batch.columns}
+    probas: dict[str, list[float | None]] = {}
+    requests = 0
+    for number, (at, latency, body, answer) in enumerate(batch.items):
+        parsed = _parsed(body, answer)
+        if parsed is None:
+            continue
+        rows, bundle_id, predictions = parsed
+        requests += 1
+        before, k = len(out["row"]), len(rows)
+        out["time"] += [at] * k
+        out["request"] += [f"{batch.name}-{number}"] * k
+        out["row"] += range(k)
+        out["bundle_id"] += [bundle_id] * k
+        out["latency_ms"] += [latency * 1000.0] * k
+        out["label"] += [p.get("label") for p in predictions]
+        out["value"] += [p.get("value") for p in predictions]
+        shares = [p.get("probabilities") or {} for p in predictions]
+        for cls in {c for share in shares[:1] for c in share} | set(probas):
+            column = probas.setdefault(cls, [None] * before)
+            column += [share.get(cls) for share in shares]
+        for c in batch.columns:
+            inputs[c] += [_as_text(row.get(c)) for row in rows]
+    out.update({INPUT_PREFIX + c: v for c, v in inputs.items()})
+    out.update({PROBA_PREFIX + c: v for c, v in probas.items()})
+    return out, requests
+
+
+def write_columns(folder: Path, name: str, columns: dict[str, list[Any]]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    arrays = {}
+    for key, values in columns.items():
+        if key == "time":
+            arrays[key] = pa.array(
+                [int(t * 1_000_000) for t in values], type=pa.timestamp("us", tz="UTC")
+            )
+        elif key == "row":
+            arrays[key] = pa.array(values, type=pa.int32())
+        elif key in ("value", "latency_ms") or key.startswith(PROBA_PREFIX):
+            arrays[key] = pa.array(values, type=pa.float64())
+        else:
+            arrays[key] = pa.array(values, type=pa.string())
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{name}.{uuid.uuid4().hex}.tmp"
+    try:
+        pq.write_table(pa.table(arrays), tmp)
+        os.replace(tmp, folder / f"{name}.parquet")
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _parsed(body: bytes, answer_bytes: bytes) -> tuple[list[Any], str, list[dict[str, Any]]] | None:
     """The rows of a request and the bundle id and predictions of its answer; None when
     they cannot be read (then the request is counted as failed)."""
     try:
-        rows = json.loads(item.body)["rows"]
-        answer = json.loads(item.answer)
+        rows = json.loads(body)["rows"]
+        answer = json.loads(answer_bytes)
     except (ValueError, KeyError, TypeError):
         return None
     predictions = answer.get("predictions")

@@ -141,3 +141,26 @@ def test_logging_under_load_loses_no_response_and_counts_every_drop(
     assert counts["dropped"] > 0 and counts["failed_requests"] == 0
     assert counts["written_requests"] == counts["written_rows"] == load.ok - counts["dropped"]
     assert len(logged(env)) == counts["written_rows"]  # the files hold exactly what was counted
+
+
+def test_large_batches_under_load_are_all_written(built: Built, tmp_path: Path) -> None:
+    env = make_env(built, tmp_path, **TOKENS)
+    projects = with_log(built, tmp_path, rate=1.0, flush_seconds=2)  # batches of > 200 requests
+    bench = bench_serving()
+    with abuse.serve_process(env.settings.home, projects, TOKENS, tmp_path / "serve.log") as url:
+        port = int(url.rsplit(":", 1)[1])
+        headers = {"Authorization": f"Bearer {READER_TOKEN}"}
+        requests = [
+            bench.http_request(
+                f"/v1/projects/{PROJECT}/predict", port, bench.ours_body(row), headers
+            )
+            for row in env.rows[:200]
+        ]
+        load = asyncio.run(bench.drive(port, requests, 16, seconds=5.0))
+        assert load.errors == 0, load.first_error
+        waiting.wait_for("the log to be written", lambda: health(url)["written_rows"] > 0, 30)
+    log = logged(env)  # the server stopped: what was still queued is written too
+    assert len(log) == load.ok > 400
+    assert log["request"].is_unique and set(log["bundle_id"]) == {env.ids["a"]}
+    sent = {(r.get("tenure_months"), r.get("plan")) for r in env.rows[:200]}
+    assert set(zip(log["input.tenure_months"], log["input.plan"], strict=True)) <= sent
