@@ -75,6 +75,7 @@ START_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 10.0
 GOAL_RATIO = 25.0
 GOAL_P99_MS = 20.0
+LOG_ROUNDS = 4  # alternating log-on / log-off loads
 
 
 # -- the production bundle --------------------------------------------------------------------
@@ -286,14 +287,60 @@ def wait_ready(server: Server, path: str, ready: Any, timeout: float = START_TIM
             time.sleep(0.1)
 
 
-def ours_command(settings: Settings, port: int) -> list[str]:
+def log_off(settings: Settings) -> Path:
+    """A copy of the projects folder whose spec logs nothing (``monitoring.log.rate: 0``)."""
+    import yaml
+
+    folder = settings.projects_dir.parent / "projects-log-off"
+    folder.mkdir(exist_ok=True)
+    for path in settings.projects_dir.glob("*.yaml"):
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data["monitoring"] = {"log": {"rate": 0}}
+        (folder / path.name).write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return folder
+
+
+def log_counts(server: Server, wait_s: float = 30.0) -> dict[str, int]:
+    """The prediction log's counts of the project from ``/healthz``, once every sample offered
+    is written, dropped or failed (or after ``wait_s``)."""
+    deadline = time.monotonic() + wait_s
+    with httpx.Client(base_url=server.base_url, timeout=10) as http:
+        while True:
+            found = http.get("/healthz").json().get("prediction_log", {}).get(PROJECT, {})
+            done = found.get("written_requests", 0) + found.get("dropped", 0)
+            if done + found.get("failed_requests", 0) >= found.get("offered", 0):
+                return dict(found)
+            if time.monotonic() > deadline:
+                return dict(found)
+            time.sleep(0.2)
+
+
+def interleaved(
+    on: Server,
+    off: Server,
+    on_requests: Sequence[bytes],
+    off_requests: Sequence[bytes],
+    args: argparse.Namespace,
+    seconds: float,
+) -> list[float]:
+    """req/s with the log on / off, both servers up, loads alternating (the machine's other
+    work then weighs on both alike); one ratio per round."""
+    ratios = []
+    for _ in range(LOG_ROUNDS):
+        a = measure(on, on_requests, args.connections, seconds / 4)
+        b = measure(off, off_requests, args.connections, seconds / 4)
+        ratios.append(a.rps / b.rps if b.rps else float("nan"))
+    return ratios
+
+
+def ours_command(settings: Settings, port: int, projects: Path | None = None) -> list[str]:
     return [
         executable("mlplatform"),
         "serve",
         "--home",
         str(settings.home),
         "--projects",
-        str(settings.projects_dir),
+        str(projects or settings.projects_dir),
         "--host",
         HOST,
         "--port",
@@ -653,6 +700,7 @@ def run(args: argparse.Namespace, size: Size, seconds: float, client_n: int) -> 
         bundle_dir = prod.settings.bundles_dir / prod.bundle_id
         logs = root / "logs"
         ours_port, mlflow_port, ceiling_port = free_port(), free_port(), free_port()
+        nolog_port = free_port()
         ours_headers = {"Authorization": f"Bearer {TOKEN}"}
         ours_requests = [
             http_request(f"/v1/projects/{PROJECT}/predict", ours_port, ours_body(r), ours_headers)
@@ -665,6 +713,10 @@ def run(args: argparse.Namespace, size: Size, seconds: float, client_n: int) -> 
             http_request(
                 f"/v1/projects/{PROJECT}/predict", ceiling_port, ours_body(r), ours_headers
             )
+            for r in prod.rows
+        ]
+        nolog_requests = [
+            http_request(f"/v1/projects/{PROJECT}/predict", nolog_port, ours_body(r), ours_headers)
             for r in prod.rows
         ]
         env = venv_env(MLPLATFORM_READER_TOKENS=json.dumps({"bench": TOKEN}))
@@ -686,9 +738,25 @@ def run(args: argparse.Namespace, size: Size, seconds: float, client_n: int) -> 
             ours_proba = probabilities(ours_predict(ours, sample))
             answer = ours_predict(ours, sample[:1]).content
             ours_load = measure(ours, ours_requests, args.connections, seconds)
+            logged = log_counts(ours)
+            progress(f"  prediction log: {logged}")
             progress(f"  Client.pull + {client_n:,} single-row Client.predict ...")
             client = time_client(ours, prod.rows, client_n, root / "client-cache")
             ours.stop()
+
+            progress("ours, prediction log off (monitoring.log.rate: 0) ...")
+            cmd = ours_command(prod.settings, nolog_port, log_off(prod.settings))
+            nolog = stack.enter_context(running("ours-nolog", cmd, nolog_port, env, logs))
+            wait_ready(nolog, "/healthz", lambda r: r.status_code == 200)
+            nolog_load = measure(nolog, nolog_requests, args.connections, seconds)
+            progress(f"log on vs off, interleaved: {LOG_ROUNDS} rounds of {seconds / 4:.1f}s each")
+            again = stack.enter_context(
+                running("ours-again", ours_command(prod.settings, ours_port), ours_port, env, logs)
+            )
+            wait_ready(again, "/healthz", lambda r: r.status_code == 200)
+            log_ratios = interleaved(again, nolog, ours_requests, nolog_requests, args, seconds)
+            again.stop()
+            nolog.stop()
 
             progress("mlflow: mlflow models serve ...")
             mlflow = stack.enter_context(
@@ -750,6 +818,14 @@ def run(args: argparse.Namespace, size: Size, seconds: float, client_n: int) -> 
             "POST /invocations {dataframe_split}",
         ),
     ]
+    servers.insert(
+        1,
+        (
+            "ours-nolog",
+            nolog_load,
+            "the same, prediction log off (monitoring.log.rate: 0); ours logs every request",
+        ),
+    )
     if ceiling_load is not None:
         servers.append(
             (
@@ -794,6 +870,11 @@ def run(args: argparse.Namespace, size: Size, seconds: float, client_n: int) -> 
     ok_p99 = "met" if ours_load.ms(99) <= GOAL_P99_MS else "MISSED"
     print(f"ratio ours/mlflow req/s: {ratio:.1f} (goal >= {GOAL_RATIO:.0f}: {ok_ratio})")
     print(f"ours p99: {ours_load.ms(99):.2f} ms (goal <= {GOAL_P99_MS:.0f} ms: {ok_p99})")
+    log_ratio = statistics.median(log_ratios)
+    print(
+        f"prediction log on/off req/s, median of {LOG_ROUNDS} interleaved rounds: "
+        f"{log_ratio:.3f} ({', '.join(f'{r:.3f}' for r in log_ratios)}); log counts: {logged}"
+    )
     print(f"both servers agree on {len(sample)} rows: largest probability difference {gap:.1e}")
     for name, load, _ in servers:
         if load.errors:
@@ -810,6 +891,10 @@ def run(args: argparse.Namespace, size: Size, seconds: float, client_n: int) -> 
             "ratio": round(ratio, 2),
             "client_p50_us": round(client.q(50), 1),
             "client_p99_us": round(client.q(99), 1),
+            "nolog_rps": round(nolog_load.rps, 1),
+            "log_ratio": round(log_ratio, 3),
+            "log_dropped": logged.get("dropped", -1),
+            "log_written_rows": logged.get("written_rows", -1),
         }
     )
     return 0

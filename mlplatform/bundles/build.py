@@ -39,6 +39,7 @@ SHIPPED_MODULES = (
     "spec/data.py",
     "spec/evaluation.py",
     "spec/loading.py",
+    "spec/monitoring.py",
     "spec/periods.py",
     "spec/project.py",
     "spec/quality.py",

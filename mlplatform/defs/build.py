@@ -11,6 +11,7 @@ from mlplatform.defs.bundles import bundle_asset
 from mlplatform.defs.evaluation import evaluation_asset
 from mlplatform.defs.features import drift_check, features_asset
 from mlplatform.defs.models import model_asset
+from mlplatform.defs.monitoring import decay_sensor, monitoring_asset, monitoring_schedule
 from mlplatform.defs.production import production_asset, promotion_sensor
 from mlplatform.defs.raw import raw_asset
 from mlplatform.defs.schedules import retrain_schedule
@@ -44,6 +45,7 @@ def project_assets(spec: ProjectSpec, home: Path) -> list[dg.AssetsDefinition]:
         _automated(evaluation_asset(spec), training),
         _automated(bundle_asset(spec), training),
         production_asset(spec),
+        monitoring_asset(spec),
     ]
 
 
@@ -105,9 +107,17 @@ def build_defs(settings: Settings, specs: list[ProjectSpec] | None = None) -> dg
         sensors=[
             s
             for spec in specs
-            for s in (landing_sensor(spec), automation_sensor(spec), promotion_sensor(spec))
+            for s in (
+                landing_sensor(spec),
+                automation_sensor(spec),
+                promotion_sensor(spec),
+                decay_sensor(spec, train_targets(spec)),
+            )
         ],
-        schedules=[s for s in schedules if s is not None],
+        schedules=[
+            *(s for s in schedules if s is not None),
+            *(monitoring_schedule(spec) for spec in specs),
+        ],
         resources=resources(settings),
         # steps of one run share a process: a subprocess per step costs seconds of imports
         executor=dg.in_process_executor,

@@ -190,6 +190,8 @@ def project_status(
     for key in sorted(
         (k for k in graph.get_all_asset_keys() if k.path[0] == spec.name), key=_order
     ):
+        if key.path[1] == "monitoring":  # per UTC day of the prediction log, not of the data
+            continue
         node = graph.get(key)
         keys: Sequence[str | None]
         if node.partitions_def is None:

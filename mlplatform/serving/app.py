@@ -30,6 +30,11 @@ from mlplatform.registry_rest import RestRegistry, is_server_uri
 from mlplatform.serving.auth import Authenticator
 from mlplatform.serving.fastpath import PredictFastPath
 from mlplatform.serving.headers import SecurityHeaders
+from mlplatform.serving.log_writer import (
+    PredictionLog,
+    PredictionLogCollector,
+    PredictionLogMiddleware,
+)
 from mlplatform.serving.metrics import MetricsMiddleware, ServingMetrics
 from mlplatform.serving.predict import INLINE_ROWS, Compiled
 from mlplatform.serving.production import ProductionService, VerifiedFiles, ledger_unavailable
@@ -50,10 +55,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     service: ProductionService = app.state.production
     await run_in_threadpool(service.refresh_all)
     service.start()
+    app.state.prediction_log.start()
     try:
         yield
     finally:
         service.stop()
+        app.state.prediction_log.stop()  # writes what is still queued
         if app.state.owns_ledger:
             app.state.ledger.dispose()  # closes pooled connections; it reconnects if used again
 
@@ -97,6 +104,8 @@ def add_state(
     state.registry = registry
     state.authenticator = Authenticator(settings.reader_tokens, settings.approver_tokens)
     state.metrics = metrics = ServingMetrics()
+    state.prediction_log = PredictionLog(state.specs, settings.home)
+    metrics.registry.register(PredictionLogCollector(state.prediction_log))
     state.catalog = BundleCatalog(settings.bundles_dir)
     state.verified = VerifiedFiles(settings.bundles_dir)
     state.compiled = Compiled()
@@ -158,6 +167,7 @@ def create_app(
         add_routes(app, docs.router)
     if fast_path:
         add_fast_path(app)
+    app.add_middleware(PredictionLogMiddleware, prediction_log=app.state.prediction_log)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)  # counts both paths
     app.add_middleware(SecurityHeaders)  # outermost: every answer gets them
     return app

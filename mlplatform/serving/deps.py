@@ -16,6 +16,7 @@ from mlplatform.bundles.catalog import BundleCatalog
 from mlplatform.bundles.format import Bundle
 from mlplatform.ledger import Ledger
 from mlplatform.promotion.alias import Tracker
+from mlplatform.serving.log_writer import PredictionLog
 from mlplatform.serving.metrics import ServingMetrics
 from mlplatform.serving.predict import Compiled
 from mlplatform.serving.production import ProductionService, VerifiedFiles
@@ -51,6 +52,10 @@ async def _metrics(request: Request) -> ServingMetrics:
     return request.app.state.metrics
 
 
+async def _prediction_log(request: Request) -> PredictionLog:
+    return request.app.state.prediction_log
+
+
 async def _compiled(request: Request) -> Compiled:
     return request.app.state.compiled
 
@@ -66,6 +71,7 @@ ProductionDep = Annotated[ProductionService, Depends(_production)]
 CatalogDep = Annotated[BundleCatalog, Depends(_catalog)]
 VerifiedDep = Annotated[VerifiedFiles, Depends(_verified)]
 MetricsDep = Annotated[ServingMetrics, Depends(_metrics)]
+PredictionLogDep = Annotated[PredictionLog, Depends(_prediction_log)]
 CompiledDep = Annotated[Compiled, Depends(_compiled)]
 RegistryDep = Annotated[Tracker | None, Depends(_registry)]
 

@@ -91,10 +91,23 @@ class ProjectHealth(_Out):
     checked_at: dt.datetime | None
 
 
+class PredictionLogHealth(_Out):
+    """Counts of a project's prediction log since the server started."""
+
+    offered: int = Field(description="Sampled predict requests answered 200.")
+    dropped: int = Field(description="Of those, dropped because the log's queue was full.")
+    written_requests: int
+    written_rows: int
+    failed_requests: int = Field(description="Queued but lost (unreadable, or write failed).")
+
+
 class HealthOut(_Out):
     status: Literal["ok", "degraded"]
     watcher: bool = Field(description="The production watcher thread is running.")
     projects: dict[str, ProjectHealth]
+    prediction_log: dict[str, PredictionLogHealth] = Field(
+        default_factory=dict, description="Per project whose log is on (monitoring.log.rate)."
+    )
 
 
 class ClassPrediction(_Out):

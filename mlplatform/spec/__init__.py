@@ -10,6 +10,7 @@ from mlplatform.spec.automation import Automation, Schedule
 from mlplatform.spec.data import Column, DataSource, Features, Partitions
 from mlplatform.spec.evaluation import Evaluation, Gate, Promotion
 from mlplatform.spec.loading import SpecError, load_spec, load_specs, spec_files, spec_problems
+from mlplatform.spec.monitoring import Decay, Monitoring, PredictionLog
 from mlplatform.spec.periods import count_periods, partition_problems, period_start, shift_periods
 from mlplatform.spec.project import UNVERSIONED, ProjectSpec, cross_field_problems
 from mlplatform.spec.quality import Drift, Quality
@@ -47,11 +48,14 @@ __all__ = [
     "ColumnType",
     "DataSource",
     "DatePart",
+    "Decay",
     "Drift",
     "Evaluation",
     "Features",
     "Gate",
+    "Monitoring",
     "Partitions",
+    "PredictionLog",
     "ProjectSpec",
     "Promotion",
     "Quality",

@@ -10,6 +10,7 @@ from pydantic import Field, model_validator
 from mlplatform.spec.automation import Automation, Schedule
 from mlplatform.spec.data import Column, DataSource, Features, Partitions
 from mlplatform.spec.evaluation import Evaluation, Promotion
+from mlplatform.spec.monitoring import Monitoring
 from mlplatform.spec.periods import partition_problems
 from mlplatform.spec.quality import Drift, Quality
 from mlplatform.spec.training import Candidate, Training, candidate_errors
@@ -45,6 +46,7 @@ class ProjectSpec(Frozen):
     evaluation: Evaluation
     promotion: Promotion = Promotion()
     drift: Drift = Drift()
+    monitoring: Monitoring = Monitoring()
     automation: Automation = Automation()
     schedule: Schedule | None = None
     source_file: Path | None = Field(default=None, exclude=True, description="Set by the loader.")
@@ -69,6 +71,12 @@ class ProjectSpec(Frozen):
             for c, col in self.columns.items()
             if c != self.target and col.type != "id" and c not in self.features.exclude
         ]
+
+    @property
+    def logged_columns(self) -> list[str]:
+        """Input columns the prediction log records (``monitoring.log.columns``)."""
+        chosen = self.monitoring.log.columns
+        return self.feature_columns if chosen is None else list(chosen)
 
     @property
     def classes(self) -> list[str] | None:
@@ -149,6 +157,13 @@ def cross_field_problems(
                 for where, m in where_metric
                 if m not in metrics
             ]
+    monitoring: Monitoring | None = s.get("monitoring")
+    if columns is not None and monitoring is not None:
+        problems += [
+            ("monitoring.log.columns", f"{c!r} is not among 'columns'")
+            for c in monitoring.log.columns or ()
+            if c not in columns
+        ]
     if s.get("partitions") is not None:
         problems += partition_problems(s["partitions"], training, partitions_set)
     return problems

@@ -64,6 +64,10 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
                 "ratio",
                 "client_p50_us",
                 "client_p99_us",
+                "nolog_rps",
+                "log_ratio",
+                "log_dropped",
+                "log_written_rows",
             },
         ),
         (

@@ -5,15 +5,16 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from mlplatform.serving.auth import Public
-from mlplatform.serving.deps import MetricsDep, ProductionDep
-from mlplatform.serving.schemas import HealthOut, ProjectHealth
+from mlplatform.serving.deps import MetricsDep, PredictionLogDep, ProductionDep
+from mlplatform.serving.schemas import HealthOut, PredictionLogHealth, ProjectHealth
 
 router = APIRouter(tags=["ops"], dependencies=[Public])
 
 
 @router.get("/healthz", response_model=HealthOut)
-def healthz(production: ProductionDep) -> HealthOut:
-    """Liveness, the bundle each project serves, and why a new one was refused."""
+def healthz(production: ProductionDep, prediction_log: PredictionLogDep) -> HealthOut:
+    """Liveness, the bundle each project serves, why a new one was refused, and the counts
+    of each prediction log (dropped samples included)."""
     projects = {}
     for name in production.projects:
         st = production.state(name)
@@ -25,7 +26,12 @@ def healthz(production: ProductionDep) -> HealthOut:
         )
     ok = production.watching and all(p.error is None for p in projects.values())
     return HealthOut(
-        status="ok" if ok else "degraded", watcher=production.watching, projects=projects
+        status="ok" if ok else "degraded",
+        watcher=production.watching,
+        projects=projects,
+        prediction_log={
+            p: PredictionLogHealth(**vars(st)) for p, st in prediction_log.stats().items()
+        },
     )
 
 

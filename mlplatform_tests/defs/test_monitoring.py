@@ -1,0 +1,145 @@
+"""``<project>/monitoring`` on real prediction logs (written by serving's log writer): injected
+drift is flagged and an unchanged log is not; labels that land with a shifted relationship
+trip ``production_decay``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlplatform.bundles.format import load
+from mlplatform.defs.build import resources, train_targets
+from mlplatform.defs.monitoring import LIVE_DRIFT, PRODUCTION_DECAY, monitoring_asset
+from mlplatform.ledger import Ledger
+from mlplatform.prediction_log import day_files
+from mlplatform.serving.log_writer import Logged, PredictionLog
+from mlplatform.serving.predict import predict_answer
+from mlplatform.steps import ingest
+from mlplatform_tests.projects import Trained
+
+pytestmark = pytest.mark.dagster
+
+
+@pytest.fixture
+def live(two_bundles: Trained) -> Trained:
+    """The newer bundle is production (its training window: the 2nd to 4th month)."""
+    t = two_bundles
+    ledger = Ledger(t.project.settings.ledger)
+    try:
+        ledger.promote(t.project.spec.name, t.bundles[1], "ci", "live", expected_from=None)
+    finally:
+        ledger.dispose()
+    return t
+
+
+def landing_rows(t: Trained, index: int) -> list[dict[str, Any]]:
+    """The feature columns of one landing file's rows, values as they land (strings)."""
+    spec = t.project.spec
+    frame = ingest.read_landing_file(t.project.files[index], spec)
+    rows = frame[spec.feature_columns].replace({np.nan: None}).to_dict("records")
+    return [{k: v for k, v in r.items() if v is not None} for r in rows]
+
+
+def write_log(t: Trained, day: dt.date, rows: list[dict[str, Any]], per_request: int = 5) -> None:
+    """Predict ``rows`` with production and log them through serving's own writer, as if they
+    were served on ``day``."""
+    spec, bundle_id = t.project.spec, t.bundles[1]
+    bundle = load(t.project.settings.bundles_dir / bundle_id)
+    writer = PredictionLog({spec.name: spec}, t.project.home)
+    at = dt.datetime.combine(day, dt.time(12), dt.UTC).timestamp()
+    for i in range(0, len(rows), per_request):
+        chunk = rows[i : i + per_request]
+        answer = predict_answer(bundle_id, bundle.predict_rows(chunk))
+        body = json.dumps({"rows": chunk}).encode()
+        assert writer.offer(Logged(spec.name, at + i, 0.002, body, answer))
+    assert writer.flush() == len(rows)
+    assert day_files(t.project.home, spec.name, day)
+
+
+def monitor(t: Trained, day: dt.date) -> dg.ExecuteInProcessResult:
+    return dg.materialize(
+        [monitoring_asset(t.project.spec)],
+        partition_key=day.isoformat(),
+        resources=resources(t.project.settings),
+        instance=t.instance,
+        raise_on_error=False,
+    )
+
+
+def checks(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:
+    assert result.success, result.all_events
+    return {e.check_name: e for e in result.get_asset_check_evaluations()}
+
+
+def metadata(result: dg.ExecuteInProcessResult) -> dict[str, Any]:
+    (mat,) = result.get_asset_materialization_events()
+    return {k: v.value for k, v in mat.materialization.metadata.items()}
+
+
+def test_unchanged_log_is_not_flagged_and_injected_drift_is(live: Trained) -> None:
+    rows = landing_rows(live, 2)  # a month of production's own training window
+    calm, drifted = dt.date(2026, 6, 1), dt.date(2026, 6, 2)  # no labels land for these days
+    write_log(live, calm, rows)
+    shifted = [
+        {**r, "monthly_charges": str(float(r.get("monthly_charges") or 50) * 3), "plan": "premium"}
+        for r in rows
+    ]
+    write_log(live, drifted, shifted)
+
+    result = monitor(live, calm)
+    found = checks(result)
+    assert found[LIVE_DRIFT].passed, found[LIVE_DRIFT].description
+    assert found[PRODUCTION_DECAY].passed
+    meta = metadata(result)
+    assert meta["requests"] == len(range(0, len(rows), 5)) and meta["rows"] == len(rows)
+    assert meta["drifted"] == 0 and meta["bundle_id"] == live.bundles[1]
+    assert meta["latency_p99_ms"] == pytest.approx(2.0)
+
+    result = monitor(live, drifted)
+    found = checks(result)
+    assert not found[LIVE_DRIFT].passed
+    assert "monthly_charges" in found[LIVE_DRIFT].description
+    assert "plan" in found[LIVE_DRIFT].description
+    meta = metadata(result)
+    assert meta["psi/monthly_charges"] > 0.25 and meta["share/plan"] > 0.15
+
+
+def test_labels_with_a_shifted_relationship_trip_production_decay(live: Trained) -> None:
+    spec, home = live.project.spec, live.project.home
+    holdout = pd.Timestamp(live.project.files[4].stem).date()  # production's own holdout month
+    rows = landing_rows(live, 4)
+    write_log(live, holdout, rows)
+    found = checks(monitor(live, holdout))
+    assert found[PRODUCTION_DECAY].passed, found[PRODUCTION_DECAY].description
+    assert found[PRODUCTION_DECAY].metadata["drop"].value == pytest.approx(0.0, abs=1e-6)
+
+    sensor = live.defs.get_sensor_def(f"{spec.name}__production_decay")
+    context = dg.build_sensor_context(instance=live.instance, definitions=live.defs)
+    assert isinstance(sensor(context), dg.SkipReason)  # first tick: the pass before it is old
+    assert isinstance(sensor(context), dg.SkipReason)  # nothing new
+
+    # the next month lands with the relationship reversed: churners stay, stayers churn
+    later = (pd.Timestamp(holdout) + pd.DateOffset(months=1)).date()
+    landed = pd.read_csv(live.project.files[4], dtype=str, keep_default_na=False)
+    landed["churned"] = landed["churned"].map({"yes": "no", "no": "yes"})
+    landed.to_csv(spec.landing_file(home, later.isoformat()), index=False)
+    day = later + dt.timedelta(days=3)
+    found = checks(monitor(live, day))  # nothing logged that day: production from the ledger
+    decay = found[PRODUCTION_DECAY]
+    assert not decay.passed
+    assert decay.severity == dg.AssetCheckSeverity.WARN
+    assert decay.metadata["drop"].value > spec.monitoring.decay.threshold
+    assert "worse by" in (decay.description or "")
+
+    request = sensor(context)  # the failure requests one retrain of the newest landed cutoff
+    assert isinstance(request, dg.RunRequest)
+    assert request.partition_key == live.project.files[4].stem
+    assert request.tags["mlplatform/trigger"] == "production_decay"
+    assert set(request.asset_selection or []) == set(train_targets(spec))
+    assert isinstance(sensor(context), dg.SkipReason)  # once per failed evaluation
