@@ -173,8 +173,10 @@ class PredictValidator:
                     errors.append(found)
                 if len(errors) >= MAX_ERRORS:
                     break
-        if errors:
-            raise ValidationError.from_exception_data("PredictBody", errors[:MAX_ERRORS])
+        if errors:  # messages as validating the JSON body would word them
+            raise ValidationError.from_exception_data(
+                "PredictBody", errors[:MAX_ERRORS], input_type="json"
+            )
         return valid
 
 
@@ -257,8 +259,10 @@ def _prescan_text(text: str, max_rows: int, complete: bool) -> Scanned:
                     return shapeless(at)
             at = _space(text, at + 1)
             if text[at : at + 1] != ",":
-                return shapeless(at)
+                break
             at = _space(text, at + 1)
+            if text[at : at + 1] != '"':
+                return shapeless(at)
         if text[at : at + 1] == "}" and _space(text, at + 1) == len(text) and complete:
             return Scanned(rows=rows)
         return shapeless(at)

@@ -19,7 +19,7 @@ from mlplatform.bundles.format import load
 from mlplatform.serving.app import create_app
 from mlplatform.serving.bodies import DECISION_BODY_BYTES
 from mlplatform.serving.predict import Compiled
-from mlplatform.serving.rows import PRESCAN_BYTES, error_details
+from mlplatform.serving.rows import MAX_ROWS, PRESCAN_BYTES, error_details, prescan
 from mlplatform_tests.serving import abuse
 from mlplatform_tests.serving.builders import PROJECT, Built
 from mlplatform_tests.serving.servers import (
@@ -121,6 +121,11 @@ def test_large_bodies_are_validated_in_chunks_exactly_like_small_ones(env: Env) 
     rows and 422 details are those of validating the whole body at once."""
     validator, _ = Compiled().of(load(env.bundle_dir("a")))
     good = env.rows[0]
+    # the row-by-row path is taken: a well-formed body's rows come out of the scan
+    for shaped in ({"rows": [good] * 9_000}, {"rows": [good, 7]}):
+        scanned = prescan(json.dumps(shaped, indent=1).encode(), MAX_ROWS)
+        assert scanned.error is None and scanned.rows == shaped["rows"]
+    assert prescan(b'{"rows": [1],}', MAX_ROWS).rows is None
     bad = [{"tenure_months": True}, {"x": 1}, 7, {"autopay": "maybe"}, {"customer_id": {}}]
     rows = [good] * 10_000
     for i, row in enumerate(bad):
