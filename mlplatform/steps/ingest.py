@@ -351,7 +351,7 @@ class ColumnTally:
         if chunks and isinstance(chunks[0], pa.Array):
             return pa.chunked_array(chunks, pa.string())
         if len(chunks) == 1:
-            return chunks[0]  # type: ignore[return-value]
+            return chunks[0]
         out: np.ndarray = np.concatenate(chunks)  # type: ignore[arg-type]
         del chunks
         return out
