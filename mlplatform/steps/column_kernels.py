@@ -33,7 +33,7 @@ _MISSING = pa.array(MISSING_TOKENS, pa.string())
 _TRUE = pa.array(TRUE_TOKENS, pa.string())
 _FALSE = pa.array(FALSE_TOKENS, pa.string())
 _PLAIN = f"^(?:{PLAIN_NUMBER})$"
-_EPOCH = np.datetime64("1970-01-01", "D")
+MEMO_LIMIT = 1 << 18
 
 
 @dataclass(frozen=True)
@@ -63,13 +63,21 @@ def missing_of(text: pa.Array) -> np.ndarray:
     return _mask(pc.or_kleene(pc.is_null(text), pc.is_in(pc.utf8_lower(text), value_set=_MISSING)))
 
 
-def _per_distinct(text: pa.Array, rule: Callable[[str], object]) -> np.ndarray:
-    """``rule(text)`` for each cell, computed once per distinct text."""
+def _per_distinct(
+    text: pa.Array, rule: Callable[[str], object], dtype: str, memo: dict[str, object] | None
+) -> np.ndarray:
+    """``rule(text)`` for each cell as a ``dtype`` array (None -> NaN/NaT), computed once per
+    distinct text (and once per file with a ``memo`` kept across chunks)."""
     distinct = pc.unique(text)
-    results = [rule(t) for t in distinct.to_pylist()]
+    empty = np.datetime64("NaT") if dtype.startswith("datetime") else np.nan
+    memo = {} if memo is None or len(memo) > MEMO_LIMIT else memo
+    results = []
+    for t in distinct.to_pylist():
+        if (r := memo.get(t, memo)) is memo:
+            r = memo[t] = rule(t)
+        results.append(empty if r is None else r)
+    table = np.array(results, dtype=dtype)
     index = pc.index_in(text, value_set=distinct).to_numpy(zero_copy_only=False)
-    table = np.empty(len(results), dtype=object)
-    table[:] = results
     return table[index.astype(np.int64)]
 
 
@@ -80,8 +88,7 @@ def parse_numbers(text: pa.Array, missing: np.ndarray, column: Column) -> Parsed
     unusual = ~plain & ~missing
     if unusual.any():  # 1_000, fullwidth digits, Infinity, garbage: the rule decides
         picked = text.filter(pa.array(unusual))
-        numbers = _per_distinct(picked, number_of)
-        out[unusual] = [np.nan if x is None else x for x in numbers]
+        out[unusual] = _per_distinct(picked, number_of, "float64", None)
     ok = np.isfinite(out)
     if column.type == "int":
         with np.errstate(invalid="ignore"):
@@ -116,17 +123,19 @@ def parse_ids(text: pa.Array, missing: np.ndarray, column: Column) -> ParsedText
     return ParsedText(kept, missing, none, none, reason_of(column))
 
 
-def parse_dates(text: pa.Array, missing: np.ndarray, column: Column) -> ParsedText:
+def parse_dates(
+    text: pa.Array, missing: np.ndarray, column: Column, memo: dict[str, object] | None = None
+) -> ParsedText:
     fmt = date_format(column)
     out = np.full(len(text), np.datetime64("NaT"), dtype="datetime64[s]")
     invalid = np.zeros(len(text), dtype=bool)
     present = ~missing
     if present.any():
-        days = _per_distinct(text.filter(pa.array(present)), lambda t: date_text_of(t, fmt))
-        out[present] = np.array(
-            [np.datetime64("NaT") if d is None else d for d in days], dtype="datetime64[D]"
-        ).astype("datetime64[s]")
-        invalid[present] = np.array([d is None for d in days], dtype=bool)
+        days = _per_distinct(
+            text.filter(pa.array(present)), lambda t: date_text_of(t, fmt), "datetime64[D]", memo
+        )
+        out[present] = days.astype("datetime64[s]")
+        invalid[present] = np.isnat(days)
     none = np.zeros(len(text), bool)
     return ParsedText(out, missing, invalid, none, reason_of(column))
 
@@ -141,9 +150,12 @@ KERNELS = {
 }
 
 
-def parse_text(raw: pa.Array, column: Column) -> ParsedText:
-    """Parse one chunk of raw text cells (an Arrow string array) by the column's type."""
+def parse_text(raw: pa.Array, column: Column, memo: dict[str, object] | None = None) -> ParsedText:
+    """Parse one chunk of raw text cells (an Arrow string array) by the column's type;
+    ``memo`` keeps the dates of distinct texts from chunk to chunk."""
     if isinstance(raw, pa.ChunkedArray):
         raw = raw.combine_chunks()
     text = trimmed(raw.cast(pa.string()))
+    if column.type == "date":
+        return parse_dates(text, missing_of(text), column, memo)
     return KERNELS[column.type](text, missing_of(text), column)

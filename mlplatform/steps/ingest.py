@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 from mlplatform.columns import Parsed, parse_column
 from mlplatform.landing import MB, LandingRefusedError, open_landing_file, shown
 from mlplatform.spec import Column, ProjectSpec
+from mlplatform.steps import csv_stream
 from mlplatform.steps.column_kernels import ParsedText, parse_text
 
 if TYPE_CHECKING:
@@ -189,6 +190,48 @@ def read_landing(path: Path, spec: ProjectSpec) -> tuple[pd.DataFrame, str]:
     return _columns_checked(frame, path, spec), digest.hexdigest()
 
 
+def ingest_landing(path: Path, spec: ProjectSpec) -> tuple[pd.DataFrame, QualityReport, str]:
+    """Read, parse and judge one landing file: the typed frame (invalid values made missing),
+    its quality report and the sha256 of the very bytes parsed.
+
+    A CSV file is streamed through Arrow chunk by chunk (memory: the typed result plus a few
+    blocks); a file the streaming reader cannot reproduce exactly (see ``csv_stream``), and a
+    Parquet file, are read whole by the exact reader, which also words every refusal."""
+    if spec.data.format == "csv":
+        try:
+            with opened_landing(path, spec) as fh:
+                return _ingest_csv(fh, path, spec)
+        except csv_stream.NotPlainError:
+            pass
+        except csv_stream.TooLargeError:
+            raise DataError(
+                path, f"grew past data.max_file_mb={spec.data.max_file_mb} while it was read"
+            ) from None
+    frame, sha = read_landing(path, spec)
+    typed, report = parse_partition(frame, spec, path)
+    return typed, report, sha
+
+
+def _ingest_csv(
+    fh: BinaryIO, path: Path, spec: ProjectSpec
+) -> tuple[pd.DataFrame, QualityReport, str]:
+    encoding, delimiter = spec.data.encoding, spec.data.delimiter
+    names = csv_stream.header(fh, encoding, delimiter)
+    stripped = [n.strip() for n in names]
+    if len(set(stripped)) != len(stripped) or set(stripped) != set(spec.columns):
+        raise csv_stream.NotPlainError("the header is not the spec's columns")
+    digest = hashlib.sha256()
+    tally = PartitionTally(spec, path, "line")
+    limit = spec.data.max_file_mb * MB
+    for batch, lines in csv_stream.batches(fh, digest, encoding, delimiter, names, limit):
+        ordered = batch.rename_columns(stripped).select(list(spec.columns))
+        tally.add_text(ordered, lines)
+    if not tally.rows:
+        raise csv_stream.NotPlainError("no data rows")
+    typed, report = tally.finish("line")
+    return typed, report, digest.hexdigest()
+
+
 def _columns_checked(frame: pd.DataFrame, path: Path, spec: ProjectSpec) -> pd.DataFrame:
     """The spec's columns of ``frame`` in order; DataError for repeated, missing or extra ones."""
     header = [str(c).strip() for c in frame.columns]
@@ -283,6 +326,7 @@ class ColumnTally:
         self.gone_count = 0
         self.distinct: set[object] = set()
         self.values: list[object] = []
+        self.memo: dict[str, object] = {}  # distinct texts already judged (dates)
 
     def add(self, parsed: ParsedText | Parsed, raw: Cells, lines: np.ndarray) -> None:
         q = self.quality
@@ -389,7 +433,7 @@ class PartitionTally:
         """A chunk of raw text cells (the spec's columns, in order) at these file lines."""
         for name, tally in self.columns.items():
             raw = batch.column(name)
-            tally.add(parse_text(raw, tally.column), raw, lines)
+            tally.add(parse_text(raw, tally.column, tally.memo), raw, lines)
         joined = pc.binary_join_element_wise(*batch.columns, ROW_SEPARATOR)
         self._add_rows(joined.to_numpy(zero_copy_only=False), lines)
 
@@ -416,8 +460,8 @@ class PartitionTally:
         self.rows += len(frame)
 
     def _add_rows(self, rows: np.ndarray, lines: np.ndarray) -> None:
-        keys = pd.util.hash_array(rows)
-        salted = pd.util.hash_array(rows, hash_key=SALT)
+        keys = pd.util.hash_array(rows, categorize=False)
+        salted = pd.util.hash_array(rows, hash_key=SALT, categorize=False)
         self.hashes.append(np.stack([keys, salted], axis=1))
         self.lines.append(lines)
         self.rows += len(rows)
