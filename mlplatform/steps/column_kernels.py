@@ -83,7 +83,8 @@ def _per_distinct(
 
 def parse_numbers(text: pa.Array, missing: np.ndarray, column: Column) -> ParsedText:
     plain = _mask(pc.match_substring_regex(text, _PLAIN))
-    values = pc.cast(pc.if_else(pa.array(plain), text, pa.scalar(None, pa.string())), pa.float64())
+    picked = pc.if_else(pa.array(plain), text, pa.scalar(None, pa.large_string()))
+    values = pc.cast(picked, pa.float64())
     out = values.to_numpy(zero_copy_only=False).astype(np.float64)
     unusual = ~plain & ~missing
     if unusual.any():  # 1_000, fullwidth digits, Infinity, garbage: the rule decides
@@ -111,14 +112,15 @@ def parse_categories(text: pa.Array, missing: np.ndarray, column: Column) -> Par
     if column.values is None:
         ok = np.ones(len(text), dtype=bool)
     else:
-        ok = _mask(pc.is_in(text, value_set=pa.array(list(column.values), pa.string())))
+        allowed = pa.array(list(column.values), pa.large_string())
+        ok = _mask(pc.is_in(text, value_set=allowed))
     invalid = ~missing & ~ok
-    kept = pc.if_else(pa.array(ok & ~missing), text, pa.scalar(None, pa.string()))
+    kept = pc.if_else(pa.array(ok & ~missing), text, pa.scalar(None, pa.large_string()))
     return ParsedText(kept, missing, invalid, np.zeros(len(text), bool), reason_of(column))
 
 
 def parse_ids(text: pa.Array, missing: np.ndarray, column: Column) -> ParsedText:
-    kept = pc.if_else(pa.array(~missing), text, pa.scalar(None, pa.string()))
+    kept = pc.if_else(pa.array(~missing), text, pa.scalar(None, pa.large_string()))
     none = np.zeros(len(text), bool)
     return ParsedText(kept, missing, none, none, reason_of(column))
 
@@ -155,7 +157,7 @@ def parse_text(raw: pa.Array, column: Column, memo: dict[str, object] | None = N
     ``memo`` keeps the dates of distinct texts from chunk to chunk."""
     if isinstance(raw, pa.ChunkedArray):
         raw = raw.combine_chunks()
-    text = trimmed(raw.cast(pa.string()))
+    text = trimmed(raw.cast(pa.large_string()))
     if column.type == "date":
         return parse_dates(text, missing_of(text), column, memo)
     return KERNELS[column.type](text, missing_of(text), column)

@@ -15,6 +15,7 @@ import codecs
 import io
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
@@ -126,6 +127,25 @@ class LineTap(io.RawIOBase):
     def left(self) -> int:
         with self.lock:
             return int(sum(len(x) for x in self.numbers))
+
+
+@contextmanager
+def returned_memory() -> Iterator[None]:
+    """Arrow allocates from jemalloc with immediate decay meanwhile (where the build has it):
+    the blocks and per-chunk temporaries freed go back to the system instead of staying in the
+    allocator's caches, which keeps the peak near what is alive."""
+    try:
+        pool = pa.jemalloc_memory_pool()
+        pa.jemalloc_set_decay_ms(0)
+    except NotImplementedError:  # a build without jemalloc
+        yield
+        return
+    before = pa.default_memory_pool()
+    pa.set_memory_pool(pool)
+    try:
+        yield
+    finally:
+        pa.set_memory_pool(before)
 
 
 def _options(encoding: str, delimiter: str, names: list[str] | None) -> dict[str, object]:

@@ -199,7 +199,7 @@ def ingest_landing(path: Path, spec: ProjectSpec) -> tuple[pd.DataFrame, Quality
     Parquet file, are read whole by the exact reader, which also words every refusal."""
     if spec.data.format == "csv":
         try:
-            with opened_landing(path, spec) as fh:
+            with opened_landing(path, spec) as fh, csv_stream.returned_memory():
                 return _ingest_csv(fh, path, spec)
         except csv_stream.NotPlainError:
             pass
@@ -393,7 +393,7 @@ class ColumnTally:
         """All typed values, the chunks released as they are joined."""
         chunks, self.values = self.values, []
         if chunks and isinstance(chunks[0], pa.Array):
-            return pa.chunked_array(chunks, pa.string())
+            return pa.chunked_array(chunks, pa.large_string())
         if len(chunks) == 1:
             return chunks[0]
         out: np.ndarray = np.concatenate(chunks)  # type: ignore[arg-type]
@@ -443,7 +443,10 @@ class PartitionTally:
         text = all(map(_all_text, (frame[c].to_numpy(dtype=object) for c in frame.columns)))
         if text and len(frame):
             batch = pa.RecordBatch.from_arrays(
-                [pa.array(frame[c].to_numpy(dtype=object), pa.string()) for c in frame.columns],
+                [
+                    pa.array(frame[c].to_numpy(dtype=object), pa.large_string())
+                    for c in frame.columns
+                ],
                 names=list(frame.columns),
             )
             for name, tally in self.columns.items():
@@ -476,7 +479,8 @@ class PartitionTally:
         hashes = np.concatenate(self.hashes) if self.hashes else np.empty((0, 2), np.uint64)
         lines = np.concatenate(self.lines) if self.lines else np.empty(0, np.int64)
         self.hashes = self.lines = []
-        dup = pd.DataFrame(hashes).duplicated(keep="first").to_numpy()
+        dup = _duplicated(hashes)
+        del hashes
         duplicate_lines = [int(i) for i in lines[dup]]
         if duplicate_lines and not q.allow_duplicate_rows:
             problems["row_count"].append(
@@ -499,6 +503,20 @@ class PartitionTally:
         return table.to_pandas(split_blocks=True, self_destruct=True)
 
 
+def _duplicated(hashes: np.ndarray) -> np.ndarray:
+    """Rows whose (two-part) hash an earlier row has (``DataFrame.duplicated``, keep first),
+    by a stable sort: a few bytes per row instead of a hash table."""
+    dup = np.zeros(len(hashes), dtype=bool)
+    if len(hashes) < 2:
+        return dup
+    order = np.lexsort((hashes[:, 1], hashes[:, 0]))
+    ranked = hashes[order]
+    same = (ranked[1:, 0] == ranked[:-1, 0]) & (ranked[1:, 1] == ranked[:-1, 1])
+    del ranked
+    dup[order[1:][same]] = True
+    return dup
+
+
 ROW_SEPARATOR = "\x1f\x00"
 SALT = "mlplatform-dupes"  # a second, independent hash key: 128 bits per row
 
@@ -511,7 +529,7 @@ def _arrow(values: pa.ChunkedArray | np.ndarray) -> pa.ChunkedArray | pa.Array:
     if isinstance(values, pa.ChunkedArray):
         return values
     if values.dtype == object:
-        return pa.array(values, pa.string())
+        return pa.array(values, pa.large_string())
     if values.dtype.kind == "M":
         return pa.array(values, pa.timestamp("s"))
     return pa.array(values)
