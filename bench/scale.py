@@ -169,35 +169,15 @@ def main() -> None:
         root = Path(tmp)
         results = [data_step(root, rows) for rows in args.sizes]
         trained = None if args.no_train else train_step(root, args.train_rows, args.window)
-    print(
-        table(
-            [
-                "rows",
-                "file MB",
-                "platform s",
-                "arrow s",
-                "ratio",
-                "platform MB",
-                "base MB",
-                "arrow MB",
-                "(peak-base)/file",
-            ],
-            [
-                [
-                    r["rows"],
-                    r["file_mb"],
-                    r["platform_s"],
-                    r["arrow_s"],
-                    round(r["platform_s"] / r["arrow_s"], 1),
-                    r["platform_mb"],
-                    r["base_mb"],
-                    r["arrow_mb"],
-                    round((r["platform_mb"] - r["base_mb"]) / r["file_mb"], 2),
-                ]
-                for r in results
-            ],
-        )  # fmt: skip
-    )
+    headers = ["rows", "file MB", "platform s", "arrow s", "ratio", "platform MB", "base MB"]
+    headers += ["arrow MB", "(peak-base)/file"]
+    rows = [
+        [r["rows"], r["file_mb"], r["platform_s"], r["arrow_s"]]
+        + [round(r["platform_s"] / r["arrow_s"], 1), r["platform_mb"], r["base_mb"]]
+        + [r["arrow_mb"], round((r["platform_mb"] - r["base_mb"]) / r["file_mb"], 2)]
+        for r in results
+    ]
+    print(table(headers, rows))
     at = [r for r in results if r["rows"] <= 1_000_000] or results
     ratio_row = max(at, key=lambda r: r["rows"])
     largest = max(results, key=lambda r: r["rows"])
