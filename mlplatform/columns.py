@@ -332,9 +332,8 @@ def derive_features(
                 out[f"{name}_{part}"] = date_part(days, part).astype(np.float32)
         elif col.type == "category":
             cats = np.asarray(values, dtype=object)
-            out[name] = np.where(
-                [v is None or v != v for v in cats], MISSING_CATEGORY, cats
-            ).astype(object)
+            gone = np.equal(cats, None) | np.not_equal(cats, cats)  # None or NaN, in C loops
+            out[name] = np.where(gone, MISSING_CATEGORY, cats).astype(object)
         else:
             x = np.asarray(values, dtype=np.float64)
             lo = -np.inf if col.min is None else col.min
