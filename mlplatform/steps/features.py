@@ -40,9 +40,15 @@ def target_values(values: pd.Series, spec: ProjectSpec) -> np.ndarray:
 
 def build_features(raw: pd.DataFrame, spec: ProjectSpec) -> pd.DataFrame:
     """Feature columns (layout order) plus the target; rows without a target are dropped."""
-    parsed = {name: raw[name].to_numpy() for name in spec.feature_columns}
-    feats = derive_features(parsed, spec.columns, spec.features, spec.feature_columns)
-    frame = pd.DataFrame(feats)
+    # Category columns stay Arrow strings (``derive_features``' rule: missing -> MISSING_CATEGORY)
+    # instead of a Python object per cell; the rest goes through derive_features.
+    categories = [c for c in spec.feature_columns if spec.columns[c].type == "category"]
+    others = [c for c in spec.feature_columns if c not in categories]
+    parsed = {name: raw[name].to_numpy() for name in others}
+    feats: dict[str, object] = dict(derive_features(parsed, spec.columns, spec.features, others))
+    for name in categories:
+        feats[name] = raw[name].astype("str").fillna(MISSING_CATEGORY).array
+    frame = pd.DataFrame({name: feats[name] for name, _ in layout(spec)})
     frame[spec.target] = target_values(raw[spec.target], spec)
     keep = frame[spec.target].notna().to_numpy()
     return frame.loc[keep].reset_index(drop=True)

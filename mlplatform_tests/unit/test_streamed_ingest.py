@@ -293,3 +293,22 @@ def test_a_200_mb_file_is_ingested_within_base_plus_four_times_its_size(
     base_kib, peak_kib, rows = map(int, done.stdout.split())
     assert rows == copies * (len(text.splitlines()) - 1)
     assert (peak_kib - base_kib) * 1024 <= 4 * size, (base_kib, peak_kib, size)
+
+
+def test_features_of_a_streamed_partition_follow_derive_features(
+    text: str, spec: ProjectSpec, tmp_path: Path
+) -> None:
+    """build_features keeps category columns as Arrow strings; the values are still exactly
+    what ``columns.derive_features`` (the bundle's code) makes of the same typed columns."""
+    from mlplatform.columns import derive_features
+    from mlplatform.steps.features import build_features, target_values
+
+    path = tmp_path / FILE
+    path.write_text(_dirty(text), encoding="utf-8")
+    typed, _, _ = ingest.ingest_landing(path, spec)
+    got = build_features(typed, spec)
+    parsed = {name: typed[name].to_numpy() for name in spec.feature_columns}
+    want = pd.DataFrame(derive_features(parsed, spec.columns, spec.features, spec.feature_columns))
+    want[spec.target] = target_values(typed[spec.target], spec)
+    want = want.loc[want[spec.target].notna().to_numpy()].reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, want)
