@@ -1,4 +1,9 @@
-"""Read one landing file and judge its quality against the spec."""
+"""Read one landing file and judge its quality against the spec.
+
+``ingest_landing`` streams a CSV file through Arrow (``csv_stream``, ``column_kernels``) and
+adds up each chunk's quality in a ``PartitionTally``; the exact Python reader
+(``read_landing``) reads what the stream cannot reproduce and words every refusal, and
+``parse_partition`` judges an already-read frame with the same tally."""
 
 from __future__ import annotations
 
@@ -280,12 +285,6 @@ class QualityReport:
     @property
     def passed(self) -> bool:
         return not any(self.problems.values())
-
-
-def _examples(mask: np.ndarray, raw: np.ndarray, where: pd.Index, limit: int = 5) -> list[str]:
-    """'line N 'value'' for the first offending rows (CSV file lines; Parquet row numbers)."""
-    label = where.name or "row"
-    return [f"{label} {where[i]} {raw[i]!r}" for i in np.flatnonzero(mask)[:limit]]
 
 
 CHECKS = ("schema", "ranges", "row_count", "target")
