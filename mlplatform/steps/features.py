@@ -34,8 +34,7 @@ def target_values(values: pd.Series, spec: ProjectSpec) -> np.ndarray:
         return np.array([None if v != v else ("true" if v else "false") for v in arr], dtype=object)
     if col.type == "int":
         return np.array([None if v != v else str(int(v)) for v in arr], dtype=object)
-    text = values.astype(object)
-    return text.where(text.notna(), None).map(str, na_action="ignore").to_numpy(dtype=object)
+    return values.astype(object).to_numpy(dtype=object, na_value=None)  # category: text
 
 
 def build_features(raw: pd.DataFrame, spec: ProjectSpec) -> pd.DataFrame:

@@ -503,16 +503,20 @@ class PartitionTally:
 
 
 def _duplicated(hashes: np.ndarray) -> np.ndarray:
-    """Rows whose (two-part) hash an earlier row has (``DataFrame.duplicated``, keep first),
-    by a stable sort: a few bytes per row instead of a hash table."""
+    """Rows whose (two-part) hash an earlier row has (``DataFrame.duplicated``, keep first):
+    a stable sort by the first part; only rows sharing it with a neighbour (duplicates, or a
+    rare collision of the first part) are compared on both parts."""
     dup = np.zeros(len(hashes), dtype=bool)
     if len(hashes) < 2:
         return dup
-    order = np.lexsort((hashes[:, 1], hashes[:, 0]))
-    ranked = hashes[order]
-    same = (ranked[1:, 0] == ranked[:-1, 0]) & (ranked[1:, 1] == ranked[:-1, 1])
-    del ranked
-    dup[order[1:][same]] = True
+    order = np.argsort(hashes[:, 0], kind="stable")
+    first = hashes[order, 0]
+    tied = np.zeros(len(first), dtype=bool)
+    tied[1:] = first[1:] == first[:-1]
+    tied[:-1] |= tied[1:]
+    rows = np.sort(order[tied])  # in file order: the first of equals is kept
+    if len(rows):
+        dup[rows] = pd.DataFrame(hashes[rows]).duplicated(keep="first").to_numpy()
     return dup
 
 
