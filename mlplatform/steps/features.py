@@ -34,7 +34,9 @@ def target_values(values: pd.Series, spec: ProjectSpec) -> np.ndarray:
         return np.array([None if v != v else ("true" if v else "false") for v in arr], dtype=object)
     if col.type == "int":
         return np.array([None if v != v else str(int(v)) for v in arr], dtype=object)
-    return values.astype(object).to_numpy(dtype=object, na_value=None)  # category: text
+    text = values.to_numpy(dtype=object, copy=True)  # category: text, NaN where missing
+    text[pd.isna(text)] = None
+    return text
 
 
 def build_features(raw: pd.DataFrame, spec: ProjectSpec) -> pd.DataFrame:
