@@ -312,3 +312,15 @@ def test_features_of_a_streamed_partition_follow_derive_features(
     want[spec.target] = target_values(typed[spec.target], spec)
     want = want.loc[want[spec.target].notna().to_numpy()].reset_index(drop=True)
     pd.testing.assert_frame_equal(got, want)
+
+
+def test_a_file_that_grows_past_the_limit_while_streamed_is_refused(
+    text: str, spec: ProjectSpec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The size was judged before reading; the tap still counts every byte it reads (here the
+    stream's limit shrinks to max_file_mb bytes, as if the file had grown meanwhile)."""
+    path = tmp_path / FILE
+    path.write_text(text, encoding="utf-8")
+    monkeypatch.setattr(ingest, "MB", 1)
+    with pytest.raises(ingest.DataError, match=r"grew past data.max_file_mb=256 while it was read"):
+        ingest.ingest_landing(path, spec)
