@@ -3,7 +3,8 @@
 Both sides get the same landing files (generated once, copied into two fresh homes) and the
 same spec and candidates. The bare script runs first, then the platform:
 
-* bare: plain step functions in one process -- per month read, parse, build features, write
+* bare: plain step functions in one process -- per month read and parse (the streamed Arrow
+  path, ``ingest.ingest_landing``, as the ``raw`` asset runs it), build features, write
   features Parquet; per cutoff train every candidate on the previous ``window`` months, save
   it with skops, evaluate on the cutoff month, write the report, export the winner to ONNX,
   write, audit and publish the bundle. No Dagster, no MLflow.
@@ -55,7 +56,6 @@ from mlplatform.defs.runs import (
     materialize_project,
     trainable_cutoffs,
 )
-from mlplatform.digests import file_sha256
 from mlplatform.settings import Settings
 from mlplatform.spec import ProjectSpec
 from mlplatform.steps import evaluate, ingest, report, sklearn_onnx, split, train_sklearn
@@ -96,8 +96,7 @@ def run_bare(spec: ProjectSpec, home: Path, keys: list[str], cutoffs: list[str])
     for i, key in enumerate(keys, 1):
         t0 = time.perf_counter()
         path = spec.landing_file(home, key)
-        shas[key] = file_sha256(path)
-        typed, quality = ingest.parse_partition(ingest.read_landing_file(path, spec), spec, path)
+        typed, quality, shas[key] = ingest.ingest_landing(path, spec)  # the Arrow path
         if not quality.passed:
             raise SystemExit(f"bare: {key} fails its quality checks: {quality.problems}")
         frame = build_features(typed, spec)

@@ -1,24 +1,136 @@
-"""Schema-driven parsing of raw column values and derivation of model features.
+"""The raw-value rules, and schema-driven parsing of raw columns into model features.
 
-numpy only: the same functions turn a landing file into features during training and a request
-into model inputs during serving, so the two cannot drift apart.
+This module is the single definition of how a raw cell is read: the rules below (``WHITESPACE``,
+the missing, true and false tokens, ``number_of``, ``bool_of``, ``date_of``, ``text_of`` and
+the reasons) are applied value by value by ``serving.scalars``, per distinct value by the
+column parsers here, and whole-column by the Arrow kernels of ``steps.column_kernels``, which
+compile their token sets, trim set and number pattern from these constants. numpy only: the
+module ships inside every bundle, so serving cannot drift from training.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from mlplatform.spec import Column, Features
 
+# -- the raw-value rules ------------------------------------------------------------------
+
+# Exactly the characters Python's str.strip() removes (str.isspace()); cells are trimmed of them.
+WHITESPACE = (
+    "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005"
+    "\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+# Trimmed and lower-cased, these cells are missing (lower-casing maps no other character onto
+# the ASCII letters these tokens use, so a byte-wise ASCII match gives the same answer).
 MISSING_TOKENS = ("", "na", "n/a", "nan", "null", "none", "nat")
 MISSING_CATEGORY = "__missing__"
 TRUE_TOKENS = ("true", "t", "yes", "y", "1", "1.0")
 FALSE_TOKENS = ("false", "f", "no", "n", "0", "0.0")
+# The usual spelling of a number: every trimmed text matching it is parsed by ``float`` to the
+# value that a correctly rounded decimal parser gives. Other texts go through ``number_of``.
+PLAIN_NUMBER = r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
+DEFAULT_DATE_FORMAT = "%Y-%m-%d"
+BOOL_REASON = "not true/false"
 FeatureKind = Literal["numeric", "category"]
+
+_MISSING = frozenset(MISSING_TOKENS)
+_TRUE = frozenset(TRUE_TOKENS)
+_FALSE = frozenset(FALSE_TOKENS)
+
+
+def is_missing(value: object) -> bool:
+    """None, NaN, NaT or (trimmed, any case) a missing token such as '' or 'NA'."""
+    if value is None:
+        return True
+    if isinstance(value, float):
+        return value != value
+    if isinstance(value, str):
+        return value.strip().lower() in _MISSING
+    if isinstance(value, np.datetime64):
+        return bool(np.isnat(value))
+    return False
+
+
+def number_of(value: Any) -> float | None:
+    """A present value as a finite float (numbers, or trimmed text ``float`` reads), else None."""
+    try:
+        number = float(value.strip() if isinstance(value, str) else value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def whole_number_of(value: Any) -> float | None:
+    """``number_of`` for int columns: only whole numbers."""
+    number = number_of(value)
+    return number if number is not None and number.is_integer() else None
+
+
+def bool_of(value: Any) -> float | None:
+    """1.0/0.0 for true/false-like values (trimmed, any case), else None."""
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return 1.0
+    if text in _FALSE:
+        return 0.0
+    return None
+
+
+def text_of(value: Any) -> str:
+    """A category or id value: its text, trimmed; categories are case-sensitive."""
+    return str(value).strip()
+
+
+def date_text_of(text: str, fmt: str) -> dt.date | None:
+    """A trimmed text parsed with the column's strptime format, else None."""
+    try:
+        return dt.datetime.strptime(text, fmt).date()
+    except ValueError:
+        return None
+
+
+def date_of(value: Any, fmt: str) -> dt.date | None:
+    """A present date value: dates and datetimes pass through, text is parsed with ``fmt``."""
+    if isinstance(value, np.datetime64):
+        return value.astype("datetime64[D]").item()  # type: ignore[no-any-return]
+    if isinstance(value, dt.datetime | dt.date):
+        return np.datetime64(value, "D").item()  # type: ignore[no-any-return]
+    return date_text_of(str(value).strip(), fmt)
+
+
+def date_format(column: Column) -> str:
+    return column.format or DEFAULT_DATE_FORMAT
+
+
+def reason_of(column: Column) -> str:
+    """Why a value of this column is invalid, as the checks and the API word it."""
+    kind = column.type
+    if kind == "float":
+        return "not a number"
+    if kind == "int":
+        return "not a whole number"
+    if kind == "bool":
+        return BOOL_REASON
+    if kind == "date":
+        return f"not a {date_format(column)} date"
+    if kind == "category":
+        return "not one of " + ", ".join(column.values) if column.values else "invalid"
+    return ""
+
+
+def allowed_values(column: Column) -> frozenset[str] | None:
+    """The allowed category values (exact, after trimming), or None for any."""
+    return None if column.values is None else frozenset(column.values)
+
+
+# -- whole columns of Python objects (bundles, request batches, Parquet cells) --------------
 
 
 @dataclass(frozen=True)
@@ -44,77 +156,57 @@ def _as_object(values: object) -> np.ndarray:
 
 
 def missing_mask(values: np.ndarray) -> np.ndarray:
-    """True where a value is None, NaN or a missing token such as '' or 'NA'."""
-    out = np.zeros(len(values), dtype=bool)
-    for i, v in enumerate(values):
-        if v is None:
-            out[i] = True
-        elif isinstance(v, float):
-            out[i] = v != v
-        elif isinstance(v, str):
-            out[i] = v.strip().lower() in MISSING_TOKENS
-        elif isinstance(v, np.datetime64):
-            out[i] = bool(np.isnat(v))
-    return out
+    """True where a value is missing (``is_missing``)."""
+    return np.fromiter(map(is_missing, values), dtype=bool, count=len(values))
 
 
-def _by_unique(values: np.ndarray, fn: object) -> tuple[np.ndarray, np.ndarray]:
-    """Apply ``fn(value) -> (parsed, ok)`` once per distinct value; return parsed and ok arrays."""
+def _by_unique(values: np.ndarray, fn: Callable[[Any], Any]) -> np.ndarray:
+    """``fn(value)`` (None = invalid) once per distinct value, as an object array."""
     keys = np.array([v if isinstance(v, str) else repr(v) for v in values], dtype=object)
     uniq, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-    parsed, ok = zip(*(fn(values[i]) for i in first), strict=True) if len(uniq) else ((), ())  # type: ignore[operator]
-    return np.asarray(parsed, dtype=object)[inverse], np.asarray(ok, dtype=bool)[inverse]
+    out = np.empty(len(uniq), dtype=object)
+    out[:] = [fn(values[i]) for i in first]
+    return out[inverse]
 
 
-def _float_or_none(v: object) -> tuple[object, bool]:
-    if isinstance(v, bool):
-        return float(v), True
-    try:
-        f = float(v)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None, False
-    if f != f or f in (float("inf"), float("-inf")):
-        return None, False
-    return f, True
+def _floats(objs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    ok = np.array([o is not None for o in objs], dtype=bool)
+    return np.array([o if o is not None else np.nan for o in objs], dtype=np.float64), ok
 
 
 def parse_numeric(values: np.ndarray, column: Column) -> Parsed:
-    """Parse numbers (also numbers written as strings); ints must be whole numbers."""
+    """Numbers (also written as strings, ``number_of``); ints must be whole numbers."""
     values = _as_object(values)
     missing = missing_mask(values)
     out = np.full(len(values), np.nan)
     invalid = np.zeros(len(values), dtype=bool)
     present = ~missing
     if present.any():
-        sub = values[present]
-        try:
-            parsed = sub.astype(np.float64)
-            ok = np.isfinite(parsed)
-        except (TypeError, ValueError):
-            objs, ok = _by_unique(sub, _float_or_none)
-            parsed = np.array([np.nan if o is None else o for o in objs], dtype=np.float64)
-        if column.type == "int":
-            ok &= np.isfinite(parsed) & (np.floor(np.nan_to_num(parsed)) == np.nan_to_num(parsed))
-        parsed = np.where(ok, parsed, np.nan)
+        rule = whole_number_of if column.type == "int" else number_of
+        parsed, ok = _floats(_by_unique(values[present], rule))
         out[present] = parsed
         invalid[present] = ~ok
+    return Parsed(out, missing, invalid, out_of_range(out, column), reason_of(column))
+
+
+def out_of_range(numbers: np.ndarray, column: Column) -> np.ndarray:
+    """Numbers outside the column's [min, max] (NaN is never out of range)."""
     lo = -np.inf if column.min is None else column.min
     hi = np.inf if column.max is None else column.max
     with np.errstate(invalid="ignore"):
-        out_of_range = ~np.isnan(out) & ((out < lo) | (out > hi))
-    kind = "whole number" if column.type == "int" else "number"
-    return Parsed(out, missing, invalid, out_of_range, f"not a {kind}")
+        return ~np.isnan(numbers) & ((numbers < lo) | (numbers > hi))  # type: ignore[no-any-return]
 
 
 def parse_category(values: np.ndarray, column: Column) -> Parsed:
-    """Strip whitespace; values outside the allowed list are invalid (case-sensitive)."""
+    """Trimmed text; values outside the allowed list are invalid (case-sensitive)."""
     values = _as_object(values)
     missing = missing_mask(values)
     out = np.empty(len(values), dtype=object)
     out[:] = None
-    text = np.array([str(v).strip() for v in values[~missing]], dtype=object)
-    if column.values is not None:
-        ok = np.isin(text, np.array(column.values, dtype=object))
+    allowed = allowed_values(column)
+    text = np.array([text_of(v) for v in values[~missing]], dtype=object)
+    if allowed is not None:
+        ok = np.array([t in allowed for t in text], dtype=bool)
     else:
         ok = np.ones(len(text), dtype=bool)
     kept = text.copy()
@@ -122,65 +214,47 @@ def parse_category(values: np.ndarray, column: Column) -> Parsed:
     out[~missing] = kept
     invalid = np.zeros(len(values), dtype=bool)
     invalid[~missing] = ~ok
-    reason = "not one of " + ", ".join(column.values) if column.values else "invalid"
-    return Parsed(out, missing, invalid, np.zeros(len(values), dtype=bool), reason)
-
-
-def _bool_or_none(v: object) -> tuple[object, bool]:
-    text = str(v).strip().lower()
-    if text in TRUE_TOKENS:
-        return 1.0, True
-    if text in FALSE_TOKENS:
-        return 0.0, True
-    return None, False
+    return Parsed(out, missing, invalid, np.zeros(len(values), dtype=bool), reason_of(column))
 
 
 def parse_bool(values: np.ndarray, column: Column) -> Parsed:
-    """true/false, yes/no, t/f, y/n, 1/0 (any case) become 1.0/0.0."""
+    """true/false, yes/no, t/f, y/n, 1/0 (any case) become 1.0/0.0 (``bool_of``)."""
     values = _as_object(values)
     missing = missing_mask(values)
     out = np.full(len(values), np.nan)
     invalid = np.zeros(len(values), dtype=bool)
     if (~missing).any():
-        objs, ok = _by_unique(values[~missing], _bool_or_none)
-        out[~missing] = np.array([np.nan if o is None else o for o in objs], dtype=np.float64)
+        parsed, ok = _floats(_by_unique(values[~missing], bool_of))
+        out[~missing] = parsed
         invalid[~missing] = ~ok
-    return Parsed(out, missing, invalid, np.zeros(len(values), dtype=bool), "not true/false")
+    none = np.zeros(len(values), dtype=bool)
+    return Parsed(out, missing, invalid, none, reason_of(column))
 
 
 def parse_date(values: np.ndarray, column: Column) -> Parsed:
-    """Parse with the column's strptime format; datetime values pass through."""
+    """Parse with the column's strptime format (``date_of``); dates pass through."""
     values = _as_object(values)
     missing = missing_mask(values)
-    fmt = column.format or "%Y-%m-%d"
-
-    def one(v: object) -> tuple[object, bool]:
-        if isinstance(v, np.datetime64):
-            return v.astype("datetime64[D]"), True
-        if isinstance(v, dt.datetime | dt.date):
-            return np.datetime64(v, "D"), True
-        try:
-            return np.datetime64(dt.datetime.strptime(str(v).strip(), fmt).date(), "D"), True
-        except ValueError:
-            return None, False
-
+    fmt = date_format(column)
     out = np.full(len(values), np.datetime64("NaT"), dtype="datetime64[D]")
     invalid = np.zeros(len(values), dtype=bool)
     if (~missing).any():
-        objs, ok = _by_unique(values[~missing], one)
+        objs = _by_unique(values[~missing], lambda v: date_of(v, fmt))
         out[~missing] = np.array(
             [np.datetime64("NaT") if o is None else o for o in objs], dtype="datetime64[D]"
         )
-        invalid[~missing] = ~ok
-    return Parsed(out, missing, invalid, np.zeros(len(values), dtype=bool), f"not a {fmt} date")
+        invalid[~missing] = np.array([o is None for o in objs], dtype=bool)
+    none = np.zeros(len(values), dtype=bool)
+    return Parsed(out, missing, invalid, none, reason_of(column))
 
 
 def parse_id(values: np.ndarray, column: Column) -> Parsed:
     values = _as_object(values)
     missing = missing_mask(values)
-    out = np.array([None if m else str(v).strip() for v, m in zip(values, missing, strict=True)])
+    out = np.empty(len(values), dtype=object)
+    out[:] = [None if m else text_of(v) for v, m in zip(values, missing, strict=True)]
     none = np.zeros(len(values), dtype=bool)
-    return Parsed(out.astype(object), missing, none, none, "")
+    return Parsed(out, missing, none, none, reason_of(column))
 
 
 PARSERS = {
@@ -258,9 +332,8 @@ def derive_features(
                 out[f"{name}_{part}"] = date_part(days, part).astype(np.float32)
         elif col.type == "category":
             cats = np.asarray(values, dtype=object)
-            out[name] = np.where(
-                [v is None or v != v for v in cats], MISSING_CATEGORY, cats
-            ).astype(object)
+            gone = np.equal(cats, None) | np.not_equal(cats, cats)  # None or NaN, in C loops
+            out[name] = np.where(gone, MISSING_CATEGORY, cats).astype(object)
         else:
             x = np.asarray(values, dtype=np.float64)
             lo = -np.inf if col.min is None else col.min

@@ -83,7 +83,12 @@ def _validate_data(spec: ProjectSpec, home: Path, rows: int) -> bool:
 def generate(
     project: Annotated[str, typer.Option(help="Example project to generate data for.")] = "churn",
     months: Annotated[int, typer.Option(min=1, help="Number of monthly partitions.")] = 36,
-    rows: Annotated[int, typer.Option(min=10, help="Rows per month.")] = 2000,
+    rows: Annotated[
+        int,
+        typer.Option(
+            min=10, max=50_000_000, help="Rows per month (millions are written in chunks)."
+        ),
+    ] = 2000,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
     home: HomeOption = None,
     projects: ProjectsOption = None,

@@ -189,10 +189,14 @@ def model_asset(spec: ProjectSpec, candidate: Candidate) -> dg.AssetsDefinition:
 
         cutoff = context.partition_key
         window = {k: frame for k, frame in partitions.items() if k != cutoff}
-        train = split.training_frame(window)
         manifest = split.training_manifest(
             window, {k: f.attrs.get("raw_sha256") for k, f in window.items()}
         )
+        limit = spec.training.max_rows if candidate.kind == "sklearn" else None
+        window, sample = split.sampled_window(window, limit, spec.training.seed)
+        if sample is not None:
+            manifest["sample"] = sample
+        train = split.training_frame(window)
         context.log.info(
             f"training {candidate.name} ({candidate.label}) on {len(train)} rows from "
             f"{manifest['partitions'][0]} to {manifest['partitions'][-1]}"

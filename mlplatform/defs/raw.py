@@ -32,7 +32,12 @@ def raw_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
         check_specs=check_specs(key, RAW_CHECKS, data_partitions(spec)),
         code_version=code_version(
             spec,
-            ["mlplatform.steps.ingest", "mlplatform.columns"],
+            [
+                "mlplatform.steps.ingest",
+                "mlplatform.steps.csv_stream",
+                "mlplatform.steps.column_kernels",
+                "mlplatform.columns",
+            ],
             ["data", "columns", "quality", "target"],
         ),
         group_name=spec.name,
@@ -43,8 +48,8 @@ def raw_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
         from mlplatform.steps import ingest  # pandas, numpy: imported by the run
 
         path = spec.landing_file(Path(store.home), context.partition_key)
-        frame, sha = ingest.read_landing(path, spec)  # refuses what is not a landing file
-        typed, report = ingest.parse_partition(frame, spec, path)
+        # refuses what is not a landing file; streams a CSV file chunk by chunk
+        typed, report, sha = ingest.ingest_landing(path, spec)
         per_column = {
             name: {"missing": q.missing, "invalid": q.invalid, "out_of_range": q.out_of_range}
             for name, q in report.columns.items()

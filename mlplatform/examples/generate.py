@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +51,9 @@ MISSING_RATE = {
     "payment_method": 0.02,
     "region": 0.035,
 }
-MAX_ROWS = 999_999  # customer ids are C000000..C999999
+MAX_ROWS = 999_999  # customer ids of one frame are C000000..C999999
+CHUNK_ROWS = 500_000  # larger months are drawn and written in chunks of this many rows
+MAX_MONTH_ROWS = 50_000_000
 
 
 def _drift(month_index: int, n_months: int) -> float:
@@ -85,15 +88,21 @@ def _dates(days: np.ndarray) -> np.ndarray:
 
 
 def generate_frame(
-    month: dt.date, rows: int, rng: np.random.Generator, month_index: int, n_months: int
+    month: dt.date,
+    rows: int,
+    rng: np.random.Generator,
+    month_index: int,
+    n_months: int,
+    id_offset: int = 0,
 ) -> pd.DataFrame:
-    """One month's customer snapshot: string-valued columns in churn.yaml order ('' = missing)."""
+    """One month's customer snapshot: string-valued columns in churn.yaml order ('' = missing);
+    customer ids are ``id_offset`` plus up to MAX_ROWS."""
     if not 1 <= rows <= MAX_ROWS:
         raise ValueError(f"rows must be between 1 and {MAX_ROWS}, got {rows}")
     s = _drift(month_index, n_months)
 
     # All random draws first, in a fixed order, so the drift never changes the stream.
-    ids = np.sort(rng.choice(MAX_ROWS + 1, size=rows, replace=False))
+    ids = np.sort(rng.choice(MAX_ROWS + 1, size=rows, replace=False)) + id_offset
     u_new = rng.random(rows)
     tenure_new = rng.geometric(0.18, rows) - 1
     tenure_old = rng.gamma(2.0, 16.0, rows)
@@ -269,27 +278,51 @@ def generate_example(
     rows_per_month: int = 2000,
     seed: int = 7,
 ) -> list[Path]:
-    """Write one CSV per month (``YYYY-MM-01.csv``) into ``landing_dir``; return the paths."""
+    """Write one CSV per month (``YYYY-MM-01.csv``) into ``landing_dir``; return the paths.
+
+    A month of more than CHUNK_ROWS rows is drawn and written chunk by chunk (each chunk
+    seeded by ``(seed, month, chunk)``), so memory stays that of one chunk."""
+    if not 1 <= rows_per_month <= MAX_MONTH_ROWS:
+        raise ValueError(
+            f"rows per month must be between 1 and {MAX_MONTH_ROWS:,}, got {rows_per_month:,}"
+        )
     landing_dir = Path(landing_dir)
     landing_dir.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
     for i in range(months):
         month = _month_start(start, i)
-        rng = np.random.default_rng([seed, i])
-        frame = generate_frame(month, rows_per_month, rng, i, months)
-        text = frame.to_csv(index=False, lineterminator="\n")
         path = landing_dir / f"{month.isoformat()}.csv"
-        _write_atomic(path, text)
+        _write_atomic(path, _month_text(month, rows_per_month, seed, i, months))
         paths.append(path)
     return sorted(paths)
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def _month_text(
+    month: dt.date, rows: int, seed: int, month_index: int, n_months: int
+) -> Iterator[str]:
+    """A month's CSV text, one chunk at a time."""
+    if rows <= CHUNK_ROWS:
+        rng = np.random.default_rng([seed, month_index])
+        yield generate_frame(month, rows, rng, month_index, n_months).to_csv(
+            index=False, lineterminator="\n"
+        )
+        return
+    for chunk, first in enumerate(range(0, rows, CHUNK_ROWS)):
+        rng = np.random.default_rng([seed, month_index, chunk])
+        size = min(CHUNK_ROWS, rows - first)
+        frame = generate_frame(
+            month, size, rng, month_index, n_months, id_offset=chunk * (MAX_ROWS + 1)
+        )
+        yield frame.to_csv(index=False, header=chunk == 0, lineterminator="\n")
+
+
+def _write_atomic(path: Path, parts: Iterable[str]) -> None:
     """Write UTF-8 text to a temp file beside ``path``, then rename it into place."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
+            for text in parts:
+                fh.write(text)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -1,9 +1,10 @@
-"""One raw value at a time, exactly as ``mlplatform.columns`` parses whole columns.
+"""One raw value at a time, by the raw-value rules of ``mlplatform.columns``.
 
-The column parsers are vectorised for landing files; a single request row pays their numpy
-overhead many times over. These scalar twins give the same answers (a parity test holds them
-to it) and tell *why* a value is invalid, so the HTTP API can name the reason and the client
-can predict one row in microseconds. Standard library and numpy only.
+The column parsers work on whole columns; a single request row would pay their numpy overhead
+many times over. These per-value parsers apply the very same rule functions (``number_of``,
+``bool_of``, ``date_text_of``, ``text_of``, ``is_missing``) and reasons, and tell *why* a value
+is invalid, so the HTTP API can name the reason and the client can predict one row in
+microseconds. Standard library and numpy only.
 """
 
 from __future__ import annotations
@@ -16,12 +17,21 @@ from typing import Any
 
 import numpy as np
 
-from mlplatform.columns import FALSE_TOKENS, MISSING_CATEGORY, MISSING_TOKENS, TRUE_TOKENS
+from mlplatform.columns import (
+    MISSING_CATEGORY,
+    allowed_values,
+    bool_of,
+    date_format,
+    date_of,
+    date_text_of,
+    is_missing,
+    number_of,
+    reason_of,
+    text_of,
+    whole_number_of,
+)
 from mlplatform.spec import Column, Features
 
-_MISSING = frozenset(MISSING_TOKENS)
-_TRUE = frozenset(TRUE_TOKENS)
-_FALSE = frozenset(FALSE_TOKENS)
 PLAIN_TYPES = frozenset({str, int, float, bool, type(None)})
 
 # A parser returns (value, reason): value None = missing; reason is None unless the raw value
@@ -30,47 +40,29 @@ Parsed = tuple[Any, str | None]
 ScalarParser = Callable[[Any], Parsed]
 
 
-def is_missing(value: object) -> bool:
-    """Scalar ``columns.missing_mask``: None, NaN, NaT or a missing token such as '' or 'NA'."""
-    if value is None:
-        return True
-    if isinstance(value, float):
-        return value != value
-    if isinstance(value, str):
-        return value.strip().lower() in _MISSING
-    if isinstance(value, np.datetime64):
-        return bool(np.isnat(value))
-    return False
-
-
 def numeric_parser(column: Column) -> ScalarParser:
     """float/int: any finite number, also written as a string; ints must be whole."""
-    whole = column.type == "int"
-    reason = "not a whole number" if whole else "not a number"
+    rule = whole_number_of if column.type == "int" else number_of
+    reason = reason_of(column)
 
     def parse(value: Any) -> Parsed:
         if is_missing(value):
             return None, None
-        try:
-            number = float(value)
-        except (TypeError, ValueError, OverflowError):
-            return None, reason
-        if not math.isfinite(number) or (whole and not number.is_integer()):
-            return None, reason
-        return number, None
+        number = rule(value)
+        return (None, reason) if number is None else (number, None)
 
     return parse
 
 
 def category_parser(column: Column) -> ScalarParser:
-    """Stripped text; outside the allowed values (case-sensitive) it is invalid."""
-    allowed = None if column.values is None else frozenset(column.values)
-    reason = "not one of " + ", ".join(column.values) if column.values else "invalid"
+    """Trimmed text; outside the allowed values (case-sensitive) it is invalid."""
+    allowed = allowed_values(column)
+    reason = reason_of(column)
 
     def parse(value: Any) -> Parsed:
         if is_missing(value):
             return None, None
-        text = str(value).strip()
+        text = text_of(value)
         if allowed is not None and text not in allowed:
             return None, reason
         return text, None
@@ -80,47 +72,40 @@ def category_parser(column: Column) -> ScalarParser:
 
 def bool_parser(column: Column) -> ScalarParser:
     """true/false, yes/no, t/f, y/n, 1/0 (any case) -> 1.0/0.0."""
+    reason = reason_of(column)
 
     def parse(value: Any) -> Parsed:
         if is_missing(value):
             return None, None
-        text = str(value).strip().lower()
-        if text in _TRUE:
-            return 1.0, None
-        if text in _FALSE:
-            return 0.0, None
-        return None, "not true/false"
+        flag = bool_of(value)
+        return (None, reason) if flag is None else (flag, None)
 
     return parse
 
 
 def date_parser(column: Column) -> ScalarParser:
     """A ``datetime.date`` parsed with the column's strptime format (dates pass through)."""
-    fmt = column.format or "%Y-%m-%d"
-    reason = f"not a {fmt} date"
+    fmt = date_format(column)
+    reason = reason_of(column)
 
     @functools.lru_cache(maxsize=4096)  # strptime is slow; request dates repeat a lot
     def from_text(text: str) -> Parsed:
-        try:
-            return dt.datetime.strptime(text, fmt).date(), None
-        except ValueError:
-            return None, reason
+        day = date_text_of(text, fmt)
+        return (None, reason) if day is None else (day, None)
 
     def parse(value: Any) -> Parsed:
         if is_missing(value):
             return None, None
-        if isinstance(value, np.datetime64):
-            return value.astype("datetime64[D]").item(), None
-        if isinstance(value, dt.datetime | dt.date):
-            return np.datetime64(value, "D").item(), None
-        return from_text(str(value).strip())
+        if isinstance(value, np.datetime64 | dt.date):
+            return date_of(value, fmt), None
+        return from_text(text_of(value))
 
     return parse
 
 
 def id_parser(column: Column) -> ScalarParser:
     def parse(value: Any) -> Parsed:
-        return (None if is_missing(value) else str(value).strip()), None
+        return (None if is_missing(value) else text_of(value)), None
 
     return parse
 

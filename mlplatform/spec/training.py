@@ -22,6 +22,12 @@ class Training(Frozen):
     slice_column: str | None = Field(
         default=None, description="Category column whose values get per-slice metrics."
     )
+    max_rows: int | None = Field(
+        default=None,
+        ge=1,
+        description="Most rows an sklearn candidate trains on: a seeded sample of the window, "
+        "each partition contributing its share of the rows.",
+    )
 
 
 class TorchParams(Frozen):

@@ -34,22 +34,32 @@ def target_values(values: pd.Series, spec: ProjectSpec) -> np.ndarray:
         return np.array([None if v != v else ("true" if v else "false") for v in arr], dtype=object)
     if col.type == "int":
         return np.array([None if v != v else str(int(v)) for v in arr], dtype=object)
-    return np.array([None if v is None or v != v else str(v) for v in arr], dtype=object)
+    text = values.to_numpy(dtype=object, copy=True)  # category: text, NaN where missing
+    text[pd.isna(text)] = None
+    return text
 
 
 def build_features(raw: pd.DataFrame, spec: ProjectSpec) -> pd.DataFrame:
     """Feature columns (layout order) plus the target; rows without a target are dropped."""
-    parsed = {name: raw[name].to_numpy() for name in spec.feature_columns}
-    feats = derive_features(parsed, spec.columns, spec.features, spec.feature_columns)
-    frame = pd.DataFrame(feats)
+    # Category columns stay Arrow strings (``derive_features``' rule: missing -> MISSING_CATEGORY)
+    # instead of a Python object per cell; the rest goes through derive_features.
+    categories = [c for c in spec.feature_columns if spec.columns[c].type == "category"]
+    others = [c for c in spec.feature_columns if c not in categories]
+    parsed = {name: raw[name].to_numpy() for name in others}
+    feats: dict[str, object] = dict(derive_features(parsed, spec.columns, spec.features, others))
+    for name in categories:
+        feats[name] = raw[name].astype("str").fillna(MISSING_CATEGORY).array
+    frame = pd.DataFrame({name: feats[name] for name, _ in layout(spec)})
     frame[spec.target] = target_values(raw[spec.target], spec)
     keep = frame[spec.target].notna().to_numpy()
     return frame.loc[keep].reset_index(drop=True)
 
 
-def rank_auc(x: np.ndarray, positive: np.ndarray) -> float:
-    """ROC AUC of ``x`` as a score for ``positive`` (Mann-Whitney; ties count half)."""
-    ranks = pd.Series(x).rank(method="average").to_numpy()
+def rank_auc(x: np.ndarray, positive: np.ndarray, ranks: np.ndarray | None = None) -> float:
+    """ROC AUC of ``x`` as a score for ``positive`` (Mann-Whitney; ties count half);
+    ``ranks`` of ``x`` when already computed."""
+    if ranks is None:
+        ranks = pd.Series(x).rank(method="average").to_numpy()
     n_pos = int(positive.sum())
     n_neg = len(x) - n_pos
     return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
@@ -128,12 +138,13 @@ def _numeric_leak(xs: np.ndarray, y: pd.Series, spec: ProjectSpec) -> list[str]:
             )
         return found
     labels = y.to_numpy(dtype=object)
+    ranks = pd.Series(xs).rank(method="average").to_numpy()  # once for every class
     for c in sorted(set(labels)):
         positive = labels == c
         n_pos = int(positive.sum())
         if min(n_pos, len(labels) - n_pos) < LEAKAGE_MIN_CLASS_ROWS:
             continue
-        auc = rank_auc(xs, positive)
+        auc = rank_auc(xs, positive, ranks)
         if max(auc, 1 - auc) >= LEAKAGE_AUC:
             found.append(f"rank AUC {max(auc, 1 - auc):.4f} for target={c}")
     majority = float(y.value_counts(normalize=True).iloc[0])

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Mapping
 
+import numpy as np
 import pandas as pd
 
 
@@ -24,3 +26,36 @@ def training_manifest(
         "rows": {k: len(partitions[k]) for k in keys},
         "data_versions": {k: data_versions.get(k) for k in keys},
     }
+
+
+def sampled_window(
+    partitions: Mapping[str, pd.DataFrame], max_rows: int | None, seed: int
+) -> tuple[dict[str, pd.DataFrame], dict[str, object] | None]:
+    """At most ``max_rows`` rows of the window, stratified by partition: each partition keeps
+    its share of the rows (largest remainders get the rounding), drawn without replacement by a
+    generator seeded with ``seed`` and the partition key, in their original order. The same
+    window and seed give the same rows. Returns the (possibly) sampled partitions and what the
+    training manifest records about the sample (None when every row is kept)."""
+    total = sum(len(f) for f in partitions.values())
+    if max_rows is None or total <= max_rows:
+        return dict(partitions), None
+    keys = sorted(partitions)
+    sizes = np.array([len(partitions[k]) for k in keys], dtype=np.int64)
+    exact = max_rows * sizes / total
+    quota = np.floor(exact).astype(np.int64)
+    extra = np.argsort(-(exact - quota), kind="stable")[: max_rows - int(quota.sum())]
+    quota[extra] += 1
+    out: dict[str, pd.DataFrame] = {}
+    for key, keep in zip(keys, quota.tolist(), strict=True):
+        frame = partitions[key]
+        rng = np.random.default_rng([seed, zlib.crc32(key.encode())])
+        rows = np.sort(rng.choice(len(frame), size=keep, replace=False))
+        out[key] = frame.iloc[rows].reset_index(drop=True)
+        out[key].attrs = dict(frame.attrs)
+    sample = {
+        "max_rows": max_rows,
+        "seed": seed,
+        "window_rows": total,
+        "rows": {k: int(q) for k, q in zip(keys, quota.tolist(), strict=True)},
+    }
+    return out, sample

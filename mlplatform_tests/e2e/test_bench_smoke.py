@@ -71,6 +71,20 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
             },
         ),
         (
+            "scale.py",
+            {
+                "bench",
+                "ratio",
+                "ratio_rows",
+                "peak_rss_over_file",
+                "peak_rows",
+                "sizes",
+                "train_rows",
+                "train_s",
+                "train_peak_mb",
+            },
+        ),
+        (
             "healthz_abuse.py",
             {"bench", "bound_ms", "idle_p99_ms", "abuse_p99_ms", "healthz_errors", "phases"},
         ),

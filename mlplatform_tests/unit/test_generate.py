@@ -159,3 +159,35 @@ def test_later_months_drift(tmp_path: Path) -> None:
     last_charges, last_paypal = month_stats(paths[-1])
     assert last_charges > first_charges * 1.05
     assert last_paypal > first_paypal
+
+
+def test_months_beyond_a_chunk_are_streamed_with_unique_ids(
+    tmp_path: Path, spec: ProjectSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Millions of rows are written chunk by chunk (here chunks of 700 rows stand in for
+    CHUNK_ROWS): one header, every row, unique customer ids, the same bytes again."""
+    from mlplatform.examples import generate
+
+    monkeypatch.setattr(generate, "CHUNK_ROWS", 700)
+    (path,) = generate_example(tmp_path / "a", months=1, rows_per_month=2_500)
+    frame = _read(path)
+    assert len(frame) == 2_500
+    assert list(frame.columns) == list(spec.columns)
+    assert frame["customer_id"].is_unique
+    assert path.read_text(encoding="utf-8").count("customer_id") == 1
+    (again,) = generate_example(tmp_path / "b", months=1, rows_per_month=2_500)
+    assert again.read_bytes() == path.read_bytes()
+
+
+def test_bad_row_counts_are_one_line_errors(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from mlplatform.cli import app
+
+    with pytest.raises(ValueError, match=r"between 1 and 50,000,000, got 60,000,000"):
+        generate_example(tmp_path, months=1, rows_per_month=60_000_000)
+    for rows in ("0", "60000000", "many"):
+        result = CliRunner().invoke(app, ["generate", "--home", str(tmp_path), "--rows", rows])
+        assert result.exit_code == 2, result.output
+        assert "--rows" in result.output
+        assert "Traceback" not in result.output

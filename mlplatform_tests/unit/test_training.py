@@ -67,3 +67,37 @@ def test_train_candidate_saves_the_model_and_records_the_run(
         [tracker.experiment_id(spec.name)], filter_string="tags.`mlplatform.candidate` = 'bad'"
     )
     assert [r.info.status for r in runs] == ["FAILED"]
+
+
+def test_max_rows_samples_each_partition_its_share_deterministically() -> None:
+    """training.max_rows: a seeded sample stratified by partition, rows kept in order, and
+    what was sampled is recorded for the training manifest."""
+    import numpy as np
+    import pandas as pd
+
+    from mlplatform.steps.split import sampled_window
+
+    sizes = {"2024-01-01": 1000, "2024-02-01": 3000, "2024-03-01": 6001}
+    window = {
+        k: pd.DataFrame({"x": np.arange(n, dtype=np.float64) + 10_000 * i})
+        for i, (k, n) in enumerate(sizes.items())
+    }
+    for frame in window.values():
+        frame.attrs = {"raw_sha256": "abc"}
+    sampled, sample = sampled_window(window, 1000, seed=7)
+    assert sample is not None
+    assert sample["rows"] == {"2024-01-01": 100, "2024-02-01": 300, "2024-03-01": 600}
+    assert sample["window_rows"] == 10_001 and sample["max_rows"] == 1000 and sample["seed"] == 7
+    assert sum(len(f) for f in sampled.values()) == 1000
+    for key, frame in sampled.items():
+        x = frame["x"].to_numpy()
+        assert len(x) == sample["rows"][key]  # type: ignore[index]
+        assert (np.diff(x) > 0).all()  # original order, no repeats
+        assert set(x) <= set(window[key]["x"])
+        assert frame.attrs == {"raw_sha256": "abc"}
+    again, _ = sampled_window(window, 1000, seed=7)
+    assert all(again[k].equals(sampled[k]) for k in sizes)
+    other, _ = sampled_window(window, 1000, seed=8)
+    assert not other["2024-03-01"].equals(sampled["2024-03-01"])
+    whole, none = sampled_window(window, 10_001, seed=7)
+    assert none is None and all(whole[k] is window[k] for k in sizes)

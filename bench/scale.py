@@ -1,0 +1,207 @@
+"""Scale benchmark: the platform's data step against the Arrow limit, and one training cutoff.
+
+For each size (rows in one monthly partition of the example generator):
+
+* platform: ``mlplatform materialize benchscale --assets data`` in a fresh home, timed from
+  process start to exit (imports, Dagster, raw + features with their checks, Parquet);
+* arrow: a bare process that reads the same CSV with ``pyarrow.csv.read_csv`` and writes it as
+  Parquet (the limit of reading and writing that file).
+
+Peak RSS is each process's own high-water mark (``VmHWM`` of ``/proc/self/status``, written
+at exit). Then, unless ``--no-train``, a window of ``--window`` months of ``--train-rows`` rows
+plus a holdout month is ingested and one cutoff is trained (``materialize --assets all``: every
+example candidate, the evaluation and the bundle): wall time and peak RSS.
+
+Prints a table, then (last stdout line) one JSON object: ``ratio`` = platform / arrow seconds
+at 1M rows (or the largest size below it), ``peak_rss_over_file`` = (platform peak - its
+process base) / file size at the largest size, ``train_s`` and ``train_peak_mb``.
+
+Run: ``.venv/bin/python bench/scale.py`` (100k, 1M and 5M rows; 12 x 1M training rows),
+``--sizes 100000 1000000 --no-train`` for a lighter run, ``--quick`` for a smoke run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+from _common import emit, progress, spec_dict, table
+
+from mlplatform.examples.generate import generate_example
+from mlplatform.settings import EXAMPLES_DIR
+
+PROJECT = "benchscale"
+MB = 1 << 20
+ROOT = Path(__file__).resolve().parents[1]
+
+# Runs a command line in this process and writes the process's VmHWM (KiB) to $HWM_FILE at exit.
+WITH_PEAK = """
+import atexit, os, runpy, sys
+
+def peak():
+    with open("/proc/self/status") as fh:
+        kib = next(l.split()[1] for l in fh if l.startswith("VmHWM:"))
+    with open(os.environ["HWM_FILE"], "w") as out:
+        out.write(kib)
+
+atexit.register(peak)
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__") if sys.argv[0].endswith(".py") else (
+    runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True))
+"""
+ARROW = """
+import sys
+import pyarrow.csv as csv
+import pyarrow.parquet as pq
+pq.write_table(csv.read_csv(sys.argv[1]), sys.argv[2])
+"""
+BASE = "import mlplatform.cli, mlplatform.steps.ingest, dagster"
+
+
+def measured(args: list[str], env: dict[str, str], work: Path) -> tuple[float, float]:
+    """Wall seconds from process start to exit and the process's peak RSS in MB."""
+    hwm = work / "hwm"
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-c", WITH_PEAK, *args],
+        env={**env, "HWM_FILE": str(hwm)},
+        capture_output=True,
+        text=True,
+    )
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(args)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
+    return seconds, int(hwm.read_text()) / 1024
+
+
+def home(root: Path, name: str, window: int) -> tuple[dict[str, str], Path]:
+    """A fresh MLPLATFORM_HOME with the bench spec; the environment and its landing folder."""
+    base = root / name
+    projects = base / "projects"
+    projects.mkdir(parents=True)
+    d = spec_dict_for(window)
+    (projects / f"{PROJECT}.yaml").write_text(yaml.safe_dump(d, sort_keys=False), "utf-8")
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "MLPLATFORM_HOME": str(base / "home"),
+        "MLPLATFORM_PROJECTS_DIR": str(projects),
+    }
+    return env, base / "home" / "landing" / PROJECT
+
+
+def spec_dict_for(window: int) -> dict[str, object]:
+    from _common import Size
+
+    d = spec_dict(Size(months=window + 1, rows=0, window=window))
+    d["name"] = PROJECT
+    d["data"]["landing"] = "{home}/landing/" + PROJECT
+    d["data"]["max_file_mb"] = 4096
+    example = yaml.safe_load((EXAMPLES_DIR / "churn.yaml").read_text(encoding="utf-8"))
+    d["candidates"] = example["candidates"]  # every example candidate
+    d["quality"]["min_rows"] = 10
+    return d
+
+
+def data_step(root: Path, rows: int) -> dict[str, float]:
+    env, landing = home(root, f"data-{rows}", window=1)
+    (path,) = generate_example(landing, months=1, rows_per_month=rows)
+    size = path.stat().st_size
+    progress(f"  {rows:,} rows: {size / MB:.0f} MB; platform data step ...")
+    cli = ["mlplatform.cli", "materialize", PROJECT, "--assets", "data"]
+    platform_s, platform_mb = measured(cli, env, root)
+    base_mb = process_base(env, root)
+    progress(f"  {rows:,} rows: arrow read + write ...")
+    arrow_s, arrow_mb = measured_script(ARROW, [str(path), str(root / "arrow.parquet")], env, root)
+    return {
+        "rows": rows,
+        "file_mb": size / MB,
+        "platform_s": platform_s,
+        "platform_mb": platform_mb,
+        "base_mb": base_mb,
+        "arrow_s": arrow_s,
+        "arrow_mb": arrow_mb,
+    }
+
+
+def measured_script(
+    code: str, args: list[str], env: dict[str, str], work: Path
+) -> tuple[float, float]:
+    script = work / "script.py"
+    script.write_text(code, encoding="utf-8")
+    return measured([str(script), *args], env, work)
+
+
+def process_base(env: dict[str, str], work: Path) -> float:
+    """Peak RSS of a process that only imports what the data step imports (its base)."""
+    return measured_script(BASE, [], env, work)[1]
+
+
+def train_step(root: Path, rows: int, window: int) -> dict[str, float]:
+    env, landing = home(root, "train", window=window)
+    progress(f"  training: generating {window + 1} x {rows:,} rows ...")
+    generate_example(landing, months=window + 1, rows_per_month=rows)
+    data_s, _ = measured(["mlplatform.cli", "materialize", PROJECT, "--assets", "data"], env, root)
+    progress(f"  training: data {data_s:.0f}s; one cutoff ...")
+    train = ["mlplatform.cli", "materialize", PROJECT, "--assets", "train"]
+    train_s, train_mb = measured(train, env, root)
+    return {"train_rows": rows * window, "train_s": train_s, "train_peak_mb": train_mb}
+
+
+def row(r: dict[str, float]) -> list[object]:
+    """One table row of a size's results."""
+    ratio = round(r["platform_s"] / r["arrow_s"], 1)
+    over = round((r["platform_mb"] - r["base_mb"]) / r["file_mb"], 2)
+    return [
+        r["rows"], r["file_mb"], r["platform_s"], r["arrow_s"], ratio,
+        r["platform_mb"], r["base_mb"], r["arrow_mb"], over,
+    ]  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000, 5_000_000])
+    parser.add_argument("--train-rows", type=int, default=1_000_000)
+    parser.add_argument("--window", type=int, default=12)
+    parser.add_argument("--no-train", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="smoke size: 5,000 rows, 2 x 2,000")
+    args = parser.parse_args()
+    if args.quick:
+        args.sizes, args.train_rows, args.window = [5_000], 2_000, 2
+    with tempfile.TemporaryDirectory(prefix="mlplatform-scale-") as tmp:
+        root = Path(tmp)
+        results = [data_step(root, rows) for rows in args.sizes]
+        trained = None if args.no_train else train_step(root, args.train_rows, args.window)
+    headers = ["rows", "file MB", "platform s", "arrow s", "ratio", "platform MB", "base MB"]
+    headers += ["arrow MB", "(peak-base)/file"]
+    rows = [row(r) for r in results]
+    print(table(headers, rows))
+    at = [r for r in results if r["rows"] <= 1_000_000] or results
+    ratio_row = max(at, key=lambda r: r["rows"])
+    largest = max(results, key=lambda r: r["rows"])
+    result: dict[str, object] = {
+        "bench": "scale",
+        "ratio": round(ratio_row["platform_s"] / ratio_row["arrow_s"], 2),
+        "ratio_rows": ratio_row["rows"],
+        "peak_rss_over_file": round(
+            (largest["platform_mb"] - largest["base_mb"]) / largest["file_mb"], 2
+        ),
+        "peak_rows": largest["rows"],
+        "sizes": json.loads(json.dumps(results)),
+    }
+    if trained is not None:
+        print(f"training one cutoff on {trained['train_rows']:,} rows: {trained['train_s']:.0f} s, "
+              f"peak {trained['train_peak_mb']:.0f} MB")  # fmt: skip
+        result.update(trained)
+    emit(result)
+
+
+if __name__ == "__main__":
+    main()
