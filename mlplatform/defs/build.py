@@ -6,6 +6,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from mlplatform.defs.alerts import alerts_sensor
 from mlplatform.defs.automation import automation_sensor, condition_for, data_condition
 from mlplatform.defs.bundles import bundle_asset
 from mlplatform.defs.evaluation import evaluation_asset
@@ -105,7 +106,12 @@ def build_defs(settings: Settings, specs: list[ProjectSpec] | None = None) -> dg
         sensors=[
             s
             for spec in specs
-            for s in (landing_sensor(spec), automation_sensor(spec), promotion_sensor(spec))
+            for s in (
+                landing_sensor(spec),
+                automation_sensor(spec),
+                promotion_sensor(spec),
+                alerts_sensor(spec),
+            )
         ],
         schedules=[s for s in schedules if s is not None],
         resources=resources(settings),
