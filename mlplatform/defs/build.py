@@ -12,6 +12,7 @@ from mlplatform.defs.bundles import bundle_asset
 from mlplatform.defs.evaluation import evaluation_asset
 from mlplatform.defs.features import drift_check, features_asset
 from mlplatform.defs.models import model_asset
+from mlplatform.defs.predictions import predictions_asset
 from mlplatform.defs.production import production_asset, promotion_sensor
 from mlplatform.defs.raw import raw_asset
 from mlplatform.defs.schedules import retrain_schedule
@@ -34,8 +35,9 @@ def train_job_name(project: str) -> str:
 
 def project_assets(spec: ProjectSpec, home: Path) -> list[dg.AssetsDefinition]:
     """raw -> features -> model/<candidate> -> evaluation -> bundle -> production for one
-    project, with the automation conditions of ``mlplatform.defs.automation``: ``raw`` follows
-    the landing sensor, ``production`` the promotion sensor."""
+    project, and raw -> predictions, with the automation conditions of
+    ``mlplatform.defs.automation``: ``raw`` follows the landing sensor, ``production`` the
+    promotion sensor, ``predictions`` (like ``features``) each new ``raw``."""
     training = condition_for(spec, home)
     data = data_condition(spec)
     return [
@@ -45,6 +47,7 @@ def project_assets(spec: ProjectSpec, home: Path) -> list[dg.AssetsDefinition]:
         _automated(evaluation_asset(spec), training),
         _automated(bundle_asset(spec), training),
         production_asset(spec),
+        _automated(predictions_asset(spec), data),
     ]
 
 

@@ -185,3 +185,14 @@ def score_file(
         writer.abort()
         raise
     return summary
+
+
+def score_table(bundle: Bundle, source: Source) -> tuple[Any, Summary]:
+    """Every row of ``source`` scored by ``bundle``, as one Arrow table (plain string
+    ``bundle_id``), and the summary."""
+    import pyarrow as pa
+
+    summary = Summary()
+    tables = [_table(columns, bundle.bundle_id) for columns in predictions(bundle, source, summary)]
+    table = pa.concat_tables(tables) if tables else empty_schema(bundle).empty_table()
+    return table.cast(_plain(table.schema)), summary
