@@ -18,6 +18,7 @@ import dagster as dg
 
 from mlplatform.alerting import messages
 from mlplatform.alerting.messages import Alert
+from mlplatform.defs.dagster_internals import AssetCheckExecutionRecordStatus as Status
 from mlplatform.defs.status import error_text
 from mlplatform.resources.ledger import LedgerResource
 from mlplatform.spec import ProjectSpec
@@ -66,10 +67,6 @@ def check_alerts(
     floor (every execution at or below it was handled) and the handled ids above it: an
     execution still running when one tick reads it is handled on a later tick. A passed
     execution forgets the sent failures of that check and partition (the next one alerts)."""
-    from dagster._core.storage.asset_check_execution_record import (
-        AssetCheckExecutionRecordStatus as Status,
-    )
-
     found = []
     for key in check_keys(context, spec.name):
         name = key.to_user_string()
