@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -57,17 +56,16 @@ def predict(
     """Score a file with the production bundle (or --bundle): one output row per input row
     with its row number, the bundle id and the prediction. Imports no dagster, sklearn,
     torch or mlflow."""
-    from tqdm import tqdm
-
     from mlplatform.bundles.format import BundleError, load
     from mlplatform.scoring.batch import score_file
+    from mlplatform.scoring.progress import Bar
     from mlplatform.scoring.reading import ScoringError, Source
 
     settings = settings_for(home, projects)
     spec = project_spec(settings, project)
     bundle_id = _bundle_id(settings, project, bundle)
     try:
-        model = load(settings.bundles_dir / bundle_id)
+        model = load(settings.bundles_dir / bundle_id, threads=0)
     except BundleError as exc:
         fail(f"mlplatform: bundle {bundle_id[:12]} cannot be used: {exc}")
     try:
@@ -78,21 +76,15 @@ def predict(
             encoding=spec.data.encoding,
             chunk_rows=chunk_rows,
         ) as source:
-            unit = "row" if source.format == "parquet" else "B"
-            with tqdm(
-                total=source.total,
-                unit=unit,
-                unit_scale=True,
-                file=sys.stderr,
-                disable=not progress,
-                desc=shown(file.name),
-            ) as bar:
+            bar = Bar(shown(file.name)) if progress else None
 
-                def advance(position: int) -> None:
-                    bar.update(max(0, position - bar.n))
+            def advance(position: int, rows: int) -> None:
+                if bar is not None:
+                    bar.update(position, source.total, rows)
 
-                summary = score_file(model, source, output, advance)
-                bar.update(max(0, source.total - bar.n))
+            summary = score_file(model, source, output, advance)
+            if bar is not None:
+                bar.update(source.total, source.total, summary.rows, final=True)
     except ScoringError as exc:
         fail(f"mlplatform: {exc}")
     for line in summary.warnings(file, source.format == "csv"):

@@ -170,7 +170,7 @@ def score_file(
     bundle: Bundle,
     source: Source,
     out: Path,
-    on_chunk: Callable[[int], None] | None = None,
+    on_chunk: Callable[[int, int], None] | None = None,
 ) -> Summary:
     """Score every row of ``source`` with ``bundle`` into ``out`` (atomically)."""
     summary = Summary()
@@ -179,7 +179,7 @@ def score_file(
         for columns in predictions(bundle, source, summary):
             writer.write(_table(columns, bundle.bundle_id))
             if on_chunk is not None:
-                on_chunk(source.position())
+                on_chunk(source.position(), summary.rows)
         writer.commit(empty_schema(bundle))
     except BaseException:
         writer.abort()
