@@ -93,6 +93,7 @@ def predictions_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
                 bundle.schema.feature_columns,
                 delimiter=spec.data.delimiter,
                 encoding=spec.data.encoding,
+                file_type=spec.data.format,
             ) as source:
                 table, summary = score_table(bundle, source)
             rows = summary.rows

@@ -55,7 +55,8 @@ def _missing(path: Path, header: Sequence[str], columns: Sequence[str]) -> None:
 
 class Source:
     """An open input file: ``chunks()`` yields the feature columns, ``position()`` how many
-    bytes (CSV) or rows (Parquet) were read so far, ``total`` the size in the same unit."""
+    bytes (CSV) or rows (Parquet) were read so far, ``total`` the size in the same unit.
+    ``file_type`` (csv or parquet) overrides the file name's suffix."""
 
     def __init__(
         self,
@@ -65,10 +66,11 @@ class Source:
         delimiter: str = ",",
         encoding: str = "utf-8",
         chunk_rows: int = CHUNK_ROWS,
+        file_type: str | None = None,
     ) -> None:
         self.path = path
         self.columns = list(columns)
-        self.format = file_format(path)
+        self.format = file_type or file_format(path)
         self.delimiter = delimiter
         self.encoding = encoding
         self.chunk_rows = chunk_rows

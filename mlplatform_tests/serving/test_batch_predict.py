@@ -98,6 +98,15 @@ def test_predict_csv_output_with_an_older_bundle(
     assert set(got["bundle_id"]) == {older}
     assert len(got) == len(pd.read_csv(source))
 
+    parquet = tmp_path / "input.parquet"  # the same rows as Parquet give the same predictions
+    pd.read_csv(source, dtype=str, keep_default_na=False).to_parquet(parquet)
+    done = predict_cli(server, str(parquet), "-o", str(tmp_path / "p.parquet"), "--bundle", older)
+    assert done.returncode == 0, done.stderr
+    again = pd.read_parquet(tmp_path / "p.parquet")
+    assert again["label"].tolist() == got["label"].tolist()
+    for column in (c for c in got.columns if c.startswith("proba_")):
+        assert again[column].tolist() == pytest.approx(got[column].tolist(), abs=1e-12)
+
 
 def test_predict_refuses_bad_input_with_one_line_naming_the_file(
     server: Server, built: Built, tmp_path: Path
