@@ -22,11 +22,13 @@ def where(url: str) -> str:
 
 @dataclass(frozen=True)
 class Delivery:
-    """How a POST ended: ``ok``, the attempts made and the last problem (the URL masked)."""
+    """How a POST ended: ``ok``, the attempts made, the last problem (naming the host only)
+    and whether trying later could help (not after a 4xx other than 429)."""
 
     ok: bool
     attempts: int
     problem: str = ""
+    retryable: bool = True
 
 
 def post(
@@ -56,7 +58,7 @@ def post(
         except urllib.error.HTTPError as exc:
             problem = f"HTTP {exc.code} from {where(url)}"
             if exc.code < 500 and exc.code != 429:
-                return Delivery(False, attempt, problem + " (not retried)")
+                return Delivery(False, attempt, problem + " (refused: not retried)", False)
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             problem = f"cannot reach {where(url)}: {reason}"

@@ -224,9 +224,11 @@ def alerts_sensor(spec: ProjectSpec) -> dg.SensorDefinition:
                 delivered += 1
                 sent.add(alert.key)
                 cursor["sent"].append(alert.key)
-            else:
+            elif result.retryable:
                 context.log.warning(f"{p}: alert not delivered ({result.problem}); kept")
                 pending.append(alert)
+            else:  # the receiver refuses it: keeping it would hold back every later alert
+                context.log.error(f"{p}: alert dropped ({result.problem}): {alert.text}")
         cursor["sent"] = cursor["sent"][-MAX_REMEMBERED:]
         cursor["pending"] = [a.to_json() for a in pending][-MAX_PENDING:]
         context.update_cursor(json.dumps(cursor))

@@ -172,5 +172,16 @@ def test_undelivered_alerts_are_kept_for_the_next_tick(
     assert [s for s, _ in receiver.got] == [503, 503] and receiver.delivered() == []
     cursor = tick(cursor)
     assert [b["event"] for b in receiver.delivered()] == ["promotion"]
-    tick(cursor)
+    cursor = tick(cursor)
     assert len(receiver.delivered()) == 1
+
+    # a receiver that refuses an alert (4xx) does not hold back the ones after it
+    ledger = Ledger(project.settings.ledger)
+    ledger.promote(p, "b" * 64, "ci", "second")
+    receiver.script = [400]
+    cursor = tick(cursor)
+    ledger.promote(p, "a" * 64, "ops", "back", kind="rollback")
+    ledger.dispose()
+    tick(cursor)
+    assert [s for s, _ in receiver.got][-2:] == [400, 200]  # not retried, then the next one
+    assert [b["event"] for b in receiver.delivered()] == ["promotion", "rollback"]
