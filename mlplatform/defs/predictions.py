@@ -8,17 +8,23 @@ then ``label`` + ``proba_<class>`` or ``value`` (``mlplatform.scoring.batch``: t
 is stored) unless ``current: true``.
 """
 
+import functools
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
+from mlplatform.defs.automation import inputs_changed, ready
 from mlplatform.defs.partitions import data_partitions
 from mlplatform.defs.versions import code_version
 from mlplatform.resources.ledger import LedgerResource
 from mlplatform.resources.store import ArtifactStore
 from mlplatform.spec import ProjectSpec
+
+if TYPE_CHECKING:  # SQLAlchemy and Alembic: imported when the ledger is first used
+    from mlplatform.ledger import Ledger
 
 SCORING = ["mlplatform.scoring", "mlplatform.columns", "mlplatform.bundles.format"]
 
@@ -36,6 +42,48 @@ def landed_at(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str) ->
         dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition]), limit=1
     ).records
     return datetime.fromtimestamp(records[0].timestamp, UTC) if records else None
+
+
+@functools.cache
+def _ledger(url: str) -> "Ledger":
+    from mlplatform.ledger import Ledger
+
+    return Ledger(url)
+
+
+class ProductionExists(dg.AutomationCondition):
+    """True while the project has a production bundle (read from the ledger): before the
+    first promotion there is nothing to score with, so no run is requested."""
+
+    def __init__(self, project: str, ledger_url: str) -> None:
+        self._project = project
+        self._url = ledger_url
+
+    @property
+    def name(self) -> str:
+        return "production_exists"
+
+    @property
+    def description(self) -> str:
+        return "The project has a production bundle"
+
+    def evaluate(self, context: dg.AutomationContext) -> dg.AutomationResult:
+        from mlplatform.ledger import LedgerError
+
+        try:
+            found = _ledger(self._url).production(self._project) is not None
+        except LedgerError:  # the ledger is down: score later, never stop the other automation
+            found = False
+        subset = context.candidate_subset if found else context.get_empty_subset()
+        return dg.AutomationResult(context, subset)
+
+
+def score_new_data(spec: ProjectSpec, ledger_url: str) -> dg.AutomationCondition | None:
+    """``predictions`` of a partition: when its ``raw`` changed while a bundle is production."""
+    if not spec.automation.enabled:
+        return None
+    changed = (inputs_changed() & ProductionExists(spec.name, ledger_url)).since_last_handled()
+    return (changed & ready()).with_label("score new data")
 
 
 def predictions_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
