@@ -33,18 +33,12 @@ from mlplatform.columns import feature_layout
 from mlplatform.spec import ProjectSpec
 
 PYFUNC_ENTRY = Path(__file__).with_name("pyfunc.py")
+# the whole spec package (its __init__ imports every section module), then the parsing code
+SPEC_MODULES = tuple(
+    f"spec/{p.name}" for p in sorted((Path(__file__).parents[1] / "spec").glob("*.py"))
+)
 SHIPPED_MODULES = (
-    "spec/__init__.py",
-    "spec/automation.py",
-    "spec/data.py",
-    "spec/evaluation.py",
-    "spec/loading.py",
-    "spec/monitoring.py",
-    "spec/periods.py",
-    "spec/project.py",
-    "spec/quality.py",
-    "spec/training.py",
-    "spec/vocabulary.py",
+    *SPEC_MODULES,
     "columns.py",
     "digests.py",
     "bundles/__init__.py",

@@ -126,9 +126,10 @@ class InputSchema:
 
 
 class Bundle:
-    """A verified bundle with an onnxruntime session."""
+    """A verified bundle with an onnxruntime session (one thread: serving runs many requests
+    side by side; batch scoring passes ``threads=0``, onnxruntime's default of every core)."""
 
-    def __init__(self, path: Path, manifest: dict[str, Any]):
+    def __init__(self, path: Path, manifest: dict[str, Any], threads: int = 1):
         self.path = path
         self.manifest = manifest
         self.schema = InputSchema.from_json(manifest["input_schema"])
@@ -137,8 +138,8 @@ class Bundle:
 
         onnx_path = path / manifest["onnx_path"]
         options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = threads
         self.session = ort.InferenceSession(
             str(onnx_path), sess_options=options, providers=["CPUExecutionProvider"]
         )
@@ -176,7 +177,7 @@ class Bundle:
         ]
 
 
-def load(path: Path | str) -> Bundle:
+def load(path: Path | str, threads: int = 1) -> Bundle:
     """Verify every file hash of a bundle, then build its onnxruntime session."""
     path = Path(path)
-    return Bundle(path, verify(path))
+    return Bundle(path, verify(path), threads)

@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from mlplatform.cli import data, review, runs, serve, stack
+from mlplatform.cli import data, predict, review, runs, serve, stack
 from mlplatform.cli.context import FLAGS, quiet_libraries
 from mlplatform.redaction import redact
 
@@ -58,6 +58,7 @@ for _command in (
     review.promotions,
     review.rollback,
     serve.serve,
+    predict.predict,
     review.pull,
     serve.ui,
 ):

@@ -6,12 +6,14 @@ from pathlib import Path
 
 import dagster as dg
 
+from mlplatform.defs.alerts import alerts_sensor
 from mlplatform.defs.automation import automation_sensor, condition_for, data_condition
 from mlplatform.defs.bundles import bundle_asset
 from mlplatform.defs.evaluation import evaluation_asset
 from mlplatform.defs.features import drift_check, features_asset
 from mlplatform.defs.models import model_asset
 from mlplatform.defs.monitoring import decay_sensor, monitoring_asset, monitoring_schedule
+from mlplatform.defs.predictions import predictions_asset, score_new_data
 from mlplatform.defs.production import production_asset, promotion_sensor
 from mlplatform.defs.raw import raw_asset
 from mlplatform.defs.schedules import retrain_schedule
@@ -32,10 +34,14 @@ def train_job_name(project: str) -> str:
     return f"{project}__train"
 
 
-def project_assets(spec: ProjectSpec, home: Path) -> list[dg.AssetsDefinition]:
+def project_assets(
+    spec: ProjectSpec, home: Path, ledger_url: str = ""
+) -> list[dg.AssetsDefinition]:
     """raw -> features -> model/<candidate> -> evaluation -> bundle -> production for one
-    project, with the automation conditions of ``mlplatform.defs.automation``: ``raw`` follows
-    the landing sensor, ``production`` the promotion sensor."""
+    project, and raw -> predictions, with the automation conditions of
+    ``mlplatform.defs.automation``: ``raw`` follows the landing sensor, ``production`` the
+    promotion sensor, ``predictions`` each new ``raw`` while a bundle is production (its
+    condition reads the ledger at ``ledger_url``; without one it is not automated)."""
     training = condition_for(spec, home)
     data = data_condition(spec)
     return [
@@ -46,6 +52,9 @@ def project_assets(spec: ProjectSpec, home: Path) -> list[dg.AssetsDefinition]:
         _automated(bundle_asset(spec), training),
         production_asset(spec),
         monitoring_asset(spec),
+        _automated(
+            predictions_asset(spec), score_new_data(spec, ledger_url) if ledger_url else None
+        ),
     ]
 
 
@@ -101,7 +110,7 @@ def build_defs(settings: Settings, specs: list[ProjectSpec] | None = None) -> dg
     specs = load_specs(settings.projects_dir) if specs is None else specs
     schedules = [retrain_schedule(spec, train_targets(spec)) for spec in specs]
     return dg.Definitions(
-        assets=[a for spec in specs for a in project_assets(spec, settings.home)],
+        assets=[a for spec in specs for a in project_assets(spec, settings.home, settings.ledger)],
         asset_checks=[drift_check(spec) for spec in specs],
         jobs=[j for spec in specs for j in project_jobs(spec)],
         sensors=[
@@ -112,6 +121,7 @@ def build_defs(settings: Settings, specs: list[ProjectSpec] | None = None) -> dg
                 automation_sensor(spec),
                 promotion_sensor(spec),
                 decay_sensor(spec, train_targets(spec)),
+                alerts_sensor(spec),
             )
         ],
         schedules=[

@@ -144,7 +144,12 @@ def stale_data_keys(
     """The data partitions among ``keys`` whose raw or features is missing, stale (a changed
     landing file, new code) or failed a blocking check: what a data run would change."""
     rows = project_status(defs, instance, spec, keys, home, cutoffs=[])
-    todo = {r.partition for r in rows if r.state in ("missing", "stale", "failed_check")}
+    data = {f"{spec.name}/raw", f"{spec.name}/features"}  # not predictions: a data run skips it
+    todo = {
+        r.partition
+        for r in rows
+        if r.asset in data and r.state in ("missing", "stale", "failed_check")
+    }
     return [k for k in keys if k in todo]
 
 

@@ -149,7 +149,7 @@ def check_failures(
 def upstream_of(spec: ProjectSpec, asset: dg.AssetKey, partition: str) -> list[tuple[str, str]]:
     """The (asset, partition) pairs one asset partition is computed from."""
     p, kind = spec.name, asset.path[1]
-    if kind == "features":
+    if kind in ("features", "predictions"):
         return [(f"{p}/raw", partition)]
     if kind == "model":
         window = [*previous_window(spec, partition), partition]
@@ -197,7 +197,8 @@ def project_status(
         if node.partitions_def is None:
             keys = [None]
         else:
-            keys = sorted(data_keys if key.path[1] in ("raw", "features") else cutoff_keys)
+            by_data = node.partitions_def == data_partitions(spec)
+            keys = sorted(data_keys if by_data else cutoff_keys)
         checks = [c.name for c in node.check_keys]
         name = key.to_user_string()
         for pk in keys:
@@ -282,5 +283,6 @@ def _cause(cause: StaleCause) -> str:
 
 
 def _order(key: dg.AssetKey) -> tuple[int, str]:
-    rank = {"raw": 0, "features": 1, "model": 2, "evaluation": 3, "bundle": 4, "production": 5}
+    rank = {"raw": 0, "features": 1, "predictions": 1, "model": 2, "evaluation": 3, "bundle": 4}
+    rank["production"] = 5
     return rank.get(key.path[1], 9), key.to_user_string()

@@ -6,6 +6,7 @@ search), evaluation and promotion, automation, the partition calendar (periods),
 with its cross-section checks, and loading files.
 """
 
+from mlplatform.spec.alerts import ALERT_EVENTS, AlertEvent, Alerts
 from mlplatform.spec.automation import Automation, Schedule
 from mlplatform.spec.data import Column, DataSource, Features, Partitions
 from mlplatform.spec.evaluation import Evaluation, Gate, Promotion
@@ -32,6 +33,7 @@ from mlplatform.spec.vocabulary import (
 )
 
 __all__ = [
+    "ALERT_EVENTS",
     "CLASSIFICATION_METRICS",
     "CLASSIFIERS",
     "FIRST_DATE",
@@ -42,6 +44,8 @@ __all__ = [
     "REGRESSORS",
     "UNVERSIONED",
     "WEEKDAYS",
+    "AlertEvent",
+    "Alerts",
     "Automation",
     "Candidate",
     "Column",

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, model_validator
 
+from mlplatform.spec.alerts import Alerts
 from mlplatform.spec.automation import Automation, Schedule
 from mlplatform.spec.data import Column, DataSource, Features, Partitions
 from mlplatform.spec.evaluation import Evaluation, Promotion
@@ -48,6 +49,7 @@ class ProjectSpec(Frozen):
     drift: Drift = Drift()
     monitoring: Monitoring = Monitoring()
     automation: Automation = Automation()
+    alerts: Alerts = Alerts()
     schedule: Schedule | None = None
     source_file: Path | None = Field(default=None, exclude=True, description="Set by the loader.")
 

@@ -88,6 +88,10 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
             "healthz_abuse.py",
             {"bench", "bound_ms", "idle_p99_ms", "abuse_p99_ms", "healthz_errors", "phases"},
         ),
+        (
+            "predict_batch.py",
+            {"bench", "rows", "ours_s", "stock_s", "ours_rows_per_s", "stock_rows_per_s", "ratio"},
+        ),
     ],
 )
 def test_quick_bench_ends_with_json(script: str, keys: set[str]) -> None:

@@ -90,6 +90,7 @@ def arguments(tmp_path: Path) -> dict[str, list[str]]:
         "rollback": ["churn"],
         "serve": ["--port", str(free_port())],
         "pull": ["churn", "--url", f"http://127.0.0.1:{CLOSED}", "--cache", str(tmp_path / "c")],
+        "predict": ["churn", str(tmp_path / "in.csv"), "-o", str(tmp_path / "out.parquet")],
         "ui": ["--port", str(free_port())],
         "stack up": ["--timeout", "20"],
         "stack down": [],

@@ -1,0 +1,209 @@
+"""Stream the feature columns of a CSV or Parquet file in chunks, with file line numbers."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from mlplatform.landing import shown
+
+CHUNK_ROWS = 1 << 16
+FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+
+
+class ScoringError(Exception):
+    """Input or output that cannot be scored; the message names the file and what to do."""
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Consecutive input rows: ``first_row`` is the 0-based number of the first data row."""
+
+    first_row: int
+    columns: dict[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return len(next(iter(self.columns.values()))) if self.columns else 0
+
+
+def file_format(path: Path, what: str = "input") -> str:
+    """``csv`` or ``parquet`` from the file name's suffix."""
+    found = FORMATS.get(path.suffix.lower())
+    if found is None:
+        raise ScoringError(
+            f"{shown(path)}: unknown {what} format {path.suffix or '(no suffix)'!r}; "
+            "name the file .csv or .parquet"
+        )
+    return found
+
+
+def _missing(path: Path, header: Sequence[str], columns: Sequence[str]) -> None:
+    absent = [c for c in columns if c not in header]
+    if absent:
+        raise ScoringError(
+            f"{shown(path)}: missing column(s) {', '.join(map(repr, absent))} that the bundle "
+            f"reads (the file has {', '.join(map(repr, header)) or 'no columns'}); add them "
+            "with the names of the landing files"
+        )
+
+
+class Source:
+    """An open input file: ``chunks()`` yields the feature columns, ``position()`` how many
+    bytes (CSV) or rows (Parquet) were read so far, ``total`` the size in the same unit.
+    ``file_type`` (csv or parquet) overrides the file name's suffix."""
+
+    def __init__(
+        self,
+        path: Path,
+        columns: Sequence[str],
+        *,
+        delimiter: str = ",",
+        encoding: str = "utf-8",
+        chunk_rows: int = CHUNK_ROWS,
+        file_type: str | None = None,
+    ) -> None:
+        self.path = path
+        self.columns = list(columns)
+        self.format = file_type or file_format(path)
+        self.delimiter = delimiter
+        self.encoding = encoding
+        self.chunk_rows = chunk_rows
+        try:
+            self._fh: BinaryIO = path.open("rb")
+        except OSError as exc:
+            raise ScoringError(f"{shown(path)}: cannot open the input ({exc.strerror})") from None
+        self.total = path.stat().st_size
+        self._rows_read = 0
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def __enter__(self) -> Source:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def position(self) -> int:
+        if self.format == "parquet":
+            return self._rows_read
+        try:
+            return self._fh.tell()
+        except (OSError, ValueError):
+            return 0
+
+    def chunks(self) -> Iterator[Chunk]:
+        if self.total == 0:
+            raise ScoringError(f"{shown(self.path)}: empty file: no header and no rows")
+        if self.format == "parquet":
+            yield from self._parquet()
+        else:
+            yield from self._csv()
+
+    def _parquet(self) -> Iterator[Chunk]:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            parquet = pq.ParquetFile(self._fh)
+        except (pa.ArrowException, OSError) as exc:
+            raise ScoringError(f"{shown(self.path)}: not a readable Parquet file ({exc})") from None
+        self.total = parquet.metadata.num_rows
+        _missing(self.path, parquet.schema_arrow.names, self.columns)
+        try:
+            for batch in parquet.iter_batches(batch_size=self.chunk_rows, columns=self.columns):
+                chunk = Chunk(self._rows_read, _arrays(batch))
+                self._rows_read += batch.num_rows
+                yield chunk
+        except (pa.ArrowException, OSError) as exc:
+            raise ScoringError(
+                f"{shown(self.path)}: corrupt Parquet after row {self._rows_read} ({exc})"
+            ) from None
+
+    def _header(self) -> list[str]:
+        text = io.TextIOWrapper(self._fh, encoding=self.encoding, newline="")
+        try:
+            header = next(csv.reader(text, delimiter=self.delimiter), [])
+        except UnicodeDecodeError as exc:
+            raise ScoringError(
+                f"{shown(self.path)}: line 1 is not {self.encoding} text ({exc.reason}); save "
+                "the file as UTF-8 or set data.encoding in the spec"
+            ) from None
+        finally:
+            text.detach()
+        self._fh.seek(0)
+        return [h.strip() for h in header]
+
+    def _csv(self) -> Iterator[Chunk]:
+        import pyarrow as pa
+        import pyarrow.csv as pcsv
+
+        header = self._header()
+        _missing(self.path, header, self.columns)
+        bad: list[Any] = []
+
+        def refuse(row: Any) -> str:
+            bad.append(row)
+            return "error"
+
+        try:
+            reader = pcsv.open_csv(
+                self._fh,
+                read_options=pcsv.ReadOptions(
+                    encoding=self.encoding,
+                    block_size=1 << 22,
+                    column_names=header,
+                    skip_rows=1,
+                ),
+                parse_options=pcsv.ParseOptions(
+                    delimiter=self.delimiter, invalid_row_handler=refuse
+                ),
+                convert_options=pcsv.ConvertOptions(
+                    include_columns=self.columns,
+                    column_types={c: pa.string() for c in self.columns},
+                    null_values=[],
+                    strings_can_be_null=False,
+                    quoted_strings_can_be_null=False,
+                ),
+            )
+            row = 0
+            for batch in reader:
+                if batch.num_rows == 0:
+                    continue
+                yield Chunk(row, _arrays(batch))
+                row += batch.num_rows
+        except (pa.ArrowException, UnicodeDecodeError) as exc:
+            if bad:
+                got = bad[0]
+                raise ScoringError(
+                    f"{shown(self.path)}: {self._ragged_line(len(header))} has "
+                    f"{got.actual_columns} field(s), the header {got.expected_columns}; fix the "
+                    "row (a stray delimiter or quote?)"
+                ) from None
+            raise ScoringError(
+                f"{shown(self.path)}: unreadable CSV ({exc}); check data.encoding and "
+                "data.delimiter of the spec"
+            ) from None
+
+    def _ragged_line(self, width: int) -> str:
+        """``line N`` of the first row whose field count differs from the header's (the
+        streaming parser does not know line numbers; this scan runs only on that error)."""
+        with self.path.open(encoding=self.encoding, errors="replace", newline="") as fh:
+            reader = csv.reader(fh, delimiter=self.delimiter)
+            for row in reader:
+                if row and len(row) != width:
+                    return f"line {reader.line_num}"
+        return "a line"
+
+
+def _arrays(batch: Any) -> dict[str, np.ndarray]:
+    return {
+        name: batch.column(i).to_numpy(zero_copy_only=False)
+        for i, name in enumerate(batch.schema.names)
+    }
