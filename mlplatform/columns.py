@@ -14,7 +14,7 @@ import datetime as dt
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 
@@ -99,9 +99,9 @@ def date_text_of(text: str, fmt: str) -> dt.date | None:
 def date_of(value: Any, fmt: str) -> dt.date | None:
     """A present date value: dates and datetimes pass through, text is parsed with ``fmt``."""
     if isinstance(value, np.datetime64):
-        return value.astype("datetime64[D]").item()  # type: ignore[no-any-return]
+        return value.astype("datetime64[D]").item()
     if isinstance(value, dt.datetime | dt.date):
-        return np.datetime64(value, "D").item()  # type: ignore[no-any-return]
+        return np.datetime64(value, "D").item()
     return date_text_of(str(value).strip(), fmt)
 
 
@@ -194,7 +194,7 @@ def out_of_range(numbers: np.ndarray, column: Column) -> np.ndarray:
     lo = -np.inf if column.min is None else column.min
     hi = np.inf if column.max is None else column.max
     with np.errstate(invalid="ignore"):
-        return ~np.isnan(numbers) & ((numbers < lo) | (numbers > hi))  # type: ignore[no-any-return]
+        return ~np.isnan(numbers) & ((numbers < lo) | (numbers > hi))
 
 
 def parse_category(values: np.ndarray, column: Column) -> Parsed:
@@ -332,7 +332,7 @@ def derive_features(
                 out[f"{name}_{part}"] = date_part(days, part).astype(np.float32)
         elif col.type == "category":
             cats = np.asarray(values, dtype=object)
-            gone = np.equal(cats, None) | np.not_equal(cats, cats)  # None or NaN, in C loops
+            gone = np.equal(cats, cast(Any, None)) | np.not_equal(cats, cats)  # None or NaN, in C loops
             out[name] = np.where(gone, MISSING_CATEGORY, cats).astype(object)
         else:
             x = np.asarray(values, dtype=np.float64)
