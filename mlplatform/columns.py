@@ -332,7 +332,8 @@ def derive_features(
                 out[f"{name}_{part}"] = date_part(days, part).astype(np.float32)
         elif col.type == "category":
             cats = np.asarray(values, dtype=object)
-            gone = np.equal(cats, cast(Any, None)) | np.not_equal(cats, cats)  # None or NaN, in C loops
+            # None or NaN, compared in C loops
+            gone = np.equal(cats, cast(Any, None)) | np.not_equal(cats, cats)
             out[name] = np.where(gone, MISSING_CATEGORY, cats).astype(object)
         else:
             x = np.asarray(values, dtype=np.float64)
