@@ -12,6 +12,8 @@ from mlplatform.defs.models import model_key
 from mlplatform.defs.partitions import cutoff_partitions, data_partitions, previous_window
 from mlplatform.defs.versions import code_version
 from mlplatform.resources.ledger import LedgerResource
+from mlplatform.resources.mlflow import MlflowTracking
+from mlplatform.resources.mlflow_cutoff import Partition
 from mlplatform.resources.store import ArtifactStore
 from mlplatform.spec import ProjectSpec
 
@@ -198,6 +200,7 @@ def evaluation_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
         holdout: Frame,
         store: ArtifactStore,
         ledger: LedgerResource,
+        mlflow: MlflowTracking,
     ) -> dg.MaterializeResult:
         from mlplatform.steps import evaluate, report
 
@@ -219,6 +222,10 @@ def evaluation_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
             {"result": result.to_json(), "training_manifests": manifests},
         )
         context.log.info(f"winner for {cutoff}: {result.winner or 'none'}; report {report_path}")
+        holdout_part = Partition(cutoff, holdout.attrs.get("raw_sha256"), len(holdout))
+        mlflow.record_evaluation(
+            spec.name, cutoff, result.to_json(), manifests, report_path, holdout_part
+        )
         metadata = evaluation_metadata(result, entry, report_path)
         problems = {"gates": [] if result.winner else result.reasons or ["no candidate qualifies"]}
         scores = {

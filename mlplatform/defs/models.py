@@ -215,6 +215,8 @@ def model_asset(spec: ProjectSpec, candidate: Candidate) -> dg.AssetsDefinition:
             provenance=provenance(context),
             log=context.log.info,
         )
+        if found is not None:
+            mlflow.nest_search(found.study_name, result.run_id)
         store.write_json(path.with_suffix(".json"), result.manifest)
         return dg.MaterializeResult(metadata=model_metadata(result, len(train), found))
 
