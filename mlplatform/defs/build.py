@@ -76,7 +76,11 @@ def resources(settings: Settings) -> dict[str, object]:
     return {
         "parquet_io": parquet,
         "io_manager": parquet,  # anything not routed elsewhere is a DataFrame or fails: no pickle
-        "store": ArtifactStore(home=str(settings.home), assets_dir=str(settings.assets_dir)),
+        "store": ArtifactStore(
+            home=str(settings.home),
+            assets_dir=str(settings.assets_dir),
+            serve_url=settings.serve_url,
+        ),
         "ledger": LedgerResource(url=settings.ledger),
         "search_db": SearchStorage(url=settings.search),
         "mlflow": MlflowTracking(

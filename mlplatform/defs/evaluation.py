@@ -151,14 +151,17 @@ def candidate_predictors(
 
 
 def evaluation_metadata(
-    result: "evaluate.EvaluationResult", entry: "evaluate.ProductionEntry", report_path: Path
+    result: "evaluate.EvaluationResult",
+    entry: "evaluate.ProductionEntry",
+    report_path: Path,
+    report_link: str,
 ) -> dict[str, object]:
     """The evaluation's Dagster metadata: report, winner, production, baselines, every score."""
     from mlplatform.steps import evaluate
 
     metadata: dict[str, object] = {
         "report": dg.MetadataValue.path(str(report_path)),
-        "report_url": dg.MetadataValue.url(report_path.resolve().as_uri()),
+        "report_url": dg.MetadataValue.url(report_link),
         "winner": result.winner or "none",
         "holdout_rows": result.holdout_rows,
         "production": entry.bundle_id if entry.comparable else entry.note,
@@ -226,7 +229,8 @@ def evaluation_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
         mlflow.record_evaluation(
             spec.name, cutoff, result.to_json(), manifests, report_path, holdout_part
         )
-        metadata = evaluation_metadata(result, entry, report_path)
+        link = store.report_link(spec.name, cutoff)
+        metadata = evaluation_metadata(result, entry, report_path, link)
         problems = {"gates": [] if result.winner else result.reasons or ["no candidate qualifies"]}
         scores = {
             f"{n}/{metric}": float(s.metrics[metric])
