@@ -1,5 +1,6 @@
 """``<project>/evaluation``: every candidate scored on the cutoff partition (out-of-time)."""
 
+from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     # not by defining assets
     from mlplatform.bundles.format import Bundle
     from mlplatform.steps import evaluate
-    from mlplatform.steps.model_types import FittedModel
+    from mlplatform.steps.model_types import FittedModel, TrainedModel
 
 # No ``from __future__ import annotations`` here: Dagster reads the asset functions' annotations
 # (a string ``context`` annotation is refused).
@@ -135,18 +136,22 @@ EVALUATION_MODULES: list[ModuleType | str] = [
 ]
 
 
-def candidate_predictors(
-    spec: ProjectSpec, store: ArtifactStore, cutoff: str
-) -> "tuple[dict[str, evaluate.Predictor], dict[str, Any]]":
-    """Each candidate's stored model of ``cutoff`` as a predictor, and its training manifest."""
-    from mlplatform.steps import candidates
+def model_input(candidate: str) -> str:
+    """The evaluation's input name of a candidate's model."""
+    return f"model_{candidate}"
 
+
+def candidate_predictors(
+    spec: ProjectSpec, models: "Mapping[str, TrainedModel]"
+) -> "tuple[dict[str, evaluate.Predictor], dict[str, Any]]":
+    """Each candidate's model (the evaluation's inputs) as a predictor, and its training
+    manifest, in the spec's order."""
     predictors: dict[str, evaluate.Predictor] = {}
     manifests = {}
     for cand in spec.candidates:
-        path = store.model_file(spec.name, cand.name, cutoff, candidates.model_suffix(cand))
-        predictors[cand.name] = model_predictor(candidates.load(path, spec, cand))
-        manifests[cand.name] = store.read_json(path.with_suffix(".json"))
+        trained = models[model_input(cand.name)]
+        predictors[cand.name] = model_predictor(trained.fitted)
+        manifests[cand.name] = trained.manifest
     return predictors, manifests
 
 
@@ -186,8 +191,13 @@ def evaluation_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
     @dg.asset(
         key=key,
         partitions_def=cutoff_partitions(spec),
-        ins={"holdout": dg.AssetIn(key=[spec.name, "features"])},
-        deps=[model_key(spec, c.name) for c in spec.candidates],
+        ins={
+            "holdout": dg.AssetIn(key=[spec.name, "features"]),
+            **{
+                model_input(c.name): dg.AssetIn(key=model_key(spec, c.name))
+                for c in spec.candidates
+            },
+        },
         check_specs=check_specs(
             key,
             {"gates": "A candidate passes every metric gate of the spec on the holdout."},
@@ -204,11 +214,12 @@ def evaluation_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
         store: ArtifactStore,
         ledger: LedgerResource,
         mlflow: MlflowTracking,
+        **models: Any,  # TrainedModel per candidate (model_input names)
     ) -> dg.MaterializeResult:
         from mlplatform.steps import evaluate, report
 
         cutoff = context.partition_key
-        predictors, manifests = candidate_predictors(spec, store, cutoff)
+        predictors, manifests = candidate_predictors(spec, models)
         production, entry = production_predictor(spec, ledger, store, holdout, cutoff)
         if production is not None:
             predictors = {evaluate.PRODUCTION: production, **predictors}

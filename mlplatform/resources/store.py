@@ -160,9 +160,6 @@ class ArtifactStore(dg.ConfigurableResource):
                     out[pk] = pq.ParquetFile(fh).metadata.num_rows
         return out
 
-    def model_file(self, project: str, candidate: str, cutoff: str, suffix: str = ".skops") -> Path:
-        return self.root / "models" / project / candidate / f"{cutoff}{suffix}"
-
     def evaluation_file(self, project: str, cutoff: str) -> Path:
         return self.root / "evaluations" / project / f"{cutoff}.json"
 
