@@ -20,11 +20,12 @@ import pandas as pd
 import yaml
 
 import mlplatform
-from mlplatform.bundles import staging
+from mlplatform.bundles import describe, staging
 from mlplatform.bundles.format import (
     MANIFEST,
     MODEL_DIR,
     ONNX_FILE,
+    InputSchema,
     bundle_id_of,
     file_hashes,
     onnx_inputs,
@@ -134,8 +135,12 @@ def _write_model(
         for name in SHIPPED_MODULES:
             (code / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(package / name, code / name)
+        input_schema = InputSchema.from_json(manifest["input_schema"])  # type: ignore[arg-type]
+        classes = manifest["classes"]
         mlflow.pyfunc.save_model(
             path=str(stage / MODEL_DIR),
+            signature=describe.signature(input_schema, classes),  # type: ignore[arg-type]
+            input_example=pd.DataFrame(describe.input_example(input_schema)),
             python_model=str(PYFUNC_ENTRY),
             artifacts={"onnx": str(onnx_path), "input_schema": str(schema_path)},
             code_paths=[str(code)],

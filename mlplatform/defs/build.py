@@ -20,6 +20,7 @@ from mlplatform.defs.schedules import retrain_schedule
 from mlplatform.defs.sensors import landing_sensor
 from mlplatform.resources.ledger import LedgerResource
 from mlplatform.resources.mlflow import MlflowTracking
+from mlplatform.resources.model_io import ModelIOManager
 from mlplatform.resources.search import SearchStorage
 from mlplatform.resources.store import ArtifactStore, ParquetIOManager
 from mlplatform.settings import Settings
@@ -82,12 +83,17 @@ def project_jobs(spec: ProjectSpec) -> list[dg.UnresolvedAssetJobDefinition]:
     ]
 
 
-def resources(settings: Settings) -> dict[str, object]:
+def resources(settings: Settings, specs: list[ProjectSpec]) -> dict[str, object]:
     parquet = ParquetIOManager(base_path=str(settings.assets_dir))
     return {
         "parquet_io": parquet,
         "io_manager": parquet,  # anything not routed elsewhere is a DataFrame or fails: no pickle
-        "store": ArtifactStore(home=str(settings.home), assets_dir=str(settings.assets_dir)),
+        "model_io": ModelIOManager(home=str(settings.home), specs=specs),
+        "store": ArtifactStore(
+            home=str(settings.home),
+            assets_dir=str(settings.assets_dir),
+            serve_url=settings.serve_url,
+        ),
         "ledger": LedgerResource(url=settings.ledger),
         "search_db": SearchStorage(url=settings.search),
         "mlflow": MlflowTracking(
@@ -128,7 +134,7 @@ def build_defs(settings: Settings, specs: list[ProjectSpec] | None = None) -> dg
             *(s for s in schedules if s is not None),
             *(monitoring_schedule(spec) for spec in specs),
         ],
-        resources=resources(settings),
+        resources=resources(settings, specs),
         # steps of one run share a process: a subprocess per step costs seconds of imports
         executor=dg.in_process_executor,
     )

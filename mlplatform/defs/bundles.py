@@ -12,6 +12,7 @@ from mlplatform.defs.models import kind_modules
 from mlplatform.defs.partitions import cutoff_partitions
 from mlplatform.defs.versions import code_version
 from mlplatform.resources.mlflow import MlflowTracking
+from mlplatform.resources.model_io import load_trained
 from mlplatform.resources.store import ArtifactStore
 from mlplatform.spec import ProjectSpec
 
@@ -107,15 +108,14 @@ def bundle_modules(spec: ProjectSpec) -> list[ModuleType | str]:
 def winning_model(
     spec: ProjectSpec, store: ArtifactStore, cutoff: str, evaluation: dict[str, Any]
 ) -> "tuple[str, FittedModel]":
-    """The evaluation's winner and its stored model; fails when no candidate won."""
-    from mlplatform.steps import candidates
-
+    """The evaluation's winner and its model, loaded as the model IO manager loads the
+    evaluation's inputs (the winner is known only from the evaluation); fails when no
+    candidate won."""
     winner = evaluation["result"]["winner"]
     if not winner:
         raise dg.Failure(f"{spec.name} {cutoff}: no candidate passed the evaluation gates")
     cand = next(c for c in spec.candidates if c.name == winner)
-    path = store.model_file(spec.name, winner, cutoff, candidates.model_suffix(cand))
-    return winner, candidates.load(path, spec, cand)
+    return winner, load_trained(store.root, spec, cand, cutoff).fitted
 
 
 def parity_problems(audit: dict[str, float], holdout_rows: int) -> list[str]:

@@ -1,5 +1,6 @@
 """``<project>/evaluation``: every candidate scored on the cutoff partition (out-of-time)."""
 
+from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -12,6 +13,8 @@ from mlplatform.defs.models import model_key
 from mlplatform.defs.partitions import cutoff_partitions, data_partitions, previous_window
 from mlplatform.defs.versions import code_version
 from mlplatform.resources.ledger import LedgerResource
+from mlplatform.resources.mlflow import MlflowTracking
+from mlplatform.resources.mlflow_cutoff import Partition
 from mlplatform.resources.store import ArtifactStore
 from mlplatform.spec import ProjectSpec
 
@@ -20,7 +23,7 @@ if TYPE_CHECKING:
     # not by defining assets
     from mlplatform.bundles.format import Bundle
     from mlplatform.steps import evaluate
-    from mlplatform.steps.model_types import FittedModel
+    from mlplatform.steps.model_types import FittedModel, TrainedModel
 
 # No ``from __future__ import annotations`` here: Dagster reads the asset functions' annotations
 # (a string ``context`` annotation is refused).
@@ -133,30 +136,37 @@ EVALUATION_MODULES: list[ModuleType | str] = [
 ]
 
 
-def candidate_predictors(
-    spec: ProjectSpec, store: ArtifactStore, cutoff: str
-) -> "tuple[dict[str, evaluate.Predictor], dict[str, Any]]":
-    """Each candidate's stored model of ``cutoff`` as a predictor, and its training manifest."""
-    from mlplatform.steps import candidates
+def model_input(candidate: str) -> str:
+    """The evaluation's input name of a candidate's model."""
+    return f"model_{candidate}"
 
+
+def candidate_predictors(
+    spec: ProjectSpec, models: "Mapping[str, TrainedModel]"
+) -> "tuple[dict[str, evaluate.Predictor], dict[str, Any]]":
+    """Each candidate's model (the evaluation's inputs) as a predictor, and its training
+    manifest, in the spec's order."""
     predictors: dict[str, evaluate.Predictor] = {}
     manifests = {}
     for cand in spec.candidates:
-        path = store.model_file(spec.name, cand.name, cutoff, candidates.model_suffix(cand))
-        predictors[cand.name] = model_predictor(candidates.load(path, spec, cand))
-        manifests[cand.name] = store.read_json(path.with_suffix(".json"))
+        trained = models[model_input(cand.name)]
+        predictors[cand.name] = model_predictor(trained.fitted)
+        manifests[cand.name] = trained.manifest
     return predictors, manifests
 
 
 def evaluation_metadata(
-    result: "evaluate.EvaluationResult", entry: "evaluate.ProductionEntry", report_path: Path
+    result: "evaluate.EvaluationResult",
+    entry: "evaluate.ProductionEntry",
+    report_path: Path,
+    report_link: str,
 ) -> dict[str, object]:
     """The evaluation's Dagster metadata: report, winner, production, baselines, every score."""
     from mlplatform.steps import evaluate
 
     metadata: dict[str, object] = {
         "report": dg.MetadataValue.path(str(report_path)),
-        "report_url": dg.MetadataValue.url(report_path.resolve().as_uri()),
+        "report_url": dg.MetadataValue.url(report_link),
         "winner": result.winner or "none",
         "holdout_rows": result.holdout_rows,
         "production": entry.bundle_id if entry.comparable else entry.note,
@@ -181,8 +191,13 @@ def evaluation_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
     @dg.asset(
         key=key,
         partitions_def=cutoff_partitions(spec),
-        ins={"holdout": dg.AssetIn(key=[spec.name, "features"])},
-        deps=[model_key(spec, c.name) for c in spec.candidates],
+        ins={
+            "holdout": dg.AssetIn(key=[spec.name, "features"]),
+            **{
+                model_input(c.name): dg.AssetIn(key=model_key(spec, c.name))
+                for c in spec.candidates
+            },
+        },
         check_specs=check_specs(
             key,
             {"gates": "A candidate passes every metric gate of the spec on the holdout."},
@@ -198,11 +213,13 @@ def evaluation_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
         holdout: Frame,
         store: ArtifactStore,
         ledger: LedgerResource,
+        mlflow: MlflowTracking,
+        **models: Any,  # TrainedModel per candidate (model_input names)
     ) -> dg.MaterializeResult:
         from mlplatform.steps import evaluate, report
 
         cutoff = context.partition_key
-        predictors, manifests = candidate_predictors(spec, store, cutoff)
+        predictors, manifests = candidate_predictors(spec, models)
         production, entry = production_predictor(spec, ledger, store, holdout, cutoff)
         if production is not None:
             predictors = {evaluate.PRODUCTION: production, **predictors}
@@ -219,7 +236,12 @@ def evaluation_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
             {"result": result.to_json(), "training_manifests": manifests},
         )
         context.log.info(f"winner for {cutoff}: {result.winner or 'none'}; report {report_path}")
-        metadata = evaluation_metadata(result, entry, report_path)
+        holdout_part = Partition(cutoff, holdout.attrs.get("raw_sha256"), len(holdout))
+        mlflow.record_evaluation(
+            spec.name, cutoff, result.to_json(), manifests, report_path, holdout_part
+        )
+        link = store.report_link(spec.name, cutoff)
+        metadata = evaluation_metadata(result, entry, report_path, link)
         problems = {"gates": [] if result.winner else result.reasons or ["no candidate qualifies"]}
         scores = {
             f"{n}/{metric}": float(s.metrics[metric])

@@ -1,7 +1,9 @@
 """``<project>/model/<candidate>``: one fitted candidate (sklearn or torch) per training cutoff."""
 
 import os
+import tempfile
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
@@ -12,7 +14,6 @@ from mlplatform.defs.versions import code_version
 from mlplatform.promotion.policy import UNKNOWN
 from mlplatform.resources.mlflow import MlflowTracking
 from mlplatform.resources.search import SearchStorage
-from mlplatform.resources.store import ArtifactStore
 from mlplatform.spec import Candidate, ProjectSpec
 
 if TYPE_CHECKING:  # numpy, pandas, optuna, sklearn, torch: imported by the run that trains
@@ -142,7 +143,6 @@ def model_metadata(
     """What the UI shows of one trained candidate."""
     manifest = result.manifest
     metadata: dict[str, object] = {
-        "path": dg.MetadataValue.path(str(result.path)),
         "train_rows": train_rows,
         "window": f"{manifest['partitions'][0]} .. {manifest['partitions'][-1]}",
         "fit_seconds": round(result.fit_seconds, 3),
@@ -174,6 +174,7 @@ def model_asset(spec: ProjectSpec, candidate: Candidate) -> dg.AssetsDefinition:
             )
         },
         code_version=model_code_version(spec, candidate),
+        io_manager_key="model_io",
         group_name=spec.name,
         kinds={candidate.kind},
         description=f"{candidate.label} trained on the {window} partitions before the cutoff.",
@@ -181,11 +182,11 @@ def model_asset(spec: ProjectSpec, candidate: Candidate) -> dg.AssetsDefinition:
     def model(
         context: dg.AssetExecutionContext,
         partitions: dict[str, Frame],
-        store: ArtifactStore,
         mlflow: MlflowTracking,
         search_db: SearchStorage,
-    ) -> dg.MaterializeResult:
+    ) -> dg.Output[Any]:
         from mlplatform.steps import candidates, split, training
+        from mlplatform.steps.model_types import TrainedModel
 
         cutoff = context.partition_key
         window = {k: frame for k, frame in partitions.items() if k != cutoff}
@@ -204,22 +205,26 @@ def model_asset(spec: ProjectSpec, candidate: Candidate) -> dg.AssetsDefinition:
         found = None
         if candidate.search is not None:
             found = run_search(context, spec, train, manifest, candidate, search_db.url, mlflow)
-        path = store.model_file(
-            spec.name, candidate.name, cutoff, candidates.model_suffix(candidate)
+        # the model files MLflow keeps are written here; the model IO manager stores the
+        # asset's value (model and manifest) where evaluation and bundle load it
+        with tempfile.TemporaryDirectory(prefix="mlplatform-model-") as scratch:
+            result = training.train_candidate(
+                train,
+                spec,
+                candidate,
+                cutoff,
+                Path(scratch) / f"{cutoff}{candidates.model_suffix(candidate)}",
+                manifest,
+                mlflow,
+                found=found,
+                provenance=provenance(context),
+                log=context.log.info,
+            )
+        if found is not None:
+            mlflow.nest_search(found.study_name, result.run_id)
+        return dg.Output(
+            TrainedModel(result.fitted, result.manifest),
+            metadata=model_metadata(result, len(train), found),
         )
-        result = training.train_candidate(
-            train,
-            spec,
-            candidate,
-            cutoff,
-            path,
-            manifest,
-            mlflow,
-            found=found,
-            provenance=provenance(context),
-            log=context.log.info,
-        )
-        store.write_json(path.with_suffix(".json"), result.manifest)
-        return dg.MaterializeResult(metadata=model_metadata(result, len(train), found))
 
     return model

@@ -132,6 +132,7 @@ class ArtifactStore(dg.ConfigurableResource):
 
     home: str
     assets_dir: str
+    serve_url: str | None = None  # the serving API: reports link to its review page
 
     @property
     def root(self) -> Path:
@@ -159,14 +160,19 @@ class ArtifactStore(dg.ConfigurableResource):
                     out[pk] = pq.ParquetFile(fh).metadata.num_rows
         return out
 
-    def model_file(self, project: str, candidate: str, cutoff: str, suffix: str = ".skops") -> Path:
-        return self.root / "models" / project / candidate / f"{cutoff}{suffix}"
-
     def evaluation_file(self, project: str, cutoff: str) -> Path:
         return self.root / "evaluations" / project / f"{cutoff}.json"
 
     def report_file(self, project: str, cutoff: str) -> Path:
         return self.root / "reports" / project / f"{cutoff}.html"
+
+    def report_link(self, project: str, cutoff: str) -> str:
+        """Where a browser opens a cutoff's report: the serving app's review page (it asks
+        for a reader token, then opens the report) when a serving URL is configured, else
+        the file."""
+        if self.serve_url:
+            return f"{self.serve_url.rstrip('/')}/review/{project}#report-{cutoff}"
+        return self.report_file(project, cutoff).resolve().as_uri()
 
     @property
     def bundles_dir(self) -> Path:

@@ -67,3 +67,12 @@ class FittedModel(Protocol):
 
     def save(self, path: Path) -> None:
         """Write the model (no pickle) atomically at ``path``."""
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """A trained candidate as it flows between assets: the model and its training manifest
+    (window, data versions, params, provenance, MLflow run)."""
+
+    fitted: FittedModel
+    manifest: dict[str, Any]

@@ -343,3 +343,43 @@ def test_approver_approves_and_rejects_with_comments(review: Review, tab: Tab) -
         "approved by alice"
     )
     tab.check_clean(review.base_url, APPROVER_TOKEN)
+
+
+def copy_report(env: Env, cutoff: str, to: str) -> None:
+    """The report of ``cutoff`` written again as the report of cutoff ``to``."""
+    reports = env.settings.reports_dir / PROJECT
+    html = (reports / f"{cutoff}.html").read_text("utf-8").replace(cutoff, to)
+    write_report(html, reports / f"{to}.html")
+
+
+def test_report_links_open_the_report(review: Review, tab: Tab) -> None:
+    """A card's "evaluation report" link opens its cutoff's report (closed until then), and
+    the link the Dagster UI shows (``/review/<project>#report-<cutoff>``, from
+    ``ArtifactStore.report_link``) opens that report after sign-in, even for a cutoff with no
+    bundle to review."""
+    from playwright.sync_api import expect
+
+    from mlplatform.resources.store import ArtifactStore
+
+    page, env = tab.page, review.env
+    copy_report(env, review.cutoff, review.older)
+    no_bundle = (pd.Timestamp(review.older) - pd.DateOffset(months=1)).strftime("%Y-%m-%d")
+    copy_report(env, review.cutoff, no_bundle)
+    sign_in(page, review.base_url, READER_TOKEN)
+
+    older = page.locator(f"#report-{review.older}")
+    expect(older).not_to_have_attribute("open", "")
+    card = page.locator(f'article[data-bundle-id="{env.ids["d"]}"]')
+    card.get_by_role("link", name="evaluation report").click()
+    expect(older).to_have_attribute("open", "")
+    frame = page.frame_locator(f"#report-{review.older} iframe")
+    expect(frame.locator("h1")).to_contain_text(f"evaluation for cutoff {review.older}")
+
+    store = ArtifactStore(home=str(env.settings.home), assets_dir="-", serve_url=review.base_url)
+    page.goto(f"{review.base_url}/review")  # a new document: the link below loads the page
+    page.goto(store.report_link(PROJECT, no_bundle))
+    expect(page.locator("article.candidate")).to_have_count(3)
+    expect(page.locator(f"#report-{no_bundle}")).to_have_attribute("open", "")
+    frame = page.frame_locator(f"#report-{no_bundle} iframe")
+    expect(frame.locator("h1")).to_contain_text(f"evaluation for cutoff {no_bundle}")
+    tab.check_clean(review.base_url, READER_TOKEN)

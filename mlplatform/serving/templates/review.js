@@ -234,6 +234,25 @@
       ...(cands.length ? [] : [h("p", { class: "muted" }, "No candidates are waiting for review.")]),
       ...sections);
     for (const card of cards) loadManifest(card, mine);
+    // A link to one report (the Dagster UI's, or a card's): open it, even for a cutoff
+    // with no bundle to review (no candidate passed its gates).
+    const wanted = reportInHash();
+    if (wanted && !document.getElementById("report-" + wanted)) {
+      content.append(reportDetails(wanted, null, false));
+    }
+    if (wanted) openReport(wanted);
+  }
+
+  function reportInHash() {
+    const m = /^#report-([0-9]{4}-[0-9]{2}-[0-9]{2})$/.exec(location.hash);
+    return m ? m[1] : null;
+  }
+
+  function openReport(cutoff) {
+    const details = document.getElementById("report-" + cutoff);
+    if (!details) return;
+    details.open = true;
+    details.scrollIntoView();
   }
 
   // Candidates by cutoff, newest first; production joins the group of its own cutoff (the only
@@ -386,7 +405,7 @@
         gs.length ? h("span", { class: "tag " + (failed ? "fail" : "pass") }, failed ? failed + " gate(s) failed" : "gates passed") : null,
         c.previously_production ? h("span", { class: "tag" }, "was production before") : null,
         h("span", { class: "meta" }, "cutoff " + (c.cutoff || "—") + " · published " + when(c.created_at)),
-        c.cutoff ? h("a", { href: "#report-" + c.cutoff, class: "meta" }, "evaluation report") : null),
+        c.cutoff ? reportLink(c.cutoff) : null),
       h("div", { class: "card-body" },
         h("section", {}, h("h4", {}, "Gates"), gatesTable(c)),
         h("section", {}, h("h4", {}, "Training data"), training),
@@ -451,11 +470,17 @@
     }
   }
 
+  function reportLink(cutoff) {
+    const link = h("a", { href: "#report-" + cutoff, class: "meta" }, "evaluation report");
+    link.addEventListener("click", () => openReport(cutoff));
+    return link;
+  }
+
   function reportDetails(cutoff, names, open) {
     const body = h("div", {});
+    const who = names === null ? "" : names.length ? " — candidates " + names.join(", ") : " — production";
     const details = h("details", { class: "report", id: "report-" + cutoff },
-      h("summary", {}, "Evaluation report, cutoff " + cutoff +
-        (names.length ? " — candidates " + names.join(", ") : " — production") +
+      h("summary", {}, "Evaluation report, cutoff " + cutoff + who +
         ", with the baselines (and production, where comparable) on this holdout"),
       body);
     let loaded = false;

@@ -6,6 +6,8 @@ import os
 import pathlib
 import tempfile
 
+REPORT_MODE = 0o640
+
 
 def write_report(html: str, path: pathlib.Path) -> pathlib.Path:
     """Write the report atomically (temp file in the same folder, then os.replace)."""
@@ -15,6 +17,9 @@ def write_report(html: str, path: pathlib.Path) -> pathlib.Path:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(html)
+        # mkstemp makes the file 0600: the serving app and reviewers may run as another user
+        # of the platform's group
+        os.chmod(tmp, REPORT_MODE)
         os.replace(tmp, path)
     except BaseException:
         pathlib.Path(tmp).unlink(missing_ok=True)
