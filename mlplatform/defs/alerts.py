@@ -157,7 +157,7 @@ def promotion_alerts(rows: list[Any], spec: ProjectSpec, cursor: dict[str, Any])
 def _start(context: dg.SensorEvaluationContext, project: str, rows: list[Any]) -> dict[str, Any]:
     """The first tick: alerts start now, nothing from before the sensor first ran is sent."""
     failures = _run_failures(context.instance, None, 1)
-    checks = {}
+    checks: dict[str, Any] = {}
     for key in check_keys(context, project):
         ids = [r.id for r in _executions(context.instance, key)]
         checks[key.to_user_string()] = {"floor": max(ids, default=0), "done": []}
@@ -207,7 +207,7 @@ def alerts_sensor(spec: ProjectSpec) -> dg.SensorDefinition:
                 f"{len(queue)} alert(s) kept: set the environment variable "
                 f"{conf.webhook_env or '(alerts.webhook_env in the spec)'} to the webhook URL"
             )
-        delivered, pending = 0, []
+        delivered, pending = 0, list[Any]()
         for alert in queue:
             if pending or alert.key in sent:  # keep the order: once one fails, keep the rest
                 if alert.key not in sent:

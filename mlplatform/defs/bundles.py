@@ -64,9 +64,8 @@ def bundle_manifest(spec: ProjectSpec, cutoff: str, evaluation: dict, code: str)
     result = evaluation["result"]
     winner = result["winner"]
     scores = result["models"][winner]
-    schema = InputSchema(
-        dict(spec.columns), spec.features, spec.feature_columns, layout(spec)
-    ).to_json()
+    pairs: list[tuple[str, str]] = [*layout(spec)]
+    schema = InputSchema(dict(spec.columns), spec.features, spec.feature_columns, pairs).to_json()
     classes = None
     if spec.task != "regression":
         classes = scores["confusion"]["labels"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from typing import Any
 
 import dagster as dg
 
@@ -23,7 +24,7 @@ def check_specs(
 
 
 def check_results(
-    problems: Mapping[str, list[str]], metadata: Mapping[str, Mapping[str, object]] | None = None
+    problems: Mapping[str, list[str]], metadata: Mapping[str, Mapping[str, Any]] | None = None
 ) -> Iterator[dg.AssetCheckResult]:
     for name, found in problems.items():
         yield dg.AssetCheckResult(
@@ -31,7 +32,7 @@ def check_results(
             passed=not found,
             severity=dg.AssetCheckSeverity.ERROR,
             description="; ".join(found) if found else "passed",
-            metadata=dict((metadata or {}).get(name, {})) | {"problems": len(found)},
+            metadata={**(metadata or {}).get(name, {}), "problems": len(found)},
         )
 
 
@@ -39,7 +40,7 @@ def audited_output(
     what: str,
     output: dg.Output,
     problems: Mapping[str, list[str]],
-    metadata: Mapping[str, Mapping[str, object]] | None = None,
+    metadata: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Iterator[object]:
     """Write-audit-publish for a DataFrame partition: the output is stored only when every
     check passed (and then the results refer to it); otherwise the results are reported,

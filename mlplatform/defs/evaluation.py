@@ -160,11 +160,11 @@ def evaluation_metadata(
     entry: "evaluate.ProductionEntry",
     report_path: Path,
     report_link: str,
-) -> dict[str, object]:
+) -> dict[str, Any]:
     """The evaluation's Dagster metadata: report, winner, production, baselines, every score."""
     from mlplatform.steps import evaluate
 
-    metadata: dict[str, object] = {
+    metadata: dict[str, Any] = {
         "report": dg.MetadataValue.path(str(report_path)),
         "report_url": dg.MetadataValue.url(report_link),
         "winner": result.winner or "none",

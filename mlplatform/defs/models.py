@@ -139,7 +139,7 @@ def provenance(context: dg.AssetExecutionContext) -> dict[str, Any]:
 
 def model_metadata(
     result: "training.TrainingResult", train_rows: int, found: "search_result.SearchResult | None"
-) -> dict[str, object]:
+) -> dict[str, Any]:
     """What the UI shows of one trained candidate."""
     manifest = result.manifest
     metadata: dict[str, object] = {
@@ -198,9 +198,10 @@ def model_asset(spec: ProjectSpec, candidate: Candidate) -> dg.AssetsDefinition:
         if sample is not None:
             manifest["sample"] = sample
         train = split.training_frame(window)
+        window_keys = list(manifest["partitions"])  # type: ignore[call-overload]
         context.log.info(
             f"training {candidate.name} ({candidate.label}) on {len(train)} rows from "
-            f"{manifest['partitions'][0]} to {manifest['partitions'][-1]}"
+            f"{window_keys[0]} to {window_keys[-1]}"
         )
         found = None
         if candidate.search is not None:

@@ -12,6 +12,7 @@ import functools
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 import dagster as dg
@@ -26,7 +27,11 @@ from mlplatform.spec import ProjectSpec
 if TYPE_CHECKING:  # SQLAlchemy and Alembic: imported when the ledger is first used
     from mlplatform.ledger import Ledger
 
-SCORING = ["mlplatform.scoring", "mlplatform.columns", "mlplatform.bundles.format"]
+SCORING: list[ModuleType | str] = [
+    "mlplatform.scoring",
+    "mlplatform.columns",
+    "mlplatform.bundles.format",
+]
 
 
 class ScoreConfig(dg.Config):
@@ -82,7 +87,8 @@ def score_new_data(spec: ProjectSpec, ledger_url: str) -> dg.AutomationCondition
     """``predictions`` of a partition: when its ``raw`` changed while a bundle is production."""
     if not spec.automation.enabled:
         return None
-    changed = (inputs_changed() & ProductionExists(spec.name, ledger_url)).since_last_handled()
+    condition = inputs_changed() & ProductionExists(spec.name, ledger_url)
+    changed = condition.since_last_handled()  # type: ignore[misc]  # dagster's self-type
     return (changed & ready()).with_label("score new data")
 
 

@@ -8,7 +8,7 @@ it is ``promotion.service.promote``, the same code path as the CLI and the servi
 
 import json
 from types import EllipsisType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
@@ -56,7 +56,7 @@ def promote_bundle(
     store: ArtifactStore,
     bundle_id: str,
     expected_from: str | EllipsisType | None = ...,
-) -> dict[str, object]:
+) -> dict[str, Any]:
     """``promotion.service.promote`` for the asset: a refusal becomes a dg.Failure."""
     try:
         return service.promote(spec, ledger, mlflow, store.bundles_dir, bundle_id, expected_from)
@@ -115,7 +115,9 @@ def promotion_sensor(spec: ProjectSpec) -> dg.SensorDefinition:
     ) -> dg.SensorResult:
         from mlplatform.bundles.format import BundleError, verify  # numpy: at the first tick
 
-        cursor = json.loads(context.cursor) if context.cursor else {"decision": 0, "bundle": ""}
+        cursor: dict[str, Any] = (
+            json.loads(context.cursor) if context.cursor else {"decision": 0, "bundle": ""}
+        )
         book = ledger.ledger
         requests = []
         # before the ledger and the alias are read: a promotion run that finishes during this

@@ -60,8 +60,8 @@ def scan_landing(spec: ProjectSpec, home: Path, known: dict[str, list]) -> Landi
             if before != out.seen[path.name]:
                 out.new_refusals.append(out.refused[-1])
             continue
-        unchanged = before and before[:2] == [stat.st_mtime_ns, stat.st_size]
-        if unchanged and not str(before[2]).startswith("refused: "):
+        unchanged = before is not None and before[:2] == [stat.st_mtime_ns, stat.st_size]
+        if before is not None and unchanged and not str(before[2]).startswith("refused: "):
             out.seen[path.name] = before
             continue
         try:

@@ -122,7 +122,7 @@ def generate_frame(
     # Features.
     tenure = np.where(u_new < 0.3, tenure_new, np.floor(tenure_old)).astype(np.int64)
     tenure = np.clip(tenure, 0, 119)
-    charges = PLAN_CHARGE_MEAN[plan_i] + PLAN_CHARGE_SD[plan_i] * z_charge
+    charges: np.ndarray = PLAN_CHARGE_MEAN[plan_i] + PLAN_CHARGE_SD[plan_i] * z_charge
     charges = charges * (1.0 + 0.003 * np.minimum(tenure, 60)) * (1.0 + 0.15 * s)
     charges = np.round(np.clip(charges, 5.0, 450.0), 2)
     pay_p = PAYMENT_P + s * np.array([-0.12, -0.03, 0.15, 0.0])

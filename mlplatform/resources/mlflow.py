@@ -121,7 +121,7 @@ class MlflowTracking(dg.ConfigurableResource):
                 window[part.key] = part
         logged = {
             (i.dataset.name, i.dataset.digest)
-            for i in self.client.get_run(parent).inputs.dataset_inputs
+            for i in getattr(self.client.get_run(parent).inputs, "dataset_inputs", None) or []
         }
 
         def fresh(parts: list[mlflow_cutoff.Partition]) -> list[mlflow_cutoff.Partition]:

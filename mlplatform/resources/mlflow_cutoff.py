@@ -106,7 +106,7 @@ def training_partitions(manifest: Mapping[str, object]) -> list[Partition]:
 
 
 def log_scores(
-    client: MlflowClient, run_id: str, scores: Mapping[str, Mapping[str, float]], prefix: str = ""
+    client: MlflowClient, run_id: str, scores: Mapping[str, Mapping[str, object]], prefix: str = ""
 ) -> None:
     """Finite metrics as ``<prefix><model>/<metric>`` (or ``<prefix><metric>`` for one model
     given as ``""``)."""

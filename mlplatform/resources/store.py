@@ -80,7 +80,7 @@ class ParquetIOManager(dg.ConfigurableIOManager):
 
         name = context.asset_key.to_user_string()
         if not context.has_asset_partitions:
-            frames = {None: obj}
+            frames: dict[str | None, Any] = {None: obj}
         else:
             keys = list(context.asset_partition_keys)
             if isinstance(obj, dict):
