@@ -35,6 +35,7 @@ def raw_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
             [
                 "mlplatform.steps.ingest",
                 "mlplatform.steps.csv_stream",
+                "mlplatform.steps.partition_quality",
                 "mlplatform.steps.column_kernels",
                 "mlplatform.columns",
             ],

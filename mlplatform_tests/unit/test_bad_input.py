@@ -14,7 +14,8 @@ import pytest
 
 from mlplatform.examples.generate import generate_frame
 from mlplatform.spec import Column, DataSource, ProjectSpec, Quality, load_spec
-from mlplatform.steps.ingest import DataError, QualityReport, parse_partition, read_landing_file
+from mlplatform.steps.ingest import DataError, parse_partition, read_landing_file
+from mlplatform.steps.partition_quality import QualityReport
 
 SPEC_PATH = Path(__file__).resolve().parents[2] / "mlplatform" / "examples" / "churn.yaml"
 ROWS = 50

@@ -22,6 +22,7 @@ from mlplatform.serving.scalars import scalar_parser
 from mlplatform.spec import Column, ProjectSpec, Quality, load_spec
 from mlplatform.steps import ingest
 from mlplatform.steps.column_kernels import parse_text
+from mlplatform.steps.partition_quality import QualityReport
 
 SPEC_PATH = Path(__file__).resolve().parents[2] / "mlplatform" / "examples" / "churn.yaml"
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,14 +43,14 @@ def text() -> str:
     return str(frame.to_csv(index=False, lineterminator="\n"))
 
 
-def exact(path: Path, spec: ProjectSpec) -> tuple[pd.DataFrame, ingest.QualityReport, str]:
+def exact(path: Path, spec: ProjectSpec) -> tuple[pd.DataFrame, QualityReport, str]:
     """The exact, Python reader's answer."""
     frame, sha = ingest.read_landing(path, spec)
     typed, report = ingest.parse_partition(frame, spec, path)
     return typed, report, sha
 
 
-def assert_same(path: Path, spec: ProjectSpec) -> ingest.QualityReport:
+def assert_same(path: Path, spec: ProjectSpec) -> QualityReport:
     typed, report, sha = ingest.ingest_landing(path, spec)
     want_typed, want, want_sha = exact(path, spec)
     assert sha == want_sha
