@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import dagster as dg
 from pydantic import PrivateAttr
 
-from mlplatform.resources import mlflow_cutoff
+from mlplatform.resources import mlflow_cutoff, mlflow_trials
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -21,7 +21,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 BUNDLE_ARTIFACT = "bundle"
-TRIAL_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
 PRODUCTION_ALIAS = "production"
 EXPERIMENT_KIND = mlflow_cutoff.EXPERIMENT_KIND
 
@@ -296,7 +295,10 @@ class MlflowTracking(dg.ConfigurableResource):
             return None
         try:
             parent = self._search_parent(project, candidate, cutoff, study)
-            return self._trial_run(project, parent, candidate, cutoff, study, metric, record)
+            experiment = self.experiment_id(project)
+            return mlflow_trials.trial_run(
+                self.client, experiment, parent, candidate, cutoff, study, metric, record
+            )
         except Exception:
             self._search_down.add(study)
             log.warning(
@@ -312,11 +314,12 @@ class MlflowTracking(dg.ConfigurableResource):
         streamed by ``log_trial`` are not logged twice); returns the parent run id."""
         try:
             parent = self._search_parent(project, result.candidate, cutoff, result.study_name)
-            logged = self._logged_trials(project, parent)
+            logged = mlflow_trials.logged_trials(self.client, self.experiment_id(project), parent)
             for record in result.trials:
                 if record.number not in logged:
-                    self._trial_run(
-                        project,
+                    mlflow_trials.trial_run(
+                        self.client,
+                        self.experiment_id(project),
                         parent,
                         result.candidate,
                         cutoff,
@@ -325,7 +328,7 @@ class MlflowTracking(dg.ConfigurableResource):
                         record,
                     )
             for key in ("metric", "direction", "n_trials", "storage"):
-                self._param_once(parent, key, getattr(result, key))
+                mlflow_trials.param_once(self.client, parent, key, getattr(result, key))
             for key, value in result.best_params.items():
                 self.client.set_tag(parent, f"best.{key}", str(value)[:5000])
             self.client.set_tag(parent, "mlplatform.best_trial", str(result.best_trial))
@@ -363,73 +366,6 @@ class MlflowTracking(dg.ConfigurableResource):
             run_id = str(run.info.run_id)
             self.client.log_param(run_id, "study", study)
         self._search_runs[study] = run_id
-        return run_id
-
-    def _logged_trials(self, project: str, parent: str) -> set[int]:
-        runs = self.client.search_runs(
-            [self.experiment_id(project)],
-            filter_string=f"tags.`mlflow.parentRunId` = '{parent}'",
-            max_results=50_000,
-        )
-        return {
-            int(r.data.tags["mlplatform.trial"]) for r in runs if "mlplatform.trial" in r.data.tags
-        }
-
-    def _param_once(self, run_id: str, key: str, value: object) -> None:
-        if key not in self.client.get_run(run_id).data.params:
-            self.client.log_param(run_id, key, str(value)[:6000])
-
-    def _trial_run(
-        self,
-        project: str,
-        parent: str,
-        candidate: str,
-        cutoff: str,
-        study: str,
-        metric: str,
-        record: TrialRecord,
-    ) -> str | None:
-        status = TRIAL_STATUS.get(record.state)
-        if status is None:  # still RUNNING (maybe in another process): not logged yet
-            return None
-        existing = self.client.search_runs(
-            [self.experiment_id(project)],
-            filter_string=f"tags.`mlflow.parentRunId` = '{parent}' "
-            f"and tags.`mlplatform.trial` = '{record.number}'",
-            max_results=1,
-        )
-        if existing:
-            return str(existing[0].info.run_id)
-        tags = {
-            "mlflow.parentRunId": parent,
-            "mlplatform.kind": "trial",
-            "mlplatform.study": study,
-            "mlplatform.trial": str(record.number),
-            "mlplatform.candidate": candidate,
-            "mlplatform.cutoff": cutoff,
-            "optuna.state": record.state,
-        }
-        if record.error:
-            tags["mlplatform.error"] = record.error[:5000]
-        start = int(record.started * 1000) if record.started else None
-        run = self.client.create_run(
-            self.experiment_id(project),
-            run_name=f"{candidate}-{cutoff}-trial-{record.number}",
-            tags=tags,
-            start_time=start,
-        )
-        run_id = str(run.info.run_id)
-        for key, value in record.params.items():
-            self.client.log_param(run_id, key, str(value)[:6000])
-        for step, value in sorted(record.intermediate.items()):
-            if value == value:
-                self.client.log_metric(run_id, f"val_{metric}", value, step=step)
-        if record.value is not None and record.value == record.value:
-            self.client.log_metric(run_id, metric, record.value)
-        if record.seconds is not None:
-            self.client.log_metric(run_id, "seconds", record.seconds)
-        end = int(record.finished * 1000) if record.finished else None
-        self.client.set_terminated(run_id, status=status, end_time=end)
         return run_id
 
 
