@@ -22,6 +22,7 @@ from mlplatform.defs.dagster_internals import AssetCheckExecutionRecordStatus as
 from mlplatform.defs.status import error_text
 from mlplatform.resources.ledger import LedgerResource
 from mlplatform.spec import ProjectSpec
+from mlplatform.spec.alerts import Alerts
 
 MAX_REMEMBERED = 2000  # keys of sent alerts kept for deduplication
 MAX_PENDING = 200  # undelivered alerts kept for the next ticks
@@ -170,6 +171,38 @@ def _start(context: dg.SensorEvaluationContext, project: str, rows: list[Any]) -
     }
 
 
+def deliver(
+    queue: list[Alert], url: str, conf: Alerts, sent: set[str], log: Any, project: str
+) -> tuple[list[Alert], list[Alert]]:
+    """POST the queued alerts in order: (delivered, kept for the next tick). Once one cannot
+    be delivered the rest wait behind it; one the receiver refuses (4xx) is dropped."""
+    from mlplatform.alerting.webhook import post
+
+    delivered: list[Alert] = []
+    pending: list[Alert] = []
+    for alert in queue:
+        if pending or alert.key in sent:
+            if alert.key not in sent:
+                pending.append(alert)
+            continue
+        result = post(
+            url,
+            alert,
+            retries=conf.retries,
+            backoff_seconds=conf.backoff_seconds,
+            timeout_seconds=conf.timeout_seconds,
+        )
+        if result.ok:
+            delivered.append(alert)
+            sent.add(alert.key)
+        elif result.retryable:
+            log.warning(f"{project}: alert not delivered ({result.problem}); kept")
+            pending.append(alert)
+        else:  # the receiver refuses it: keeping it would hold back every later alert
+            log.error(f"{project}: alert dropped ({result.problem}): {alert.text}")
+    return delivered, pending
+
+
 def alerts_sensor(spec: ProjectSpec) -> dg.SensorDefinition:
     """Sends the project's alerts to the webhook named by ``alerts.webhook_env``; stopped when
     the spec has no webhook."""
@@ -185,7 +218,7 @@ def alerts_sensor(spec: ProjectSpec) -> dg.SensorDefinition:
         description=f"Webhook alerts of {p}: {', '.join(conf.events)}.",
     )
     def alerts(context: dg.SensorEvaluationContext, ledger: LedgerResource) -> dg.SkipReason:
-        from mlplatform.alerting.webhook import post, where
+        from mlplatform.alerting.webhook import where
 
         rows = ledger.ledger.history(p)
         if not context.cursor:
@@ -207,33 +240,13 @@ def alerts_sensor(spec: ProjectSpec) -> dg.SensorDefinition:
                 f"{len(queue)} alert(s) kept: set the environment variable "
                 f"{conf.webhook_env or '(alerts.webhook_env in the spec)'} to the webhook URL"
             )
-        delivered, pending = 0, list[Any]()
-        for alert in queue:
-            if pending or alert.key in sent:  # keep the order: once one fails, keep the rest
-                if alert.key not in sent:
-                    pending.append(alert)
-                continue
-            result = post(
-                url,
-                alert,
-                retries=conf.retries,
-                backoff_seconds=conf.backoff_seconds,
-                timeout_seconds=conf.timeout_seconds,
-            )
-            if result.ok:
-                delivered += 1
-                sent.add(alert.key)
-                cursor["sent"].append(alert.key)
-            elif result.retryable:
-                context.log.warning(f"{p}: alert not delivered ({result.problem}); kept")
-                pending.append(alert)
-            else:  # the receiver refuses it: keeping it would hold back every later alert
-                context.log.error(f"{p}: alert dropped ({result.problem}): {alert.text}")
+        delivered, pending = deliver(queue, url, conf, sent, context.log, p)
+        cursor["sent"] += [a.key for a in delivered]
         cursor["sent"] = cursor["sent"][-MAX_REMEMBERED:]
         cursor["pending"] = [a.to_json() for a in pending][-MAX_PENDING:]
         context.update_cursor(json.dumps(cursor))
         return dg.SkipReason(
-            f"{delivered} alert(s) sent to {where(url)}, {len(pending)} kept for the next tick"
+            f"{len(delivered)} alert(s) sent to {where(url)}, {len(pending)} kept for the next tick"
         )
 
     return alerts

@@ -184,6 +184,42 @@ def evaluation_metadata(
     return metadata
 
 
+def compare(
+    spec: ProjectSpec,
+    cutoff: str,
+    holdout: Frame,
+    models: Mapping[str, Any],
+    ledger: LedgerResource,
+    store: ArtifactStore,
+    log: Any,
+) -> tuple[evaluate.EvaluationResult, dict[str, Any], evaluate.ProductionEntry]:
+    """Every candidate, production and the baselines scored on the cutoff's holdout."""
+    from mlplatform.steps import evaluate
+
+    predictors, manifests = candidate_predictors(spec, models)
+    production, entry = production_predictor(spec, ledger, store, holdout, cutoff)
+    if production is not None:
+        predictors = {evaluate.PRODUCTION: production, **predictors}
+    log.info(f"production for comparison: {entry.bundle_id or '-'}: {entry.note}")
+    baselines, notes = baselines_for(spec, store, cutoff)
+    for note in notes:
+        log.warning(note)
+    result = evaluate.evaluate(holdout, predictors, spec, cutoff, baselines, entry)
+    result.reasons += notes
+    return result, manifests, entry
+
+
+def gate_check(result: evaluate.EvaluationResult, metric: str) -> list[dg.AssetCheckResult]:
+    """The ``gates`` check: passes when a candidate won; each model's metric as metadata."""
+    problems = {"gates": [] if result.winner else result.reasons or ["no candidate qualifies"]}
+    scores = {
+        f"{n}/{metric}": float(s.metrics[metric])
+        for n, s in result.models.items()
+        if s.metrics.get(metric) == s.metrics.get(metric)
+    }
+    return list(check_results(problems, {"gates": scores}))
+
+
 def evaluation_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
     key = dg.AssetKey([spec.name, "evaluation"])
     metric = spec.evaluation.primary_metric
@@ -216,19 +252,12 @@ def evaluation_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
         mlflow: MlflowTracking,
         **models: Any,  # TrainedModel per candidate (model_input names)
     ) -> dg.MaterializeResult:
-        from mlplatform.steps import evaluate, report
+        from mlplatform.steps import report
 
         cutoff = context.partition_key
-        predictors, manifests = candidate_predictors(spec, models)
-        production, entry = production_predictor(spec, ledger, store, holdout, cutoff)
-        if production is not None:
-            predictors = {evaluate.PRODUCTION: production, **predictors}
-        context.log.info(f"production for comparison: {entry.bundle_id or '-'}: {entry.note}")
-        baselines, notes = baselines_for(spec, store, cutoff)
-        for note in notes:
-            context.log.warning(note)
-        result = evaluate.evaluate(holdout, predictors, spec, cutoff, baselines, entry)
-        result.reasons += notes
+        result, manifests, entry = compare(
+            spec, cutoff, holdout, models, ledger, store, context.log
+        )
         html = report.render_report(result, project=spec.name, training_manifests=manifests)
         report_path = report.write_report(html, store.report_file(spec.name, cutoff))
         store.write_json(
@@ -241,15 +270,9 @@ def evaluation_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
             spec.name, cutoff, result.to_json(), manifests, report_path, holdout_part
         )
         link = store.report_link(spec.name, cutoff)
-        metadata = evaluation_metadata(result, entry, report_path, link)
-        problems = {"gates": [] if result.winner else result.reasons or ["no candidate qualifies"]}
-        scores = {
-            f"{n}/{metric}": float(s.metrics[metric])
-            for n, s in result.models.items()
-            if s.metrics.get(metric) == s.metrics.get(metric)
-        }
         return dg.MaterializeResult(
-            metadata=metadata, check_results=list(check_results(problems, {"gates": scores}))
+            metadata=evaluation_metadata(result, entry, report_path, link),
+            check_results=gate_check(result, metric),
         )
 
     return evaluation

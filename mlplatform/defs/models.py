@@ -17,6 +17,8 @@ from mlplatform.resources.search import SearchStorage
 from mlplatform.spec import Candidate, ProjectSpec
 
 if TYPE_CHECKING:  # numpy, pandas, optuna, sklearn, torch: imported by the run that trains
+    import pandas as pd
+
     from mlplatform.steps import search_result, training
 
 # No ``from __future__ import annotations`` here: Dagster reads the asset functions' annotations
@@ -160,6 +162,24 @@ def model_metadata(
     return metadata
 
 
+def training_window(
+    spec: ProjectSpec, candidate: Candidate, partitions: dict[str, Frame], cutoff: str
+) -> tuple["pd.DataFrame", dict[str, Any]]:
+    """The training frame of the window before ``cutoff`` (sampled to ``training.max_rows``
+    for sklearn candidates) and its manifest (partitions, their data versions, the sample)."""
+    from mlplatform.steps import split
+
+    window = {k: frame for k, frame in partitions.items() if k != cutoff}
+    manifest: dict[str, Any] = split.training_manifest(
+        window, {k: f.attrs.get("raw_sha256") for k, f in window.items()}
+    )
+    limit = spec.training.max_rows if candidate.kind == "sklearn" else None
+    window, sample = split.sampled_window(window, limit, spec.training.seed)
+    if sample is not None:
+        manifest["sample"] = sample
+    return split.training_frame(window), manifest
+
+
 def model_asset(spec: ProjectSpec, candidate: Candidate) -> dg.AssetsDefinition:
     window = spec.training.window
 
@@ -185,23 +205,14 @@ def model_asset(spec: ProjectSpec, candidate: Candidate) -> dg.AssetsDefinition:
         mlflow: MlflowTracking,
         search_db: SearchStorage,
     ) -> dg.Output[Any]:
-        from mlplatform.steps import candidates, split, training
+        from mlplatform.steps import candidates, training
         from mlplatform.steps.model_types import TrainedModel
 
         cutoff = context.partition_key
-        window = {k: frame for k, frame in partitions.items() if k != cutoff}
-        manifest = split.training_manifest(
-            window, {k: f.attrs.get("raw_sha256") for k, f in window.items()}
-        )
-        limit = spec.training.max_rows if candidate.kind == "sklearn" else None
-        window, sample = split.sampled_window(window, limit, spec.training.seed)
-        if sample is not None:
-            manifest["sample"] = sample
-        train = split.training_frame(window)
-        window_keys = list(manifest["partitions"])  # type: ignore[call-overload]
+        train, manifest = training_window(spec, candidate, partitions, cutoff)
         context.log.info(
             f"training {candidate.name} ({candidate.label}) on {len(train)} rows from "
-            f"{window_keys[0]} to {window_keys[-1]}"
+            f"{manifest['partitions'][0]} to {manifest['partitions'][-1]}"
         )
         found = None
         if candidate.search is not None:

@@ -9,7 +9,7 @@ is stored) unless ``current: true``.
 """
 
 import functools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
@@ -25,7 +25,10 @@ from mlplatform.resources.store import ArtifactStore
 from mlplatform.spec import ProjectSpec
 
 if TYPE_CHECKING:  # SQLAlchemy and Alembic: imported when the ledger is first used
+    import pandas as pd
+
     from mlplatform.ledger import Ledger
+    from mlplatform.ledger.store import Promotion
 
 SCORING: list[ModuleType | str] = [
     "mlplatform.scoring",
@@ -114,21 +117,11 @@ def predictions_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
         ledger: LedgerResource,
         store: ArtifactStore,
     ) -> Iterator[dg.Output]:
-        import pyarrow as pa
-
-        from mlplatform.bundles.format import load
         from mlplatform.digests import file_sha256
-        from mlplatform.scoring.batch import score_table
-        from mlplatform.scoring.choice import production_at
-        from mlplatform.scoring.reading import Source
 
         pk = context.partition_key
         when = landed_at(context.instance, raw_key, pk)
-        history = ledger.ledger.history(p)
-        at_landing = production_at(history, when) if when is not None else None
-        current = history[-1].to_bundle if history else None
-        bundles = [b for b in (at_landing, current if config.current else None) if b]
-        bundles = list(dict.fromkeys(bundles))
+        at_landing, bundles = _scoring_bundles(ledger.ledger.history(p), when, config.current)
         if not bundles:
             context.log.info(
                 f"{p}/predictions {pk}: no bundle was production when it landed "
@@ -139,22 +132,8 @@ def predictions_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
             )
             return
         path = spec.landing_file(Path(store.home), pk)
-        tables, rows = [], 0
-        for bundle_id in bundles:
-            bundle = load(store.bundles_dir / bundle_id)
-            with Source(
-                path,
-                bundle.schema.feature_columns,
-                delimiter=spec.data.delimiter,
-                encoding=spec.data.encoding,
-                file_type=spec.data.format,
-            ) as source:
-                table, summary = score_table(bundle, source)
-            rows = summary.rows
-            tables.append(table)
-            for line in summary.warnings(path, source.format == "csv"):
-                context.log.warning(line)
-        frame = pa.concat_tables(tables, promote_options="default").to_pandas()
+        dirs = [store.bundles_dir / b for b in bundles]
+        frame, rows = _score_file(spec, path, dirs, context.log.warning)
         yield dg.Output(
             frame,
             metadata={
@@ -167,3 +146,43 @@ def predictions_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
         )
 
     return predictions
+
+
+def _scoring_bundles(
+    history: list[Promotion], when: datetime | None, with_current: bool
+) -> tuple[str | None, list[str]]:
+    """The bundle that was production at ``when``, and the bundles to score with."""
+    from mlplatform.scoring.choice import production_at
+
+    at_landing = production_at(history, when) if when is not None else None
+    current = history[-1].to_bundle if history else None
+    bundles = [b for b in (at_landing, current if with_current else None) if b]
+    return at_landing, list(dict.fromkeys(bundles))
+
+
+def _score_file(
+    spec: ProjectSpec, path: Path, bundle_dirs: list[Path], warn: Callable[[str], None]
+) -> tuple[pd.DataFrame, int]:
+    """The landing file scored by each bundle (rows told apart by ``bundle_id``)."""
+    import pyarrow as pa
+
+    from mlplatform.bundles.format import load
+    from mlplatform.scoring.batch import score_table
+    from mlplatform.scoring.reading import Source
+
+    tables, rows = [], 0
+    for bundle_dir in bundle_dirs:
+        bundle = load(bundle_dir)
+        with Source(
+            path,
+            bundle.schema.feature_columns,
+            delimiter=spec.data.delimiter,
+            encoding=spec.data.encoding,
+            file_type=spec.data.format,
+        ) as source:
+            table, summary = score_table(bundle, source)
+        rows = summary.rows
+        tables.append(table)
+        for line in summary.warnings(path, source.format == "csv"):
+            warn(line)
+    return pa.concat_tables(tables, promote_options="default").to_pandas(), rows

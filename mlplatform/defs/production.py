@@ -91,6 +91,38 @@ def production_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
     return production
 
 
+def approved_requests(
+    spec: ProjectSpec,
+    decisions: list[Any],
+    seen: int,
+    current_id: str | None,
+    store: ArtifactStore,
+    log: Any,
+) -> list[dg.RunRequest]:
+    """A ``production`` run for each approval after decision ``seen`` whose bundle is usable,
+    satisfies the policy and is not production already."""
+    from mlplatform.bundles.format import BundleError, verify  # numpy: at the first tick
+
+    p = spec.name
+    requests = []
+    for decision in decisions:
+        if decision.id <= seen or decision.decision != "approve":
+            continue
+        bundle = decision.bundle_id
+        try:
+            manifest = verify(store.bundles_dir / bundle)
+        except BundleError as exc:
+            log.warning(f"{p}: approved bundle {bundle} is unusable: {exc}")
+            continue
+        on_bundle = [d for d in decisions if d.bundle_id == bundle]
+        problems = policy_problems(spec, manifest, on_bundle)
+        if problems or bundle == current_id:
+            log.info(f"{p}: {bundle} not promoted yet: {'; '.join(problems)}")
+            continue
+        requests.append(_request(p, bundle, f"approval:{bundle}:{decision.id}"))
+    return requests
+
+
 def promotion_sensor(spec: ProjectSpec) -> dg.SensorDefinition:
     """Turns a new approval (policy: approval) or a new bundle (policy: auto) into a run of
     ``production``; also re-syncs the MLflow alias after a rollback done through the API."""
@@ -113,8 +145,6 @@ def promotion_sensor(spec: ProjectSpec) -> dg.SensorDefinition:
         mlflow: MlflowTracking,
         store: ArtifactStore,
     ) -> dg.SensorResult:
-        from mlplatform.bundles.format import BundleError, verify  # numpy: at the first tick
-
         cursor: dict[str, Any] = (
             json.loads(context.cursor) if context.cursor else {"decision": 0, "bundle": ""}
         )
@@ -132,21 +162,9 @@ def promotion_sensor(spec: ProjectSpec) -> dg.SensorDefinition:
             cursor["bundle"] = newest or cursor["bundle"]
         else:
             decisions = book.decisions(p)
-            for decision in decisions:
-                if decision.id <= cursor["decision"] or decision.decision != "approve":
-                    continue
-                bundle = decision.bundle_id
-                try:
-                    manifest = verify(store.bundles_dir / bundle)
-                except BundleError as exc:
-                    context.log.warning(f"{p}: approved bundle {bundle} is unusable: {exc}")
-                    continue
-                on_bundle = [d for d in decisions if d.bundle_id == bundle]
-                problems = policy_problems(spec, manifest, on_bundle)
-                if problems or bundle == current_id:
-                    context.log.info(f"{p}: {bundle} not promoted yet: {'; '.join(problems)}")
-                    continue
-                requests.append(_request(p, bundle, f"approval:{bundle}:{decision.id}"))
+            requests += approved_requests(
+                spec, decisions, cursor["decision"], current_id, store, context.log
+            )
             cursor["decision"] = max([cursor["decision"], *(d.id for d in decisions)])
         if current_id and not requests and mlflow.production_alias(p) != current_id and not busy:
             requests.append(_request(p, current_id, f"sync:{current.id}"))  # type: ignore[union-attr]

@@ -87,6 +87,25 @@ def _dates(days: np.ndarray) -> np.ndarray:
     return np.array([f"{a:02d}/{b:02d}/{c:04d}" for a, b, c in parts], dtype=object)
 
 
+def _charges(plan_i: np.ndarray, z: np.ndarray, tenure: np.ndarray, s: float) -> np.ndarray:
+    """Monthly charges: by plan, rising with tenure and with the drift."""
+    charges: np.ndarray = PLAN_CHARGE_MEAN[plan_i] + PLAN_CHARGE_SD[plan_i] * z
+    charges = charges * (1.0 + 0.003 * np.minimum(tenure, 60)) * (1.0 + 0.15 * s)
+    return np.round(np.clip(charges, 5.0, 450.0), 2)
+
+
+def _payment(u_pay: np.ndarray, s: float) -> np.ndarray:
+    """Payment method index; the drift moves customers towards the third method."""
+    pay_p = PAYMENT_P + s * np.array([-0.12, -0.03, 0.15, 0.0])
+    return np.searchsorted(np.cumsum(pay_p), u_pay, side="right").clip(0, 3)
+
+
+def _signup_days(month: dt.date, tenure: np.ndarray, jitter: np.ndarray) -> np.ndarray:
+    """Signup dates (days since the epoch): tenure months back from the snapshot month."""
+    month_day = np.datetime64(month, "D").astype(np.int64)
+    return month_day - np.round(tenure * 30.44).astype(np.int64) - jitter
+
+
 def generate_frame(
     month: dt.date,
     rows: int,
@@ -122,19 +141,12 @@ def generate_frame(
     # Features.
     tenure = np.where(u_new < 0.3, tenure_new, np.floor(tenure_old)).astype(np.int64)
     tenure = np.clip(tenure, 0, 119)
-    charges: np.ndarray = PLAN_CHARGE_MEAN[plan_i] + PLAN_CHARGE_SD[plan_i] * z_charge
-    charges = charges * (1.0 + 0.003 * np.minimum(tenure, 60)) * (1.0 + 0.15 * s)
-    charges = np.round(np.clip(charges, 5.0, 450.0), 2)
-    pay_p = PAYMENT_P + s * np.array([-0.12, -0.03, 0.15, 0.0])
-    pay_i = np.searchsorted(np.cumsum(pay_p), u_pay, side="right").clip(0, 3)
+    charges = _charges(plan_i, z_charge, tenure, s)
+    pay_i = _payment(u_pay, s)
     autopay = u_autopay < AUTOPAY_P[pay_i]
     lam = calls_lam_noise * (1.0 + 0.6 * (plan_i == 0) + 1.5 * (tenure < 6))
     calls = np.minimum(_poisson_from_uniform(lam, u_calls), 30)
-    signup_days = (
-        np.datetime64(month, "D").astype(np.int64)
-        - np.round(tenure * 30.44).astype(np.int64)
-        - signup_jitter
-    )
+    signup_days = _signup_days(month, tenure, signup_jitter)
     logit = _churn_logit(tenure, charges, calls, plan_i, pay_i, autopay, s)
     churned = u_churn < 1.0 / (1.0 + np.exp(-logit))
     segment_i = _segment(tenure, charges, plan_i, gumbel)

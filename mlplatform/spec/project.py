@@ -140,25 +140,7 @@ def cross_field_problems(
     if columns is not None and s.get("quality") is not None:
         problems += _category_limit_problems(columns, s["quality"])
     if task is not None:
-        estimators = REGRESSORS if task == "regression" else CLASSIFIERS
-        metrics = REGRESSION_METRICS if task == "regression" else CLASSIFICATION_METRICS
-        candidates: tuple[Candidate, ...] = s.get("candidates") or ()
-        names = [c.name for c in candidates]
-        if len(set(names)) != len(names):
-            problems.append(("candidates", "candidate names must be unique"))
-        for i, cand in enumerate(candidates):
-            problems += candidate_errors(f"candidates.{i}", cand, task, estimators)
-        evaluation: Evaluation | None = s.get("evaluation")
-        if evaluation is not None:
-            where_metric = [("evaluation.primary_metric", evaluation.primary_metric)]
-            where_metric += [
-                (f"evaluation.gates.{i}.metric", g.metric) for i, g in enumerate(evaluation.gates)
-            ]
-            problems += [
-                (where, f"{m!r} is not a {task} metric; choose one of {', '.join(metrics)}")
-                for where, m in where_metric
-                if m not in metrics
-            ]
+        problems += _task_problems(task, s.get("candidates") or (), s.get("evaluation"))
     monitoring: Monitoring | None = s.get("monitoring")
     if columns is not None and monitoring is not None:
         problems += [
@@ -168,6 +150,31 @@ def cross_field_problems(
         ]
     if s.get("partitions") is not None:
         problems += partition_problems(s["partitions"], training, partitions_set)
+    return problems
+
+
+def _task_problems(
+    task: str, candidates: tuple[Candidate, ...], evaluation: Evaluation | None
+) -> list[tuple[str, str]]:
+    """Candidates and metrics that do not fit the task."""
+    problems: list[tuple[str, str]] = []
+    estimators = REGRESSORS if task == "regression" else CLASSIFIERS
+    metrics = REGRESSION_METRICS if task == "regression" else CLASSIFICATION_METRICS
+    names = [c.name for c in candidates]
+    if len(set(names)) != len(names):
+        problems.append(("candidates", "candidate names must be unique"))
+    for i, cand in enumerate(candidates):
+        problems += candidate_errors(f"candidates.{i}", cand, task, estimators)
+    if evaluation is not None:
+        where_metric = [("evaluation.primary_metric", evaluation.primary_metric)]
+        where_metric += [
+            (f"evaluation.gates.{i}.metric", g.metric) for i, g in enumerate(evaluation.gates)
+        ]
+        problems += [
+            (where, f"{m!r} is not a {task} metric; choose one of {', '.join(metrics)}")
+            for where, m in where_metric
+            if m not in metrics
+        ]
     return problems
 
 
