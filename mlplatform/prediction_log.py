@@ -33,3 +33,11 @@ def day_files(home: Path, project: str, day: dt.date) -> list[Path]:
     if not folder.is_dir():
         return []
     return sorted(p for p in folder.glob("*.parquet") if not p.name.startswith("."))
+
+
+MONITORING_FOLDER = "monitoring"
+
+
+def monitoring_summary_dir(home: Path, project: str) -> Path:
+    """Where the monitoring asset leaves one JSON summary per day (read by serving)."""
+    return home / MONITORING_FOLDER / project

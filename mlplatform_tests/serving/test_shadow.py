@@ -1,0 +1,76 @@
+"""A shadow candidate in a real ``mlplatform serve`` process: attached by an approver, it
+predicts logged requests beside production; its predictions are logged, never returned."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+from mlplatform.bundles.format import load
+from mlplatform.serving.predict import Compiled
+from mlplatform_tests import waiting
+from mlplatform_tests.serving import abuse
+from mlplatform_tests.serving.builders import PROJECT, Built
+from mlplatform_tests.serving.servers import APPROVER, READER, TOKENS, make_env
+from mlplatform_tests.serving.test_prediction_log import LOGGED, health, logged, with_log
+
+pytestmark = pytest.mark.e2e  # runs `mlplatform serve` as a process
+
+
+def test_shadow_predictions_are_logged_and_never_returned(built: Built, tmp_path: Path) -> None:
+    env = make_env(built, tmp_path, **TOKENS)
+    projects = with_log(built, tmp_path, rate=1.0, columns=LOGGED, flush_seconds=0.2)
+    a, c = env.ids["a"], env.ids["c"]
+    bodies = [
+        {"rows": [{"tenure_months": 3, "plan": "basic", "autopay": True}]},  # fast path
+        {"rows": [{**r, "tenure_months": str(r.get("tenure_months"))} for r in env.rows[:100]]},
+    ]
+    log_file = tmp_path / "serve.log"
+    with (
+        abuse.serve_process(env.settings.home, projects, TOKENS, log_file) as url,
+        httpx.Client(base_url=url, timeout=30) as http,
+    ):
+        attach = f"/v1/projects/{PROJECT}/candidates/{c}/shadow"
+        assert http.post(attach, headers=READER).status_code == 403
+        unknown = f"/v1/projects/{PROJECT}/candidates/{'0' * 64}/shadow"
+        assert http.post(unknown, headers=APPROVER).status_code == 404
+        attached = http.post(attach, headers=APPROVER)
+        assert attached.status_code == 200, attached.text
+        assert attached.json()["bundle_id"] == c and attached.json()["actor"] == "alice"
+        answers = [
+            http.post(f"/v1/projects/{PROJECT}/predict", json=b, headers=READER) for b in bodies
+        ]
+        assert [r.status_code for r in answers] == [200, 200]
+        for r in answers:
+            assert set(r.json()) == {"bundle_id", "predictions"}
+            assert r.json()["bundle_id"] == a and c not in r.text
+        waiting.wait_for("the log to be written", lambda: health(url)["written_rows"] == 101, 30)
+        panel = http.get(f"/v1/projects/{PROJECT}/since-promotion", headers=READER).json()
+        detached = http.delete(f"/v1/projects/{PROJECT}/shadow", headers=APPROVER)
+        assert detached.status_code == 200 and detached.json()["bundle_id"] is None
+    frame = logged(env)
+    assert len(frame) == 101
+    assert set(frame["bundle_id"]) == {a} and set(frame["shadow_bundle_id"]) == {c}
+    returned = [p["label"] for r in answers for p in r.json()["predictions"]]
+    validator, predictor = Compiled().of(load(env.bundle_dir("c")))
+    expected = [
+        p["label"]
+        for b in bodies
+        for p in predictor.predict_rows(validator.rows(json.dumps(b).encode()))
+    ]
+    frame = frame.sort_values(["request", "row"]).reset_index(drop=True)
+    by_size = sorted(frame.groupby("request", sort=False), key=lambda g: len(g[1]))
+    assert [lbl for _, g in by_size for lbl in g["label"]] == returned
+    assert [lbl for _, g in by_size for lbl in g["shadow_label"]] == expected
+    agreed = sum(p == s for p, s in zip(returned, expected, strict=True))
+    assert panel["traffic"]["requests"] == 2 and panel["traffic"]["rows"] == 101
+    assert panel["shadow"] == {
+        "shadow_bundle_id": c,
+        "rows": 101,
+        "agreed": agreed,
+        "rate": agreed / 101,
+        "mean_abs_difference": None,
+    }
