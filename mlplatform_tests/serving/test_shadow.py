@@ -11,13 +11,22 @@ import pytest
 
 from mlplatform.bundles.format import load
 from mlplatform.serving.predict import Compiled
+from mlplatform.shadow import read_shadow
 from mlplatform_tests import waiting
 from mlplatform_tests.serving import abuse
 from mlplatform_tests.serving.builders import PROJECT, Built
-from mlplatform_tests.serving.servers import APPROVER, READER, TOKENS, make_env
+from mlplatform_tests.serving.servers import (
+    APPROVER,
+    APPROVER_TOKEN,
+    READER,
+    TOKENS,
+    make_env,
+)
+from mlplatform_tests.serving.test_identities import cli
 from mlplatform_tests.serving.test_prediction_log import LOGGED, health, logged, with_log
 
 pytestmark = pytest.mark.e2e  # runs `mlplatform serve` as a process
+APPROVER_ENV = {"MLPLATFORM_TOKEN": APPROVER_TOKEN}
 
 
 def test_shadow_predictions_are_logged_and_never_returned(built: Built, tmp_path: Path) -> None:
@@ -37,9 +46,11 @@ def test_shadow_predictions_are_logged_and_never_returned(built: Built, tmp_path
         assert http.post(attach, headers=READER).status_code == 403
         unknown = f"/v1/projects/{PROJECT}/candidates/{'0' * 64}/shadow"
         assert http.post(unknown, headers=APPROVER).status_code == 404
-        attached = http.post(attach, headers=APPROVER)
-        assert attached.status_code == 200, attached.text
-        assert attached.json()["bundle_id"] == c and attached.json()["actor"] == "alice"
+        by_cli = cli(env, "shadow", PROJECT, c[:12], MLPLATFORM_SERVE_URL=url, **APPROVER_ENV)
+        assert by_cli.returncode == 0, by_cli.stderr
+        assert f"bundle {c[:12]} in shadow (attached by alice)" in by_cli.stdout
+        attached = http.get(f"/v1/projects/{PROJECT}/shadow", headers=READER).json()
+        assert (attached["bundle_id"], attached["actor"], attached["error"]) == (c, "alice", None)
         answers = [
             http.post(f"/v1/projects/{PROJECT}/predict", json=b, headers=READER) for b in bodies
         ]
@@ -49,8 +60,12 @@ def test_shadow_predictions_are_logged_and_never_returned(built: Built, tmp_path
             assert r.json()["bundle_id"] == a and c not in r.text
         waiting.wait_for("the log to be written", lambda: health(url)["written_rows"] == 101, 30)
         panel = http.get(f"/v1/projects/{PROJECT}/since-promotion", headers=READER).json()
-        detached = http.delete(f"/v1/projects/{PROJECT}/shadow", headers=APPROVER)
-        assert detached.status_code == 200 and detached.json()["bundle_id"] is None
+        assert http.delete(f"/v1/projects/{PROJECT}/shadow", headers=READER).status_code == 403
+    assert read_shadow(env.settings.home, PROJECT) is not None
+    assert cli(env, "shadow", PROJECT).returncode == 1  # neither a bundle nor --off
+    detached = cli(env, "shadow", PROJECT, "--off")  # on the home, as the system account
+    assert detached.returncode == 0 and "no shadow bundle" in detached.stdout
+    assert read_shadow(env.settings.home, PROJECT) is None
     frame = logged(env)
     assert len(frame) == 101
     assert set(frame["bundle_id"]) == {a} and set(frame["shadow_bundle_id"]) == {c}
