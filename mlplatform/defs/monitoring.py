@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import dagster as dg
 
 from mlplatform.defs.partitions import KEY_FORMAT, cutoff_partitions, data_partitions
+from mlplatform.prediction_log import write_monitoring_summary
 from mlplatform.resources.ledger import LedgerResource
 from mlplatform.resources.store import ArtifactStore
 from mlplatform.spec import ProjectSpec, period_start
@@ -76,11 +77,39 @@ def monitoring_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
         bundle = _bundle(spec, store, ledger, log)
         metadata: dict[str, Any] = {**steps.traffic(log), "bundle_id": bundle_id_of(bundle)}
         drift = _live_drift(spec, store, bundle, log, day, metadata)
+        decay = _decay(spec, store, bundle, day)
+        write_monitoring_summary(
+            Path(store.home), spec.name, day, day_summary(day, metadata, drift, decay)
+        )
         yield dg.MaterializeResult(metadata=metadata)
         yield drift
-        yield _decay(spec, store, bundle, day)
+        yield decay
 
     return monitoring
+
+
+def day_summary(
+    day: dt.date, metadata: dict[str, Any], drift: dg.AssetCheckResult, decay: dg.AssetCheckResult
+) -> dict[str, Any]:
+    """What the review page's "since promotion" panel shows of one day (serving reads it)."""
+
+    def value(found: dg.AssetCheckResult, key: str) -> Any:
+        got = (found.metadata or {}).get(key)
+        return getattr(got, "value", got)
+
+    measured = value(decay, "live") is not None
+    return {
+        "day": day.isoformat(),
+        "requests": metadata.get("requests", 0),
+        "rows": metadata.get("rows", 0),
+        "drifted": value(drift, "drifted"),
+        "drift": drift.description,
+        "decay_passed": decay.passed if measured else None,
+        "decay_metric": value(decay, "metric"),
+        "decay_live": value(decay, "live"),
+        "decay_holdout": value(decay, "holdout"),
+        "decay": decay.description,
+    }
 
 
 def bundle_id_of(bundle: "Bundle | None") -> str:

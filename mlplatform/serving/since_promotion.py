@@ -46,11 +46,15 @@ class DaySummary(BaseModel):
     """One day of the monitoring asset, as it wrote it."""
 
     day: str
-    drifted: int | None = None
-    drifted_columns: list[str] = []
-    decay_passed: bool | None = None
-    decay_metric: float | None = None
-    holdout_metric: float | None = None
+    requests: int = 0
+    rows: int = 0
+    drifted: int | None = None  # inputs or predictions that moved
+    drift: str | None = None
+    decay_passed: bool | None = None  # None: no labels for the day yet
+    decay_metric: str | None = None
+    decay_live: float | None = None
+    decay_holdout: float | None = None
+    decay: str | None = None
 
 
 class SincePromotionOut(BaseModel):
