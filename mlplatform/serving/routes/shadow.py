@@ -36,7 +36,11 @@ class ShadowOut(BaseModel):
     error: str | None = None  # why serving does not use it (verification)
 
 
-@router.post("/v1/projects/{project}/candidates/{bundle_id}/shadow", response_model=ShadowOut)
+@router.post(
+    "/v1/projects/{project}/candidates/{bundle_id}/shadow",
+    response_model=ShadowOut,
+    status_code=201,
+)
 def attach(
     project: str,
     bundle_id: str,
