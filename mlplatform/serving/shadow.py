@@ -75,13 +75,22 @@ class ShadowBundles:
             )
             log.error("%s: %s", project, message)
             return message
-        _LOADED[self.bundles_dir / bundle_id] = _compiled(bundle)
+        remember(self.bundles_dir / bundle_id, bundle)
         log.info("%s: shadow bundle %s attached by %s", project, bundle_id, attachment.actor)
         return None
 
 
 # Loaded shadow bundles of this process (the writer's worker process loads its own copy).
 _LOADED: dict[Path, tuple[Bundle, Any, Any]] = {}
+KEEP = 4
+
+
+def remember(folder: Path, bundle: Bundle) -> tuple[Bundle, Any, Any]:
+    """Keep a loaded shadow bundle (the last ``KEEP`` of this process)."""
+    while len(_LOADED) >= KEEP:
+        _LOADED.pop(next(iter(_LOADED)))
+    found = _LOADED[folder] = _compiled(bundle)
+    return found
 
 
 def _compiled(bundle: Bundle) -> tuple[Bundle, Any, Any]:
@@ -97,7 +106,7 @@ def shadow_columns(folder: Path, bodies: list[tuple[bytes, int]]) -> dict[str, l
     request it cannot take."""
     found = _LOADED.get(folder)
     if found is None:
-        found = _LOADED[folder] = _compiled(load(folder))  # verified again in this process
+        found = remember(folder, load(folder))  # verified again in this process
     bundle, validator, predictor = found
     rows: list[dict[str, Any]] = []
     taken: list[bool] = []

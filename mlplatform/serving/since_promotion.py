@@ -23,6 +23,11 @@ from mlplatform.prediction_log import day_files, monitoring_summary_dir
 log = logging.getLogger(__name__)
 VALUE_TOLERANCE = 0.05
 MAX_DAYS = 92  # the panel reads at most this many days of log
+PANEL_COLUMNS = {"time", "request", "row", "latency_ms", "label", "value"} | {
+    "shadow_bundle_id",
+    "shadow_label",
+    "shadow_value",
+}
 
 
 class Agreement(BaseModel):
@@ -109,7 +114,8 @@ def read_log(home: Path, project: str, since: dt.datetime) -> dict[str, list[Any
     for n in range((today - first).days + 1):
         for path in day_files(home, project, first + dt.timedelta(days=n)):
             try:
-                tables.append(pq.read_table(path))
+                names = set(pq.read_schema(path).names) & PANEL_COLUMNS
+                tables.append(pq.read_table(path, columns=sorted(names)))
             except (OSError, pa.ArrowException) as exc:
                 log.warning("%s: unreadable log file %s: %s", project, path.name, exc)
     if not tables:

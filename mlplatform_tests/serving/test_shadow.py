@@ -4,14 +4,19 @@ predicts logged requests beside production; its predictions are logged, never re
 from __future__ import annotations
 
 import json
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
 import httpx
+import pandas as pd
 import pytest
+from fastapi.testclient import TestClient
 
 from mlplatform.bundles.format import load
-from mlplatform.serving.predict import Compiled
-from mlplatform.shadow import read_shadow
+from mlplatform.serving.log_writer import Batch, write_batch
+from mlplatform.serving.predict import Compiled, predict_answer
+from mlplatform.shadow import attach_shadow, read_shadow
 from mlplatform_tests import waiting
 from mlplatform_tests.serving import abuse
 from mlplatform_tests.serving.builders import PROJECT, Built
@@ -20,6 +25,7 @@ from mlplatform_tests.serving.servers import (
     APPROVER_TOKEN,
     READER,
     TOKENS,
+    Env,
     make_env,
 )
 from mlplatform_tests.serving.test_identities import cli
@@ -89,3 +95,40 @@ def test_shadow_predictions_are_logged_and_never_returned(built: Built, tmp_path
         "rate": agreed / 101,
         "mean_abs_difference": None,
     }
+
+
+@pytest.mark.unit
+def test_an_altered_shadow_bundle_is_refused_and_never_used(client: TestClient, env: Env) -> None:
+    c = env.ids["c"]
+    onnx = next(p for p in env.bundle_dir("c").rglob("*.onnx"))
+    onnx.write_bytes(onnx.read_bytes() + b"\0")
+    r = client.post(f"/v1/projects/{PROJECT}/candidates/{c}/shadow", headers=APPROVER)
+    assert r.status_code == 400
+    assert "sha256 mismatch" in r.json()["detail"] and onnx.name in r.json()["detail"]
+    assert read_shadow(env.settings.home, PROJECT) is None  # nothing stays attached
+    attach_shadow(env.settings.home, PROJECT, c, "someone")  # written behind the API's back
+    shadows = client.app.state.shadow  # type: ignore[attr-defined]
+    assert shadows.folder(PROJECT) is None
+    shown = client.get(f"/v1/projects/{PROJECT}/shadow", headers=READER).json()
+    assert shown["bundle_id"] == c and "sha256 mismatch" in shown["error"]
+
+
+def test_the_writers_worker_process_predicts_with_the_shadow(built: Built, tmp_path: Path) -> None:
+    """Large batches are parsed in a spawned worker: it loads (and verifies) the shadow too."""
+    env = make_env(built, tmp_path, **TOKENS)
+    a = load(env.bundle_dir("a"))
+    validator, predictor = Compiled().of(a)
+    bodies = [json.dumps({"rows": [r]}).encode() for r in env.rows[:5]]
+    items = [
+        (0.0, 0.001, b, predict_answer(a.bundle_id, predictor.predict_rows(validator.rows(b))))
+        for b in bodies
+    ]
+    batch = Batch(tmp_path / "log", "n", LOGGED, items, env.bundle_dir("c"))
+    with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+        assert pool.submit(write_batch, batch).result() == (5, 5)
+    frame = pd.read_parquet(tmp_path / "log" / "n.parquet")
+    c_validator, c_predictor = Compiled().of(load(env.bundle_dir("c")))
+    expected = [c_predictor.predict_rows(c_validator.rows(b))[0]["label"] for b in bodies]
+    assert list(frame["shadow_label"]) == expected
+    assert set(frame["shadow_bundle_id"]) == {env.ids["c"]}
+    env.ledger.dispose()
