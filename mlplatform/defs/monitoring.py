@@ -78,9 +78,8 @@ def monitoring_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
         metadata: dict[str, Any] = {**steps.traffic(log), "bundle_id": bundle_id_of(bundle)}
         drift = _live_drift(spec, store, bundle, log, day, metadata)
         decay = _decay(spec, store, bundle, day)
-        write_monitoring_summary(
-            Path(store.home), spec.name, day, day_summary(day, metadata, drift, decay)
-        )
+        summary = {**day_summary(day, metadata, drift, decay), **_shadow_live(spec, store, day)}
+        write_monitoring_summary(Path(store.home), spec.name, day, summary)
         yield dg.MaterializeResult(metadata=metadata)
         yield drift
         yield decay
@@ -110,6 +109,24 @@ def day_summary(
         "decay_holdout": value(decay, "holdout"),
         "decay": decay.description,
     }
+
+
+def _shadow_live(spec: ProjectSpec, store: ArtifactStore, day: dt.date) -> dict[str, Any]:
+    """The shadow candidate's primary metric on the day's labels, when both exist (for the
+    review page; an unusable shadow bundle is left out, never fails the run)."""
+    from mlplatform.bundles.format import BundleError, load
+    from mlplatform.shadow import read_shadow
+    from mlplatform.steps import monitoring as steps
+
+    attached = read_shadow(Path(store.home), spec.name)
+    frame = labelled(spec, store, day) if attached is not None else None
+    if attached is None or frame is None or frame.empty:
+        return {}
+    try:
+        found = steps.decay(load(store.bundles_dir / attached.bundle_id), frame, spec)
+    except (BundleError, OSError, KeyError, ValueError) as exc:
+        return {"shadow_bundle_id": attached.bundle_id, "shadow_error": str(exc)[:300]}
+    return {"shadow_bundle_id": attached.bundle_id, "shadow_live": round(found.live, 4)}
 
 
 def bundle_id_of(bundle: "Bundle | None") -> str:

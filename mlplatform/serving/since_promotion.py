@@ -60,6 +60,8 @@ class DaySummary(BaseModel):
     decay_live: float | None = None
     decay_holdout: float | None = None
     decay: str | None = None
+    shadow_bundle_id: str | None = None  # the shadow candidate on that day's labels
+    shadow_live: float | None = None
 
 
 class SincePromotionOut(BaseModel):

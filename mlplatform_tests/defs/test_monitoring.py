@@ -15,12 +15,14 @@ import pytest
 
 from mlplatform.bundles.format import load
 from mlplatform.defs.build import resources, train_targets
-from mlplatform.defs.monitoring import LIVE_DRIFT, PRODUCTION_DECAY, monitoring_asset
+from mlplatform.defs.monitoring import LIVE_DRIFT, PRODUCTION_DECAY, labelled, monitoring_asset
 from mlplatform.ledger import Ledger
 from mlplatform.prediction_log import day_files, monitoring_summary_dir
 from mlplatform.serving.log_writer import Logged, PredictionLog
 from mlplatform.serving.predict import predict_answer
+from mlplatform.shadow import attach_shadow
 from mlplatform.steps import ingest
+from mlplatform.steps import monitoring as steps
 from mlplatform_tests.projects import Trained
 
 pytestmark = pytest.mark.dagster
@@ -140,6 +142,7 @@ def test_labels_with_a_shifted_relationship_trip_production_decay(live: Trained)
     landed["churned"] = landed["churned"].map({"yes": "no", "no": "yes"})
     landed.to_csv(spec.landing_file(home, later.isoformat()), index=False)
     day = later + dt.timedelta(days=3)
+    attach_shadow(home, spec.name, live.bundles[0], "alice")  # the other bundle, in shadow
     found = checks(monitor(live, day))  # nothing logged that day: production from the ledger
     decay = found[PRODUCTION_DECAY]
     assert not decay.passed
@@ -147,6 +150,11 @@ def test_labels_with_a_shifted_relationship_trip_production_decay(live: Trained)
     assert decay.metadata["drop"].value > spec.monitoring.decay.threshold
     assert "worse by" in (decay.description or "")
     decayed = summary(live, day)
+    store = resources(live.project.settings)["store"]
+    shadow = load(live.project.settings.bundles_dir / live.bundles[0])
+    other = steps.decay(shadow, labelled(spec, store, day), spec)
+    assert decayed["shadow_bundle_id"] == live.bundles[0]
+    assert decayed["shadow_live"] == round(other.live, 4)
     assert decayed["decay_passed"] is False and decayed["decay"] == decay.description
     assert decayed["decay_live"] == decay.metadata["live"].value
 

@@ -50,15 +50,16 @@ def known_log(env: Env) -> None:
     common = {"requests": 3, "rows": 6, "decay_metric": "f1"}
     write_monitoring_summary(
         env.settings.home, PROJECT, now.date() + dt.timedelta(days=1),
-        {**common, "day": "next", "drifted": 2,
+        {**common, "day": (now.date() + dt.timedelta(days=1)).isoformat(), "drifted": 2,
          "drift": "plan: share 0.4; monthly_charges: psi 0.9",
          "decay_passed": False, "decay_live": 0.41, "decay_holdout": 0.62,
-         "decay": "f1 0.4100 vs holdout 0.6200: worse by 0.2100"},
+         "decay": "f1 0.4100 vs holdout 0.6200: worse by 0.2100",
+         "shadow_bundle_id": c, "shadow_live": 0.58},
     )  # fmt: skip
     write_monitoring_summary(
         env.settings.home, PROJECT, now.date(),
-        {**common, "day": "today", "drifted": 0, "drift": "no drift", "decay_passed": None,
-         "decay": "no labels landed for this day yet"},
+        {**common, "day": now.date().isoformat(), "drifted": 0, "drift": "no drift",
+         "decay_passed": None, "decay": "no labels landed for this day yet"},
     )  # fmt: skip
 
 
@@ -90,6 +91,11 @@ def test_the_panel_shows_traffic_drift_decay_and_shadow_agreement(
     expect(panel.locator("#since-traffic")).to_contain_text("p50 20.0000 ms · p95 30.0000 ms")
     expect(panel.locator("#shadow-agreement")).to_have_text("75.0%")
     expect(panel.locator("#since-shadow")).to_contain_text("on 4 logged rows (3 agreed)")
+    expect(panel.locator("#since-shadow")).to_contain_text(
+        "f1 0.5800 (shadow) vs 0.4100 (production)"
+    )
+    card = page.locator(f'article[data-bundle-id="{env.ids["c"]}"] h3')
+    expect(card).to_contain_text("in shadow · 75.0% agreement")
     expect(panel.locator("#since-drift")).to_contain_text("1 of 2 monitored days drifted")
     expect(panel.locator("#since-drift")).to_contain_text("monthly_charges: psi 0.9")
     expect(panel.locator("#since-decay")).to_contain_text("1 of 1 labelled day decayed")

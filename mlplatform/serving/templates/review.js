@@ -270,9 +270,20 @@
         " decayed · latest " + labelled[labelled.length - 1].decay : "no labels landed yet", "since-decay"),
       row("Shadow", s ? ["agreement ", h("strong", { id: "shadow-agreement" }, s.rate === null ? "—" : (100 * s.rate).toFixed(1) + "%"),
         " with production on " + count(s.rows) + " logged rows (" + count(s.agreed) + " agreed) · bundle ",
-        h("code", { title: s.shadow_bundle_id }, short(s.shadow_bundle_id))] : "no shadow candidate", "since-shadow"),
+        h("code", { title: s.shadow_bundle_id }, short(s.shadow_bundle_id)), shadowLive(s, days)] : "no shadow candidate", "since-shadow"),
     ];
     panel.replaceChildren(panel.firstChild, h("table", { class: "since-table" }, h("tbody", {}, rows)));
+    const card = s && content.querySelector('article[data-bundle-id="' + CSS.escape(s.shadow_bundle_id) + '"] h3');
+    if (card) card.append(h("span", { class: "tag shadow-tag" }, "in shadow" + (s.rate === null ? "" : " · " + (100 * s.rate).toFixed(1) + "% agreement")));
+  }
+
+  // The shadow's metric on labelled days vs production's, from the monitoring summaries.
+  function shadowLive(s, days) {
+    const both = days.filter((d) => d.shadow_bundle_id === s.shadow_bundle_id && num(d.shadow_live) !== null && num(d.decay_live) !== null);
+    if (!both.length) return " · no labelled day yet";
+    const last = both[both.length - 1];
+    return " · on the labels of " + last.day + ": " + (last.decay_metric || "metric") + " " + fmt(last.shadow_live) +
+      " (shadow) vs " + fmt(last.decay_live) + " (production)";
   }
 
   // Candidates by cutoff, newest first; production joins the group of its own cutoff (the only
