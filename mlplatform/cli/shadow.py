@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from mlplatform.cli.context import HomeOption, ProjectsOption, fail, project_spec, settings_for
-from mlplatform.cli.review import _api, _remote_bundle, _resolve_bundle
+from mlplatform.cli.review import _api, _ledger, _remote_bundle, _resolve_bundle
 from mlplatform.identity import os_user
 from mlplatform.settings import Settings
 
@@ -57,6 +57,9 @@ def _on_home(settings: Settings, project: str, bundle: str | None) -> dict[str, 
         detach_shadow(settings.home, project)
         return {"bundle_id": None}
     bundle_id = _resolve_bundle(settings, project, bundle)
+    head = _ledger(settings).production(project)
+    if head is not None and head.to_bundle == bundle_id:
+        fail(f"{project}: bundle {bundle_id[:12]} is production already; attach a candidate")
     try:
         load(settings.bundles_dir / bundle_id)
     except Exception as exc:

@@ -69,6 +69,8 @@ def test_shadow_predictions_are_logged_and_never_returned(built: Built, tmp_path
         assert http.delete(f"/v1/projects/{PROJECT}/shadow", headers=READER).status_code == 403
     assert read_shadow(env.settings.home, PROJECT) is not None
     assert cli(env, "shadow", PROJECT).returncode == 1  # neither a bundle nor --off
+    on_production = cli(env, "shadow", PROJECT, a[:12])  # on the home, as the system account
+    assert on_production.returncode == 1 and "production already" in on_production.stderr
     detached = cli(env, "shadow", PROJECT, "--off")  # on the home, as the system account
     assert detached.returncode == 0 and "no shadow bundle" in detached.stdout
     assert read_shadow(env.settings.home, PROJECT) is None
@@ -100,6 +102,10 @@ def test_shadow_predictions_are_logged_and_never_returned(built: Built, tmp_path
 @pytest.mark.unit
 def test_an_altered_shadow_bundle_is_refused_and_never_used(client: TestClient, env: Env) -> None:
     c = env.ids["c"]
+    production = client.post(
+        f"/v1/projects/{PROJECT}/candidates/{env.ids['a']}/shadow", headers=APPROVER
+    )
+    assert production.status_code == 400 and "production already" in production.json()["detail"]
     onnx = next(p for p in env.bundle_dir("c").rglob("*.onnx"))
     onnx.write_bytes(onnx.read_bytes() + b"\0")
     r = client.post(f"/v1/projects/{PROJECT}/candidates/{c}/shadow", headers=APPROVER)

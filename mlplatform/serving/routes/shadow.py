@@ -47,6 +47,7 @@ def attach(
     who: Approver,
     spec: ProjectDep,
     catalog: CatalogDep,
+    ledger: LedgerDep,
     shadows: ShadowDep,
     settings: SettingsDep,
 ) -> ShadowOut:
@@ -54,6 +55,9 @@ def attach(
     off the response path; its predictions are logged, never returned."""
     if bundle_id not in {m["bundle_id"] for m in catalog.of_project(project)}:
         raise HTTPException(404, f"bundle {bundle_id} is not a published bundle of {project!r}")
+    head = ledger.production(project)
+    if head is not None and head.to_bundle == bundle_id:
+        raise HTTPException(400, f"bundle {bundle_id} is production already; attach a candidate")
     attach_shadow(settings.home, project, bundle_id, who.name)
     state = shadows.state(project)
     if state.error is not None:
