@@ -10,7 +10,11 @@ received, as text (JSON for non-strings), named ``input.<column>``.
 from __future__ import annotations
 
 import datetime as dt
+import json
+import os
+import uuid
 from pathlib import Path
+from typing import Any
 
 LOG_FOLDER = "prediction_log"
 INPUT_PREFIX = "input."
@@ -33,3 +37,27 @@ def day_files(home: Path, project: str, day: dt.date) -> list[Path]:
     if not folder.is_dir():
         return []
     return sorted(p for p in folder.glob("*.parquet") if not p.name.startswith("."))
+
+
+MONITORING_FOLDER = "monitoring"
+
+
+def monitoring_summary_dir(home: Path, project: str) -> Path:
+    """Where the monitoring asset leaves one JSON summary per day (read by serving)."""
+    return home / MONITORING_FOLDER / project
+
+
+def write_monitoring_summary(
+    home: Path, project: str, day: dt.date, summary: dict[str, Any]
+) -> Path:
+    """Write one day's monitoring summary (replacing an earlier run's) atomically."""
+    folder = monitoring_summary_dir(home, project)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{day.strftime(DAY_FORMAT)}.json"
+    tmp = folder / f".{path.name}.{uuid.uuid4().hex}.tmp"
+    try:
+        tmp.write_text(json.dumps(summary), "utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path

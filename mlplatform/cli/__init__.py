@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from mlplatform.cli import data, predict, review, runs, serve, stack
+from mlplatform.cli import data, predict, review, runs, serve, shadow, stack
 from mlplatform.cli.context import FLAGS, quiet_libraries
 from mlplatform.redaction import redact
 
@@ -57,6 +57,7 @@ for _command in (
     review.reject,
     review.promotions,
     review.rollback,
+    shadow.shadow,
     serve.serve,
     predict.predict,
     review.pull,

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import dagster as dg
 
 from mlplatform.defs.partitions import KEY_FORMAT, cutoff_partitions, data_partitions
+from mlplatform.prediction_log import write_monitoring_summary
 from mlplatform.resources.ledger import LedgerResource
 from mlplatform.resources.store import ArtifactStore
 from mlplatform.spec import ProjectSpec, period_start
@@ -76,11 +77,56 @@ def monitoring_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
         bundle = _bundle(spec, store, ledger, log)
         metadata: dict[str, Any] = {**steps.traffic(log), "bundle_id": bundle_id_of(bundle)}
         drift = _live_drift(spec, store, bundle, log, day, metadata)
+        decay = _decay(spec, store, bundle, day)
+        summary = {**day_summary(day, metadata, drift, decay), **_shadow_live(spec, store, day)}
+        write_monitoring_summary(Path(store.home), spec.name, day, summary)
         yield dg.MaterializeResult(metadata=metadata)
         yield drift
-        yield _decay(spec, store, bundle, day)
+        yield decay
 
     return monitoring
+
+
+def day_summary(
+    day: dt.date, metadata: dict[str, Any], drift: dg.AssetCheckResult, decay: dg.AssetCheckResult
+) -> dict[str, Any]:
+    """What the review page's "since promotion" panel shows of one day (serving reads it)."""
+
+    def value(found: dg.AssetCheckResult, key: str) -> Any:
+        got = (found.metadata or {}).get(key)
+        return getattr(got, "value", got)
+
+    measured = value(decay, "live") is not None
+    return {
+        "day": day.isoformat(),
+        "requests": metadata.get("requests", 0),
+        "rows": metadata.get("rows", 0),
+        "drifted": value(drift, "drifted"),
+        "drift": drift.description,
+        "decay_passed": decay.passed if measured else None,
+        "decay_metric": value(decay, "metric"),
+        "decay_live": value(decay, "live"),
+        "decay_holdout": value(decay, "holdout"),
+        "decay": decay.description,
+    }
+
+
+def _shadow_live(spec: ProjectSpec, store: ArtifactStore, day: dt.date) -> dict[str, Any]:
+    """The shadow candidate's primary metric on the day's labels, when both exist (for the
+    review page; an unusable shadow bundle is left out, never fails the run)."""
+    from mlplatform.bundles.format import BundleError, load
+    from mlplatform.shadow import read_shadow
+    from mlplatform.steps import monitoring as steps
+
+    attached = read_shadow(Path(store.home), spec.name)
+    frame = labelled(spec, store, day) if attached is not None else None
+    if attached is None or frame is None or frame.empty:
+        return {}
+    try:
+        found = steps.decay(load(store.bundles_dir / attached.bundle_id), frame, spec)
+    except (BundleError, OSError, KeyError, ValueError) as exc:
+        return {"shadow_bundle_id": attached.bundle_id, "shadow_error": str(exc)[:300]}
+    return {"shadow_bundle_id": attached.bundle_id, "shadow_live": round(found.live, 4)}
 
 
 def bundle_id_of(bundle: "Bundle | None") -> str:

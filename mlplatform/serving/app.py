@@ -38,7 +38,17 @@ from mlplatform.serving.log_writer import (
 from mlplatform.serving.metrics import MetricsMiddleware, ServingMetrics
 from mlplatform.serving.predict import INLINE_ROWS, Compiled
 from mlplatform.serving.production import ProductionService, VerifiedFiles, ledger_unavailable
-from mlplatform.serving.routes import add_routes, bundles, docs, ops, pages, predict, review
+from mlplatform.serving.routes import (
+    add_routes,
+    bundles,
+    docs,
+    ops,
+    pages,
+    predict,
+    review,
+    shadow,
+)
+from mlplatform.serving.shadow import ShadowBundles
 from mlplatform.settings import Settings, load_settings
 from mlplatform.spec import load_specs
 
@@ -104,7 +114,8 @@ def add_state(
     state.registry = registry
     state.authenticator = Authenticator(settings.reader_tokens, settings.approver_tokens)
     state.metrics = metrics = ServingMetrics()
-    state.prediction_log = PredictionLog(state.specs, settings.home)
+    state.shadow = ShadowBundles(state.specs, settings.home, settings.bundles_dir)
+    state.prediction_log = PredictionLog(state.specs, settings.home, state.shadow.folder)
     metrics.registry.register(PredictionLogCollector(state.prediction_log))
     state.catalog = BundleCatalog(settings.bundles_dir)
     state.verified = VerifiedFiles(settings.bundles_dir)
@@ -161,7 +172,14 @@ def create_app(
     app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_exception_handler(LedgerError, ledger_failed)
     app.add_exception_handler(SQLAlchemyError, ledger_failed)
-    for router in (ops.router, bundles.router, predict.router, review.router, pages.router):
+    for router in (
+        ops.router,
+        bundles.router,
+        predict.router,
+        review.router,
+        shadow.router,
+        pages.router,
+    ):
         add_routes(app, router)
     if settings.serving_docs:
         add_routes(app, docs.router)

@@ -299,3 +299,20 @@ class Client:
         """Point production back at ``to_bundle`` (None: the previous one); approver token."""
         url = f"/v1/projects/{quote(project, safe='')}/rollback"
         return self._post(url, {"to_bundle": to_bundle, "reason": reason})
+
+    def shadow(self, project: str, bundle_id: str | None) -> dict[str, Any]:
+        """Attach ``bundle_id`` in shadow, or detach the shadow (None); approver token."""
+        base = f"/v1/projects/{quote(project, safe='')}"
+        if bundle_id is not None:
+            return self._post(f"{base}/candidates/{quote(bundle_id, safe='')}/shadow", {})
+        url = f"{base}/shadow"
+        try:
+            response = self.http.delete(url)
+        except httpx.HTTPError as exc:
+            raise ClientError(f"DELETE {url}: {exc}") from exc
+        if response.status_code >= 400:
+            raise ClientError(
+                f"DELETE {url}: HTTP {response.status_code}: {_detail(response)}",
+                response.status_code,
+            )
+        return dict(response.json())

@@ -26,7 +26,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -84,8 +84,14 @@ class PredictionLog:
     """Bounded queue + background writer of the prediction log of every project whose
     ``monitoring.log.rate`` is above 0."""
 
-    def __init__(self, specs: Mapping[str, ProjectSpec], home: Path):
+    def __init__(
+        self,
+        specs: Mapping[str, ProjectSpec],
+        home: Path,
+        shadow: Callable[[str], Path | None] | None = None,
+    ):
         self.home = home
+        self.shadow = shadow  # project -> folder of its verified shadow bundle, or None
         self.projects = {
             name: _Project(
                 spec.monitoring.log.rate,
@@ -204,6 +210,7 @@ class PredictionLog:
                 name,
                 self.projects[project].columns,
                 [(i.time, i.latency, i.body, i.answer) for i in items],
+                self._shadow_of(project),
             )
             try:
                 requests, rows = self._write(batch)
@@ -216,6 +223,15 @@ class PredictionLog:
             stats.written_rows += rows
             written += rows
         return written
+
+    def _shadow_of(self, project: str) -> Path | None:
+        if self.shadow is None:
+            return None
+        try:
+            return self.shadow(project)
+        except Exception as exc:  # the log goes on without the shadow
+            log.error("prediction log of %s: shadow unavailable: %s", project, exc)
+            return None
 
     # -- reporting ------------------------------------------------------------------------
 
@@ -236,6 +252,7 @@ class Batch:
     name: str  # file name without suffix; request ids start with it
     columns: list[str]  # logged input columns
     items: list[tuple[float, float, bytes, bytes]]  # time, latency, body, answer
+    shadow: Path | None = None  # the shadow bundle's folder: predict the rows with it too
 
 
 def _worker_signals() -> None:
@@ -269,12 +286,14 @@ def batch_columns(batch: Batch) -> tuple[dict[str, list[Any]], int]:
     inputs: dict[str, list[Any]] = {c: [] for c in batch.columns}
     probas: dict[str, list[float | None]] = {}
     requests = 0
+    bodies: list[tuple[bytes, int]] = []
     for number, (at, latency, body, answer) in enumerate(batch.items):
         parsed = _parsed(body, answer)
         if parsed is None:
             continue
         rows, bundle_id, predictions = parsed
         requests += 1
+        bodies.append((body, len(rows)))
         before, k = len(out["row"]), len(rows)
         out["time"] += [at] * k
         out["request"] += [f"{batch.name}-{number}"] * k
@@ -291,6 +310,13 @@ def batch_columns(batch: Batch) -> tuple[dict[str, list[Any]], int]:
             inputs[c] += [_as_text(row.get(c)) for row in rows]
     out.update({INPUT_PREFIX + c: v for c, v in inputs.items()})
     out.update({PROBA_PREFIX + c: v for c, v in probas.items()})
+    if batch.shadow is not None and bodies:
+        from mlplatform.serving.shadow import shadow_columns
+
+        try:
+            out.update(shadow_columns(batch.shadow, bodies))
+        except Exception as exc:  # the shadow never costs production's log
+            log.error("prediction log: shadow bundle %s failed: %s", batch.shadow.name, exc)
     return out, requests
 
 
@@ -306,7 +332,7 @@ def write_columns(folder: Path, name: str, columns: dict[str, list[Any]]) -> Non
             )
         elif key == "row":
             arrays[key] = pa.array(values, type=pa.int32())
-        elif key in ("value", "latency_ms") or key.startswith(PROBA_PREFIX):
+        elif key in ("value", "latency_ms", "shadow_value") or key.startswith(PROBA_PREFIX):
             arrays[key] = pa.array(values, type=pa.float64())
         else:
             arrays[key] = pa.array(values, type=pa.string())

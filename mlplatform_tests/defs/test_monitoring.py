@@ -15,12 +15,14 @@ import pytest
 
 from mlplatform.bundles.format import load
 from mlplatform.defs.build import resources, train_targets
-from mlplatform.defs.monitoring import LIVE_DRIFT, PRODUCTION_DECAY, monitoring_asset
+from mlplatform.defs.monitoring import LIVE_DRIFT, PRODUCTION_DECAY, labelled, monitoring_asset
 from mlplatform.ledger import Ledger
-from mlplatform.prediction_log import day_files
+from mlplatform.prediction_log import day_files, monitoring_summary_dir
 from mlplatform.serving.log_writer import Logged, PredictionLog
 from mlplatform.serving.predict import predict_answer
+from mlplatform.shadow import attach_shadow
 from mlplatform.steps import ingest
+from mlplatform.steps import monitoring as steps
 from mlplatform_tests.projects import Trained
 
 pytestmark = pytest.mark.dagster
@@ -82,6 +84,11 @@ def metadata(result: dg.ExecuteInProcessResult) -> dict[str, Any]:
     return {k: v.value for k, v in mat.materialization.metadata.items()}
 
 
+def summary(t: Trained, day: dt.date) -> dict[str, Any]:
+    path = monitoring_summary_dir(t.project.home, t.project.spec.name) / f"{day.isoformat()}.json"
+    return dict(json.loads(path.read_text()))
+
+
 def test_unchanged_log_is_not_flagged_and_injected_drift_is(live: Trained) -> None:
     rows = landing_rows(live, 2)  # a month of production's own training window
     calm, drifted = dt.date(2026, 6, 1), dt.date(2026, 6, 2)  # no labels land for these days
@@ -108,6 +115,11 @@ def test_unchanged_log_is_not_flagged_and_injected_drift_is(live: Trained) -> No
     assert "plan" in found[LIVE_DRIFT].description
     meta = metadata(result)
     assert meta["psi/monthly_charges"] > 0.25 and meta["share/plan"] > 0.15
+    # the day's summary for the review page's "since promotion" panel (serving reads files)
+    calm_day, drift_day = (summary(live, day) for day in (calm, drifted))
+    assert (calm_day["drifted"], calm_day["decay_passed"]) == (0, None)
+    assert drift_day["drifted"] >= 2 and "monthly_charges" in drift_day["drift"]
+    assert drift_day["rows"] == len(rows)
 
 
 def test_labels_with_a_shifted_relationship_trip_production_decay(live: Trained) -> None:
@@ -130,12 +142,21 @@ def test_labels_with_a_shifted_relationship_trip_production_decay(live: Trained)
     landed["churned"] = landed["churned"].map({"yes": "no", "no": "yes"})
     landed.to_csv(spec.landing_file(home, later.isoformat()), index=False)
     day = later + dt.timedelta(days=3)
+    attach_shadow(home, spec.name, live.bundles[0], "alice")  # the other bundle, in shadow
     found = checks(monitor(live, day))  # nothing logged that day: production from the ledger
     decay = found[PRODUCTION_DECAY]
     assert not decay.passed
     assert decay.severity == dg.AssetCheckSeverity.WARN
     assert decay.metadata["drop"].value > spec.monitoring.decay.threshold
     assert "worse by" in (decay.description or "")
+    decayed = summary(live, day)
+    store = resources(live.project.settings)["store"]
+    shadow = load(live.project.settings.bundles_dir / live.bundles[0])
+    other = steps.decay(shadow, labelled(spec, store, day), spec)
+    assert decayed["shadow_bundle_id"] == live.bundles[0]
+    assert decayed["shadow_live"] == round(other.live, 4)
+    assert decayed["decay_passed"] is False and decayed["decay"] == decay.description
+    assert decayed["decay_live"] == decay.metadata["live"].value
 
     request = sensor(context)  # the failure requests one retrain of the newest landed cutoff
     assert isinstance(request, dg.RunRequest)

@@ -226,8 +226,11 @@
       cards.push(...groupCards);
       return holdoutSection(g, prod, groupCards, primary, i === 0);
     });
+    const panel = h("section", { class: "since", id: "since-promotion", "aria-labelledby": "since-heading" },
+      h("h2", { id: "since-heading" }, "Since promotion"), h("p", { class: "muted" }, "Loading…"));
     content.append(
       summary(prod, cands, primary),
+      panel,
       h("p", { class: "help", id: "holdout-help" },
         "Each cutoff has its own holdout (the partition after its training window). Metrics are " +
         "compared, and the best highlighted, only among bundles evaluated on the same holdout."),
@@ -241,6 +244,7 @@
       content.append(reportDetails(wanted, null, false));
     }
     if (wanted) openReport(wanted);
+    loadSincePromotion(panel, mine);
   }
 
   function reportInHash() {
@@ -253,6 +257,52 @@
     if (!details) return;
     details.open = true;
     details.scrollIntoView();
+  }
+
+  // -- the "since promotion" panel: traffic and shadow agreement (prediction log), live drift
+  // and decay (the monitoring asset's daily summaries) --------------------------------------
+
+  async function loadSincePromotion(panel, mine) {
+    let data;
+    try {
+      data = await (await api("GET", projectApi + "/since-promotion")).json();
+    } catch (err) {
+      if (mine === generation) panel.replaceChildren(panel.firstChild, h("p", { class: "muted" }, "Not available — " + describe(err)));
+      return;
+    }
+    if (mine !== generation) return;
+    const t = data.traffic;
+    const s = data.shadow;
+    const days = data.monitoring;
+    const drifted = days.filter((d) => num(d.drifted) !== null && d.drifted > 0);
+    const decayed = days.filter((d) => d.decay_passed === false);
+    const labelled = days.filter((d) => d.decay_passed !== null && d.decay_passed !== undefined);
+    const row = (name, value, id) => h("tr", { id }, h("th", { class: "l", scope: "row" }, name), h("td", {}, value));
+    const rows = [
+      row("Promoted", (data.production ? short(data.production) + " · " : "") + when(data.promoted_at), "since-promoted"),
+      row("Logged traffic", count(t.requests) + " requests · " + count(t.rows) + " rows · p50 " + fmt(t.latency_p50_ms) +
+        " ms · p95 " + fmt(t.latency_p95_ms) + " ms", "since-traffic"),
+      row("Live drift", days.length ? drifted.length + " of " + days.length + " monitored day" + (days.length === 1 ? "" : "s") +
+        " drifted" + (drifted.length ? " (latest " + drifted[drifted.length - 1].day + ": " + drifted[drifted.length - 1].drift + ")" : "")
+        : "no monitoring run yet", "since-drift"),
+      row("Decay", labelled.length ? decayed.length + " of " + labelled.length + " labelled day" + (labelled.length === 1 ? "" : "s") +
+        " decayed · latest " + labelled[labelled.length - 1].decay : "no labels landed yet", "since-decay"),
+      row("Shadow", s ? ["agreement ", h("strong", { id: "shadow-agreement" }, s.rate === null ? "—" : (100 * s.rate).toFixed(1) + "%"),
+        " with production on " + count(s.rows) + " logged rows (" + count(s.agreed) + " agreed) · bundle ",
+        h("code", { title: s.shadow_bundle_id }, short(s.shadow_bundle_id)), shadowLive(s, days)] : "no shadow candidate", "since-shadow"),
+    ];
+    panel.replaceChildren(panel.firstChild, h("table", { class: "since-table" }, h("tbody", {}, rows)));
+    const card = s && content.querySelector('article[data-bundle-id="' + CSS.escape(s.shadow_bundle_id) + '"] h3');
+    if (card) card.append(h("span", { class: "tag shadow-tag" }, "in shadow" + (s.rate === null ? "" : " · " + (100 * s.rate).toFixed(1) + "% agreement")));
+  }
+
+  // The shadow's metric on labelled days vs production's, from the monitoring summaries.
+  function shadowLive(s, days) {
+    const both = days.filter((d) => d.shadow_bundle_id === s.shadow_bundle_id && num(d.shadow_live) !== null && num(d.decay_live) !== null);
+    if (!both.length) return " · no labelled day yet";
+    const last = both[both.length - 1];
+    return " · on the labels of " + last.day + ": " + (last.decay_metric || "metric") + " " + fmt(last.shadow_live) +
+      " (shadow) vs " + fmt(last.decay_live) + " (production)";
   }
 
   // Candidates by cutoff, newest first; production joins the group of its own cutoff (the only
