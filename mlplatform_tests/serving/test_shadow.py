@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from mlplatform.bundles.format import load
-from mlplatform.serving.log_writer import Batch, write_batch
+from mlplatform.serving.log_batches import Batch, write_batch
 from mlplatform.serving.predict import Compiled, predict_answer
 from mlplatform.shadow import attach_shadow, read_shadow
 from mlplatform_tests import waiting

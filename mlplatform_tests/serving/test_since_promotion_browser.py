@@ -11,7 +11,7 @@ import pytest
 
 from mlplatform.prediction_log import day_dir, write_monitoring_summary
 from mlplatform.serving.app import create_app
-from mlplatform.serving.log_writer import write_columns
+from mlplatform.serving.log_batches import write_columns
 from mlplatform.shadow import attach_shadow
 from mlplatform_tests.serving.builders import PROJECT, Built
 from mlplatform_tests.serving.servers import (

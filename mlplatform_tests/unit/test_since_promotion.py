@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from mlplatform.prediction_log import day_dir
-from mlplatform.serving.log_writer import write_columns
+from mlplatform.serving.log_batches import write_columns
 from mlplatform.serving.since_promotion import agreement, read_log, shadow_agreement, traffic
 
 pytestmark = pytest.mark.unit

@@ -1,0 +1,142 @@
+"""Logged requests to Parquet: a batch of one project and UTC day (the request and answer
+bytes as they passed) parsed into columns, predicted by the shadow bundle when one is attached,
+and written as one file, atomically. Runs in the writer's thread or its worker process."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlplatform.prediction_log import INPUT_PREFIX, PROBA_PREFIX
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Sampled requests of one project and UTC day, for one log file."""
+
+    folder: Path
+    name: str  # file name without suffix; request ids start with it
+    columns: list[str]  # logged input columns
+    items: list[tuple[float, float, bytes, bytes]]  # time, latency, body, answer
+    shadow: Path | None = None  # the shadow bundle's folder: predict the rows with it too
+
+
+def worker_signals() -> None:
+    """The worker ignores the signals that stop the server (they reach its whole process
+    group): it finishes the last batch and is stopped by the writer."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def write_batch(batch: Batch) -> tuple[int, int]:
+    """Parse a batch and write it as one Parquet file (temporary name, then renamed);
+    (requests read, rows written). Runs in the writer's worker process."""
+    columns, requests = batch_columns(batch)
+    rows = len(columns["row"])
+    if rows:
+        write_columns(batch.folder, batch.name, columns)
+    return requests, rows
+
+
+def batch_columns(batch: Batch) -> tuple[dict[str, list[Any]], int]:
+    """Column lists of the rows of a batch, and how many of its requests could be read."""
+    out: dict[str, list[Any]] = {
+        "time": [],
+        "request": [],
+        "row": [],
+        "bundle_id": [],
+        "latency_ms": [],
+        "label": [],
+        "value": [],
+    }
+    inputs: dict[str, list[Any]] = {c: [] for c in batch.columns}
+    probas: dict[str, list[float | None]] = {}
+    requests = 0
+    bodies: list[tuple[bytes, int]] = []
+    for number, (at, latency, body, answer) in enumerate(batch.items):
+        parsed = _parsed(body, answer)
+        if parsed is None:
+            continue
+        rows, bundle_id, predictions = parsed
+        requests += 1
+        bodies.append((body, len(rows)))
+        before, k = len(out["row"]), len(rows)
+        out["time"] += [at] * k
+        out["request"] += [f"{batch.name}-{number}"] * k
+        out["row"] += range(k)
+        out["bundle_id"] += [bundle_id] * k
+        out["latency_ms"] += [latency * 1000.0] * k
+        out["label"] += [p.get("label") for p in predictions]
+        out["value"] += [p.get("value") for p in predictions]
+        shares = [p.get("probabilities") or {} for p in predictions]
+        for cls in {c for share in shares[:1] for c in share} | set(probas):
+            column = probas.setdefault(cls, [None] * before)
+            column += [share.get(cls) for share in shares]
+        for c in batch.columns:
+            inputs[c] += [_as_text(row.get(c)) for row in rows]
+    out.update({INPUT_PREFIX + c: v for c, v in inputs.items()})
+    out.update({PROBA_PREFIX + c: v for c, v in probas.items()})
+    if batch.shadow is not None and bodies:
+        from mlplatform.serving.shadow import shadow_columns
+
+        try:
+            out.update(shadow_columns(batch.shadow, bodies))
+        except Exception as exc:  # the shadow never costs production's log
+            log.error("prediction log: shadow bundle %s failed: %s", batch.shadow.name, exc)
+    return out, requests
+
+
+def write_columns(folder: Path, name: str, columns: dict[str, list[Any]]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    arrays = {}
+    for key, values in columns.items():
+        if key == "time":
+            arrays[key] = pa.array(
+                [int(t * 1_000_000) for t in values], type=pa.timestamp("us", tz="UTC")
+            )
+        elif key == "row":
+            arrays[key] = pa.array(values, type=pa.int32())
+        elif key in ("value", "latency_ms", "shadow_value") or key.startswith(PROBA_PREFIX):
+            arrays[key] = pa.array(values, type=pa.float64())
+        else:
+            arrays[key] = pa.array(values, type=pa.string())
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{name}.{uuid.uuid4().hex}.tmp"
+    try:
+        pq.write_table(pa.table(arrays), tmp)
+        os.replace(tmp, folder / f"{name}.parquet")
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _parsed(body: bytes, answer_bytes: bytes) -> tuple[list[Any], str, list[dict[str, Any]]] | None:
+    """The rows of a request and the bundle id and predictions of its answer; None when
+    they cannot be read (then the request is counted as failed)."""
+    try:
+        rows = json.loads(body)["rows"]
+        answer = json.loads(answer_bytes)
+    except (ValueError, KeyError, TypeError):
+        return None
+    predictions = answer.get("predictions")
+    if not isinstance(rows, list) or not isinstance(predictions, list):
+        return None
+    if len(rows) != len(predictions) or not all(isinstance(r, dict) for r in rows):
+        return None
+    return rows, str(answer.get("bundle_id")), predictions
+
+
+def _as_text(value: Any) -> str | None:
+    """A received value as text: strings as they are, anything else as JSON."""
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value)
