@@ -192,7 +192,7 @@ def compare(
     ledger: LedgerResource,
     store: ArtifactStore,
     log: Any,
-) -> tuple[evaluate.EvaluationResult, dict[str, Any], evaluate.ProductionEntry]:
+) -> "tuple[evaluate.EvaluationResult, dict[str, Any], evaluate.ProductionEntry]":
     """Every candidate, production and the baselines scored on the cutoff's holdout."""
     from mlplatform.steps import evaluate
 
@@ -209,7 +209,7 @@ def compare(
     return result, manifests, entry
 
 
-def gate_check(result: evaluate.EvaluationResult, metric: str) -> list[dg.AssetCheckResult]:
+def gate_check(result: "evaluate.EvaluationResult", metric: str) -> list[dg.AssetCheckResult]:
     """The ``gates`` check: passes when a candidate won; each model's metric as metadata."""
     problems = {"gates": [] if result.winner else result.reasons or ["no candidate qualifies"]}
     scores = {

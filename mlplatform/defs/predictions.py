@@ -149,7 +149,7 @@ def predictions_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
 
 
 def _scoring_bundles(
-    history: list[Promotion], when: datetime | None, with_current: bool
+    history: "list[Promotion]", when: datetime | None, with_current: bool
 ) -> tuple[str | None, list[str]]:
     """The bundle that was production at ``when``, and the bundles to score with."""
     from mlplatform.scoring.choice import production_at
@@ -162,7 +162,7 @@ def _scoring_bundles(
 
 def _score_file(
     spec: ProjectSpec, path: Path, bundle_dirs: list[Path], warn: Callable[[str], None]
-) -> tuple[pd.DataFrame, int]:
+) -> "tuple[pd.DataFrame, int]":
     """The landing file scored by each bundle (rows told apart by ``bundle_id``)."""
     import pyarrow as pa
 
