@@ -68,7 +68,7 @@ def monitor(t: Trained, day: dt.date) -> dg.ExecuteInProcessResult:
     return dg.materialize(
         [monitoring_asset(t.project.spec)],
         partition_key=day.isoformat(),
-        resources=resources(t.project.settings),
+        resources=resources(t.project.settings, [t.project.spec]),
         instance=t.instance,
         raise_on_error=False,
     )
@@ -150,7 +150,7 @@ def test_labels_with_a_shifted_relationship_trip_production_decay(live: Trained)
     assert decay.metadata["drop"].value > spec.monitoring.decay.threshold
     assert "worse by" in (decay.description or "")
     decayed = summary(live, day)
-    store = resources(live.project.settings)["store"]
+    store = resources(live.project.settings, [spec])["store"]
     shadow = load(live.project.settings.bundles_dir / live.bundles[0])
     other = steps.decay(shadow, labelled(spec, store, day), spec)
     assert decayed["shadow_bundle_id"] == live.bundles[0]

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-CONFTEST = """
+ROOT = Path(__file__).resolve().parents[2]
+# the suite under test runs in a subprocess from a temporary folder: it finds our markers
+# module from the checkout (mlplatform_tests is not part of the installed package)
+CONFTEST = f"""
+import sys
+sys.path.insert(0, {str(ROOT)!r})
 from mlplatform_tests.markers import assign_kinds
 
 def pytest_collection_modifyitems(items):
