@@ -16,7 +16,7 @@ from mlplatform_tests import waiting
 from mlplatform_tests.serving import abuse
 from mlplatform_tests.serving.builders import PROJECT, Built
 from mlplatform_tests.serving.servers import READER_TOKEN, TOKENS, make_env
-from mlplatform_tests.serving.test_prediction_log import health, logged, with_log
+from mlplatform_tests.serving.test_prediction_log import health, logged, settled, with_log
 
 pytestmark = pytest.mark.e2e  # `mlplatform serve` and wrk as processes
 SECONDS = 30
@@ -65,12 +65,7 @@ def test_wrk_for_30_seconds_loses_no_response_and_counts_every_sample(
         answered = int(found.group(1))
         assert answered > 100, report
         assert "Non-2xx" not in report and "Socket errors" not in report, report
-
-        def settled() -> bool:
-            h = health(url)
-            return h["offered"] == h["written_requests"] + h["dropped"] + h["failed_requests"]
-
-        waiting.wait_for("every sample to be written or dropped", settled, 60)
+        waiting.wait_for("every sample to be written or dropped", lambda: settled(url), 60)
         counts = health(url)
     # wrk counts what it received; a request in flight when it stopped may still be answered
     assert answered <= counts["offered"] <= answered + CONNECTIONS, (counts, report)

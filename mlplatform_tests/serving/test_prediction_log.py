@@ -111,31 +111,33 @@ def bench_serving() -> ModuleType:
         sys.path.remove(str(BENCH))
 
 
+def predict_load(url: str, rows: list[dict[str, Any]]) -> Any:
+    """5 s of 16 connections predicting ``rows`` one at a time (the serving bench's driver)."""
+    bench = bench_serving()
+    port = int(url.rsplit(":", 1)[1])
+    headers = {"Authorization": f"Bearer {READER_TOKEN}"}
+    path = f"/v1/projects/{PROJECT}/predict"
+    requests = [bench.http_request(path, port, bench.ours_body(row), headers) for row in rows]
+    return asyncio.run(bench.drive(port, requests, 16, seconds=5.0))
+
+
+def settled(url: str) -> bool:
+    """Every sample offered to the log is written, dropped or failed: none is queued."""
+    h = health(url)
+    return h["offered"] == h["written_requests"] + h["dropped"] + h["failed_requests"]
+
+
 def test_logging_under_load_loses_no_response_and_counts_every_drop(
     built: Built, tmp_path: Path
 ) -> None:
     env = make_env(built, tmp_path, **TOKENS)
     # a one-request queue flushed twice a second: most samples must be dropped, and said so
     projects = with_log(built, tmp_path, rate=1.0, queue_requests=1, flush_seconds=0.5)
-    bench = bench_serving()
     with abuse.serve_process(env.settings.home, projects, TOKENS, tmp_path / "serve.log") as url:
-        port = int(url.rsplit(":", 1)[1])
-        headers = {"Authorization": f"Bearer {READER_TOKEN}"}
-        requests = [
-            bench.http_request(
-                f"/v1/projects/{PROJECT}/predict", port, bench.ours_body(row), headers
-            )
-            for row in env.rows[:200]
-        ]
-        load = asyncio.run(bench.drive(port, requests, 16, seconds=5.0))
+        load = predict_load(url, env.rows[:200])
         assert load.errors == 0, load.first_error
         assert load.ok > 100
-
-        def settled() -> bool:
-            h = health(url)
-            return h["offered"] == h["written_requests"] + h["dropped"] + h["failed_requests"]
-
-        waiting.wait_for("every sample to be written or dropped", settled, 30)
+        waiting.wait_for("every sample to be written or dropped", lambda: settled(url), 30)
         counts = health(url)
     assert counts["offered"] == load.ok  # every answered request was sampled (rate 1)
     assert counts["dropped"] > 0 and counts["failed_requests"] == 0
@@ -146,17 +148,8 @@ def test_logging_under_load_loses_no_response_and_counts_every_drop(
 def test_large_batches_under_load_are_all_written(built: Built, tmp_path: Path) -> None:
     env = make_env(built, tmp_path, **TOKENS)
     projects = with_log(built, tmp_path, rate=1.0, flush_seconds=2)  # batches of > 200 requests
-    bench = bench_serving()
     with abuse.serve_process(env.settings.home, projects, TOKENS, tmp_path / "serve.log") as url:
-        port = int(url.rsplit(":", 1)[1])
-        headers = {"Authorization": f"Bearer {READER_TOKEN}"}
-        requests = [
-            bench.http_request(
-                f"/v1/projects/{PROJECT}/predict", port, bench.ours_body(row), headers
-            )
-            for row in env.rows[:200]
-        ]
-        load = asyncio.run(bench.drive(port, requests, 16, seconds=5.0))
+        load = predict_load(url, env.rows[:200])
         assert load.errors == 0, load.first_error
         waiting.wait_for("the log to be written", lambda: health(url)["written_rows"] > 0, 30)
     log = logged(env)  # the server stopped: what was still queued is written too
