@@ -3,7 +3,7 @@
 This module is the single definition of how a raw cell is read: the rules below (``WHITESPACE``,
 the missing, true and false tokens, ``number_of``, ``bool_of``, ``date_of``, ``text_of`` and
 the reasons) are applied value by value by ``serving.scalars``, per distinct value by the
-column parsers here, and whole-column by the Arrow kernels of ``steps.column_kernels``, which
+column parsers here, and whole-column by the Arrow kernels of ``columnar.kernels``, which
 compile their token sets, trim set and number pattern from these constants. numpy only: the
 module ships inside every bundle, so serving cannot drift from training.
 """

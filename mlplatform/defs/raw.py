@@ -34,9 +34,9 @@ def raw_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
             spec,
             [
                 "mlplatform.steps.ingest",
-                "mlplatform.steps.csv_stream",
+                "mlplatform.columnar.csv_stream",
                 "mlplatform.steps.partition_quality",
-                "mlplatform.steps.column_kernels",
+                "mlplatform.columnar.kernels",
                 "mlplatform.columns",
             ],
             ["data", "columns", "quality", "target"],

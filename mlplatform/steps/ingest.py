@@ -1,8 +1,8 @@
 """Read one landing file and judge its quality against the spec.
 
-``ingest_landing`` streams a CSV file through Arrow (``csv_stream``, ``column_kernels``) and
-adds up each chunk's quality in a ``PartitionTally``; the exact Python reader
-(``read_landing``) reads what the stream cannot reproduce and words every refusal, and
+``ingest_landing`` streams a CSV file through Arrow (``columnar.csv_stream``,
+``columnar.kernels``) and adds up each chunk's quality in a ``PartitionTally``; the exact
+Python reader (``read_landing``) reads what the stream cannot reproduce and words every refusal, and
 ``parse_partition`` judges an already-read frame with the same tally (``partition_quality``)."""
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from mlplatform.columnar import csv_stream
 from mlplatform.landing import MB, LandingRefusedError, open_landing_file, shown
 from mlplatform.spec import ProjectSpec
-from mlplatform.steps import csv_stream
 from mlplatform.steps.partition_quality import PartitionTally, QualityReport
 
 if TYPE_CHECKING:

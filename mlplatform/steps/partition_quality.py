@@ -13,10 +13,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mlplatform.columnar.kernels import ParsedText, parse_text
 from mlplatform.columns import Parsed, parse_column
 from mlplatform.landing import shown
 from mlplatform.spec import Column, ProjectSpec
-from mlplatform.steps.column_kernels import ParsedText, parse_text
 
 
 @dataclass

@@ -16,12 +16,12 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
+from mlplatform.columnar.kernels import parse_text
 from mlplatform.columns import WHITESPACE, parse_column
 from mlplatform.examples.generate import generate_frame
 from mlplatform.serving.scalars import scalar_parser
 from mlplatform.spec import Column, ProjectSpec, Quality, load_spec
 from mlplatform.steps import ingest
-from mlplatform.steps.column_kernels import parse_text
 from mlplatform.steps.partition_quality import QualityReport
 
 SPEC_PATH = Path(__file__).resolve().parents[2] / "mlplatform" / "examples" / "churn.yaml"
@@ -154,7 +154,7 @@ def test_large_file_spans_many_blocks(
     text: str, spec: ProjectSpec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Blocks and batches end anywhere: within a line, between \\r and \\n."""
-    from mlplatform.steps import csv_stream
+    from mlplatform.columnar import csv_stream
 
     monkeypatch.setattr(csv_stream, "BLOCK", 4096 + 7)
     path = tmp_path / FILE
