@@ -11,7 +11,7 @@ import signal
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from mlplatform.prediction_log import INPUT_PREFIX, PROBA_PREFIX
 
@@ -29,6 +29,17 @@ class Batch:
     shadow: Path | None = None  # the shadow bundle's folder: predict the rows with it too
 
 
+class Written(NamedTuple):
+    """What a batch gave: requests read, rows written, and the shadow's share of them."""
+
+    requests: int
+    rows: int
+    shadow_requests: int = 0  # requests the shadow bundle predicted
+    shadow_rows: int = 0  # their rows
+    shadow_failed: int = 0  # rows it could not predict
+    shadow_error: str | None = None  # why it failed on the whole batch
+
+
 def worker_signals() -> None:
     """The worker ignores the signals that stop the server (they reach its whole process
     group): it finishes the last batch and is stopped by the writer."""
@@ -36,18 +47,25 @@ def worker_signals() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
-def write_batch(batch: Batch) -> tuple[int, int]:
-    """Parse a batch and write it as one Parquet file (temporary name, then renamed);
-    (requests read, rows written). Runs in the writer's worker process."""
-    columns, requests = batch_columns(batch)
+def write_batch(batch: Batch) -> Written:
+    """Parse a batch and write it as one Parquet file (temporary name, then renamed).
+    Runs in the writer's worker process."""
+    columns, requests, shadow_error = batch_columns(batch)
     rows = len(columns["row"])
     if rows:
         write_columns(batch.folder, batch.name, columns)
-    return requests, rows
+    if batch.shadow is None:
+        return Written(requests, rows)
+    taken = [
+        r for r, b in zip(columns["request"], columns.get("shadow_bundle_id", ()), strict=False)
+        if b is not None
+    ]  # fmt: skip
+    return Written(requests, rows, len(set(taken)), len(taken), rows - len(taken), shadow_error)
 
 
-def batch_columns(batch: Batch) -> tuple[dict[str, list[Any]], int]:
-    """Column lists of the rows of a batch, and how many of its requests could be read."""
+def batch_columns(batch: Batch) -> tuple[dict[str, list[Any]], int, str | None]:
+    """Column lists of the rows of a batch, how many of its requests could be read, and
+    why the shadow bundle failed on it (None when it did not)."""
     out: dict[str, list[Any]] = {
         "time": [],
         "request": [],
@@ -84,6 +102,7 @@ def batch_columns(batch: Batch) -> tuple[dict[str, list[Any]], int]:
             inputs[c] += [_as_text(row.get(c)) for row in rows]
     out.update({INPUT_PREFIX + c: v for c, v in inputs.items()})
     out.update({PROBA_PREFIX + c: v for c, v in probas.items()})
+    shadow_error = None
     if batch.shadow is not None and bodies:
         from mlplatform.serving.shadow import shadow_columns
 
@@ -91,7 +110,10 @@ def batch_columns(batch: Batch) -> tuple[dict[str, list[Any]], int]:
             out.update(shadow_columns(batch.shadow, bodies))
         except Exception as exc:  # the shadow never costs production's log
             log.error("prediction log: shadow bundle %s failed: %s", batch.shadow.name, exc)
-    return out, requests
+            shadow_error = f"{type(exc).__name__}: {exc}".replace(
+                str(batch.shadow.parent), "bundles"
+            )
+    return out, requests, shadow_error
 
 
 def write_columns(folder: Path, name: str, columns: dict[str, list[Any]]) -> None:

@@ -37,7 +37,8 @@ from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mlplatform.prediction_log import day_dir
-from mlplatform.serving.log_batches import Batch, worker_signals, write_batch
+from mlplatform.serving.log_batches import Batch, Written, worker_signals, write_batch
+from mlplatform.serving.shadow_counts import ShadowCounter
 from mlplatform.spec import ProjectSpec
 
 log = logging.getLogger(__name__)
@@ -113,6 +114,8 @@ class PredictionLog:
         self._files = 0
         self._run_id = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"  # file names: unique per process
         self._pool: ProcessPoolExecutor | None = None
+        self.shadow_counts = ShadowCounter()
+        self._dropped_seen = dict.fromkeys(self.projects, 0)  # dropped, as of the last flush
 
     # -- the request path: no parsing, no disk --------------------------------------------
 
@@ -169,7 +172,7 @@ class PredictionLog:
             self.flush()
         self.flush()
 
-    def _write(self, batch: Batch) -> tuple[int, int]:
+    def _write(self, batch: Batch) -> Written:
         """Write a batch: a large one in the worker process while the writer runs (here
         again should that process be gone), a small one here."""
         if len(batch.items) >= PROCESS_FROM and self._thread is not None:
@@ -200,6 +203,9 @@ class PredictionLog:
         for item in self._take():
             day = dt.datetime.fromtimestamp(item.time, dt.UTC).date()
             groups.setdefault((item.project, day), []).append(item)
+        shadows = {project: self._shadow_of(project) for project, _ in groups}
+        for project, folder in shadows.items():
+            self._count_dropped(project, folder)
         for (project, day), items in groups.items():
             stats = self.projects[project].stats
             self._files += 1
@@ -209,19 +215,37 @@ class PredictionLog:
                 name,
                 self.projects[project].columns,
                 [(i.time, i.latency, i.body, i.answer) for i in items],
-                self._shadow_of(project),
+                shadows[project],
             )
             try:
-                requests, rows = self._write(batch)
+                done = self._write(batch)
             except Exception as exc:  # the log must never stop serving; it counts its losses
                 log.error("prediction log of %s: %d request(s) lost: %s", project, len(items), exc)
                 stats.failed_requests += len(items)
                 continue
-            stats.written_requests += requests
-            stats.failed_requests += len(items) - requests
-            stats.written_rows += rows
-            written += rows
+            stats.written_requests += done.requests
+            stats.failed_requests += len(items) - done.requests
+            stats.written_rows += done.rows
+            written += done.rows
+            if batch.shadow is not None:
+                self.shadow_counts.record(
+                    project,
+                    batch.shadow.name,
+                    requests=done.shadow_requests,
+                    rows=done.shadow_rows,
+                    failed=done.shadow_failed,
+                    error=done.shadow_error,
+                )
         return written
+
+    def _count_dropped(self, project: str, shadow: Path | None) -> None:
+        """Samples dropped since the last flush were never shadowed: count them against
+        the shadow attached now."""
+        with self._lock:
+            dropped = self.projects[project].stats.dropped
+        new, self._dropped_seen[project] = dropped - self._dropped_seen[project], dropped
+        if shadow is not None and new:
+            self.shadow_counts.record(project, shadow.name, dropped=new)
 
     def _shadow_of(self, project: str) -> Path | None:
         if self.shadow is None:

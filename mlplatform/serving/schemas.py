@@ -101,12 +101,27 @@ class PredictionLogHealth(_Out):
     failed_requests: int = Field(description="Queued but lost (unreadable, or write failed).")
 
 
+class ShadowHealth(_Out):
+    """A project's shadow bundle in this process (counts since it was first used here)."""
+
+    bundle_id: str | None = Field(description="The bundle attached in shadow, if any.")
+    error: str | None = Field(default=None, description="Why serving does not use it.")
+    predicted_requests: int = 0
+    predicted_rows: int = 0
+    dropped_requests: int = Field(default=0, description="Never shadowed: log queue full.")
+    failed_rows: int = Field(default=0, description="Rows it could not predict.")
+    last_error: str | None = None
+
+
 class HealthOut(_Out):
     status: Literal["ok", "degraded"]
     watcher: bool = Field(description="The production watcher thread is running.")
     projects: dict[str, ProjectHealth]
     prediction_log: dict[str, PredictionLogHealth] = Field(
         default_factory=dict, description="Per project whose log is on (monitoring.log.rate)."
+    )
+    shadow: dict[str, ShadowHealth] = Field(
+        default_factory=dict, description="Per project whose log is on or that has a shadow."
     )
 
 

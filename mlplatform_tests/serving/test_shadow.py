@@ -14,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from mlplatform.bundles.format import load
+from mlplatform.serving.app import create_app
 from mlplatform.serving.log_batches import Batch, write_batch
 from mlplatform.serving.predict import Compiled, predict_answer
 from mlplatform.shadow import attach_shadow, read_shadow
@@ -23,6 +24,7 @@ from mlplatform_tests.serving.builders import PROJECT, Built
 from mlplatform_tests.serving.servers import (
     APPROVER,
     APPROVER_TOKEN,
+    POLL,
     READER,
     TOKENS,
     Env,
@@ -65,6 +67,13 @@ def test_shadow_predictions_are_logged_and_never_returned(built: Built, tmp_path
             assert set(r.json()) == {"bundle_id", "predictions"}
             assert r.json()["bundle_id"] == a and c not in r.text
         waiting.wait_for("the log to be written", lambda: health(url)["written_rows"] == 101, 30)
+        counted = http.get("/healthz").json()["shadow"][PROJECT]
+        assert counted == {
+            **NO_SHADOW,
+            "bundle_id": c,
+            "predicted_requests": 2,
+            "predicted_rows": 101,
+        }
         panel = http.get(f"/v1/projects/{PROJECT}/since-promotion", headers=READER).json()
         assert http.delete(f"/v1/projects/{PROJECT}/shadow", headers=READER).status_code == 403
     assert read_shadow(env.settings.home, PROJECT) is not None
@@ -131,10 +140,51 @@ def test_the_writers_worker_process_predicts_with_the_shadow(built: Built, tmp_p
     ]
     batch = Batch(tmp_path / "log", "n", LOGGED, items, env.bundle_dir("c"))
     with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
-        assert pool.submit(write_batch, batch).result() == (5, 5)
+        assert pool.submit(write_batch, batch).result() == (5, 5, 5, 5, 0, None)
     frame = pd.read_parquet(tmp_path / "log" / "n.parquet")
     c_validator, c_predictor = Compiled().of(load(env.bundle_dir("c")))
     expected = [c_predictor.predict_rows(c_validator.rows(b))[0]["label"] for b in bodies]
     assert list(frame["shadow_label"]) == expected
     assert set(frame["shadow_bundle_id"]) == {env.ids["c"]}
+    env.ledger.dispose()
+
+
+NO_SHADOW = {
+    "bundle_id": None,
+    "error": None,
+    "predicted_requests": 0,
+    "predicted_rows": 0,
+    "dropped_requests": 0,
+    "failed_rows": 0,
+    "last_error": None,
+}
+
+
+@pytest.mark.unit
+def test_healthz_counts_the_shadows_predictions_and_the_samples_it_never_saw(
+    built: Built, tmp_path: Path
+) -> None:
+    env = make_env(built, tmp_path, **TOKENS)
+    projects = with_log(built, tmp_path, rate=1.0, queue_requests=2, flush_seconds=3600)
+    app = create_app(env.settings.model_copy(update={"projects_dir": projects}), poll_seconds=POLL)
+    c = env.ids["c"]
+    with TestClient(app) as client:
+        assert client.get("/healthz").json()["shadow"] == {PROJECT: NO_SHADOW}
+        attach = client.post(f"/v1/projects/{PROJECT}/candidates/{c}/shadow", headers=APPROVER)
+        assert attach.status_code == 201
+        for row in env.rows[:5]:  # two fit the queue, three are dropped
+            r = client.post(f"/v1/projects/{PROJECT}/predict", json={"rows": [row]}, headers=READER)
+            assert r.status_code == 200
+        client.post(f"/v1/projects/{PROJECT}/predict", json={"rows": env.rows[:2]}, headers=READER)
+        app.state.prediction_log.flush()
+        shadow = client.get("/healthz").json()["shadow"][PROJECT]
+        assert shadow == {
+            **NO_SHADOW,
+            "bundle_id": c,
+            "predicted_requests": 2,
+            "predicted_rows": 2,
+            "dropped_requests": 4,
+        }
+        assert client.delete(f"/v1/projects/{PROJECT}/shadow", headers=APPROVER).status_code == 200
+        assert client.get("/healthz").json()["shadow"][PROJECT] == NO_SHADOW
     env.ledger.dispose()

@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from fastapi import APIRouter, Response
 
 from mlplatform.serving.auth import Public
 from mlplatform.serving.deps import MetricsDep, PredictionLogDep, ProductionDep
-from mlplatform.serving.schemas import HealthOut, PredictionLogHealth, ProjectHealth
+from mlplatform.serving.log_writer import PredictionLog
+from mlplatform.serving.routes.shadow import ShadowDep
+from mlplatform.serving.schemas import HealthOut, PredictionLogHealth, ProjectHealth, ShadowHealth
+from mlplatform.serving.shadow import ShadowBundles
 
 router = APIRouter(tags=["ops"], dependencies=[Public])
 
 
 @router.get("/healthz", response_model=HealthOut)
-def healthz(production: ProductionDep, prediction_log: PredictionLogDep) -> HealthOut:
-    """Liveness, the bundle each project serves, why a new one was refused, and the counts
-    of each prediction log (dropped samples included)."""
+def healthz(
+    production: ProductionDep, prediction_log: PredictionLogDep, shadows: ShadowDep
+) -> HealthOut:
+    """Liveness, the bundle each project serves, why a new one was refused, the counts
+    of each prediction log (dropped samples included) and of each shadow bundle."""
     projects = {}
     for name in production.projects:
         st = production.state(name)
@@ -32,7 +39,28 @@ def healthz(production: ProductionDep, prediction_log: PredictionLogDep) -> Heal
         prediction_log={
             p: PredictionLogHealth(**vars(st)) for p, st in prediction_log.stats().items()
         },
+        shadow=shadow_health(production.projects, shadows, prediction_log),
     )
+
+
+def shadow_health(
+    projects: Iterable[str], shadows: ShadowBundles, prediction_log: PredictionLog
+) -> dict[str, ShadowHealth]:
+    """Each project's shadow bundle and its counts, for projects whose log is on or that
+    have one attached."""
+    out = {}
+    for name in projects:
+        state = shadows.state(name)
+        attached = state.attachment.bundle_id if state.attachment is not None else None
+        logged = name in prediction_log.projects
+        if attached is None and not logged:
+            continue
+        error = state.error
+        if attached is not None and error is None and not logged:
+            error = "the prediction log is off (monitoring.log.rate: 0): nothing is shadowed"
+        counts = prediction_log.shadow_counts.counts(name, attached)
+        out[name] = ShadowHealth(**{**vars(counts), "error": error})
+    return out
 
 
 @router.get(
