@@ -14,6 +14,8 @@
   const $ = (id) => document.getElementById(id);
   const content = $("content");
   let generation = 0; // ignores answers to requests made before the last (re)load
+  // The project's shadow candidate (as the API last said), the cards and the panel it shows on.
+  const shadow = { bundleId: null, cards: [], panel: null };
 
   // -- DOM and formatting helpers -------------------------------------------------------
 
@@ -159,7 +161,7 @@
     const text = err.status ? "HTTP " + err.status + ": " + err.detail : err.detail;
     if (err.status === 401) return text + " — check the token.";
     if (err.status === 403 && /approver/.test(err.detail)) {
-      return text + " — a reader token can view candidates but cannot approve or reject them.";
+      return text + " — a reader token can view candidates but cannot approve, reject or run them in shadow.";
     }
     return text;
   }
@@ -237,6 +239,9 @@
       ...(cands.length ? [] : [h("p", { class: "muted" }, "No candidates are waiting for review.")]),
       ...sections);
     for (const card of cards) loadManifest(card, mine);
+    shadow.cards = cards;
+    shadow.panel = panel;
+    loadShadow(mine);
     // A link to one report (the Dagster UI's, or a card's): open it, even for a cutoff
     // with no bundle to review (no candidate passed its gates).
     const wanted = reportInHash();
@@ -292,6 +297,7 @@
         h("code", { title: s.shadow_bundle_id }, short(s.shadow_bundle_id)), shadowLive(s, days)] : "no shadow candidate", "since-shadow"),
     ];
     panel.replaceChildren(panel.firstChild, h("table", { class: "since-table" }, h("tbody", {}, rows)));
+    for (const tag of content.querySelectorAll(".shadow-tag")) tag.remove();
     const card = s && content.querySelector('article[data-bundle-id="' + CSS.escape(s.shadow_bundle_id) + '"] h3');
     if (card) card.append(h("span", { class: "tag shadow-tag" }, "in shadow" + (s.rate === null ? "" : " · " + (100 * s.rate).toFixed(1) + "% agreement")));
   }
@@ -443,9 +449,11 @@
     const done = h("span", { class: "done", role: "status" });
     const approve = h("button", { type: "button", class: "approve", "aria-describedby": headingId }, "Approve");
     const reject = h("button", { type: "button", class: "reject", "aria-describedby": headingId }, "Reject");
-    const card = { c, training, decisions, comment, alert, done, buttons: [approve, reject] };
+    const toggle = h("button", { type: "button", class: "secondary shadow-toggle", "aria-describedby": headingId, hidden: true }, "Run in shadow");
+    const card = { c, training, decisions, comment, alert, done, toggle, buttons: [approve, reject, toggle] };
     approve.addEventListener("click", () => decide(card, "approve"));
     reject.addEventListener("click", () => decide(card, "reject"));
+    toggle.addEventListener("click", () => toggleShadow(card));
     renderDecisions(decisions, c);
     const p = primary ? num((c.metrics || {})[primary]) : null;
     card.node = h("article", { class: "card candidate", "data-bundle-id": c.bundle_id, "aria-labelledby": headingId },
@@ -463,7 +471,7 @@
       h("div", { class: "decide" },
         h("label", { for: comment.id }, "Comment on " + modelName(c) + " (" + short(c.bundle_id) + ")"),
         comment,
-        h("div", { class: "actions" }, approve, reject, done),
+        h("div", { class: "actions" }, approve, reject, toggle, done),
         alert));
     return card;
   }
@@ -515,6 +523,58 @@
     } catch (err) {
       card.done.textContent = "";
       showAlert(card.alert, word + " failed — " + describe(err));
+    } finally {
+      for (const b of card.buttons) b.disabled = false;
+    }
+  }
+
+  // -- shadow: an approver runs a candidate beside production on logged requests ------------
+
+  async function loadShadow(mine) {
+    try {
+      const d = await (await api("GET", projectApi + "/shadow")).json();
+      if (mine !== generation) return;
+      shadow.bundleId = d.bundle_id;
+    } catch (err) {
+      return; // the buttons stay hidden: the page's load reports what is wrong
+    }
+    showShadow();
+  }
+
+  function showShadow() {
+    for (const card of shadow.cards) {
+      const on = card.c.bundle_id === shadow.bundleId;
+      card.toggle.textContent = on ? "Stop shadow" : "Run in shadow";
+      card.toggle.title = on
+        ? "Stop predicting logged requests with this candidate"
+        : "Predict every logged request with this candidate too (never returned)";
+      card.toggle.hidden = false;
+    }
+  }
+
+  async function toggleShadow(card) {
+    const stop = card.c.bundle_id === shadow.bundleId;
+    const mine = generation;
+    showAlert(card.alert, "");
+    card.done.className = "done";
+    card.done.textContent = stop ? "Stopping the shadow…" : "Starting the shadow…";
+    for (const b of card.buttons) b.disabled = true;
+    try {
+      const resp = stop
+        ? await api("DELETE", projectApi + "/shadow")
+        : await api("POST", projectApi + "/candidates/" + encodeURIComponent(card.c.bundle_id) + "/shadow");
+      const d = await resp.json();
+      if (mine !== generation) return;
+      shadow.bundleId = d.bundle_id;
+      showShadow();
+      card.done.className = "done shadow";
+      card.done.textContent = d.bundle_id
+        ? "Running in shadow (attached by " + d.actor + "): logged requests are predicted by it too; its predictions are logged, never returned."
+        : "Shadow stopped: " + short(card.c.bundle_id) + " no longer predicts; what it logged is kept.";
+      if (shadow.panel) loadSincePromotion(shadow.panel, mine);
+    } catch (err) {
+      card.done.textContent = "";
+      showAlert(card.alert, (stop ? "Stop shadow" : "Run in shadow") + " failed — " + describe(err));
     } finally {
       for (const b of card.buttons) b.disabled = false;
     }
