@@ -1,7 +1,8 @@
-"""``<project>/monitoring``: one UTC day of the prediction log against production's training
-window, as asset metadata (plotted over partitions), with two checks: ``live_drift`` (inputs or
-predictions moved) and ``production_decay`` (production's metric on labels that landed for
-that day vs its holdout metric; a failure can request a retrain, see ``decay_retrain_sensor``).
+"""``<project>/monitoring``: one period of the prediction log (a UTC day, or one data
+partition: ``monitoring.period``) against production's training window, as asset metadata
+(plotted over partitions), with two checks: ``live_drift`` (inputs or predictions moved) and
+``production_decay`` (production's metric on labels that landed for that period vs its holdout
+metric; a failure can request a retrain, see ``decay_retrain_sensor``).
 """
 
 import datetime as dt
@@ -11,6 +12,12 @@ from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
+from mlplatform.defs.monitoring_periods import (
+    monitoring_partitions,
+    period_before,
+    period_days,
+    schedule_cron,
+)
 from mlplatform.defs.partitions import KEY_FORMAT, cutoff_partitions, data_partitions
 from mlplatform.prediction_log import write_monitoring_summary
 from mlplatform.resources.ledger import LedgerResource
@@ -24,13 +31,7 @@ if TYPE_CHECKING:
 
 LIVE_DRIFT = "live_drift"
 PRODUCTION_DECAY = "production_decay"
-
-
-def monitoring_partitions(spec: ProjectSpec) -> dg.DailyPartitionsDefinition:
-    """UTC days from the first data partition up to today (today: what was logged so far)."""
-    return dg.DailyPartitionsDefinition(
-        start_date=spec.partitions.start.strftime(KEY_FORMAT), fmt=KEY_FORMAT, end_offset=1
-    )
+PERIOD_WORDS = {"daily": "UTC day", "partition": "data partition"}
 
 
 def monitoring_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
@@ -64,21 +65,23 @@ def monitoring_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
         ],
         group_name=spec.name,
         kinds={"pandas", "parquet"},
-        description="One UTC day of the prediction log: input drift and prediction shift vs "
-        "production's training window, traffic and latency, decay once labels land.",
+        description=f"One {PERIOD_WORDS[spec.monitoring.period]} of the prediction log: input "
+        "drift and prediction shift vs production's training window, traffic and latency, "
+        "decay once labels land.",
     )
     def monitoring(
         context: dg.AssetExecutionContext, store: ArtifactStore, ledger: LedgerResource
     ) -> Iterator[object]:
         from mlplatform.steps import monitoring as steps
 
-        day = dt.date.fromisoformat(context.partition_key)
-        log = steps.read_day(Path(store.home), spec.name, day)
+        day, end = period_days(spec, context.partition_key)
+        log = steps.read_days(Path(store.home), spec.name, day, end)
         bundle = _bundle(spec, store, ledger, log)
         metadata: dict[str, Any] = {**steps.traffic(log), "bundle_id": bundle_id_of(bundle)}
-        drift = _live_drift(spec, store, bundle, log, day, metadata)
+        drift = _live_drift(spec, store, bundle, log, (day, end), metadata)
         decay = _decay(spec, store, bundle, day)
         summary = {**day_summary(day, metadata, drift, decay), **_shadow_live(spec, store, day)}
+        summary["end"] = end.isoformat()
         write_monitoring_summary(Path(store.home), spec.name, day, summary)
         yield dg.MaterializeResult(metadata=metadata)
         yield drift
@@ -176,19 +179,20 @@ def _live_drift(
     store: ArtifactStore,
     bundle: "Bundle | None",
     log: "pd.DataFrame",
-    day: dt.date,
+    period: tuple[dt.date, dt.date],
     metadata: dict[str, Any],
 ) -> dg.AssetCheckResult:
-    """Drift and prediction shift of the day's log (their values are added to ``metadata``)."""
+    """Drift and prediction shift of the period's log (values are added to ``metadata``)."""
     from mlplatform.steps import monitoring as steps
 
     if log.empty or bundle is None:
         return dg.AssetCheckResult(
-            check_name=LIVE_DRIFT, passed=True, description="nothing logged on this day"
+            check_name=LIVE_DRIFT, passed=True, description="nothing logged in this period"
         )
     reference = _reference(spec, store, bundle)
     logged = steps.logged_features(spec, log)
-    drifts, skipped = steps.live_drift(reference, steps.live_features(log, spec), spec, logged, day)
+    live = steps.live_features(log, spec)
+    drifts, skipped = steps.live_drift(reference, live, spec, logged, period)
     shift = steps.prediction_shift(bundle, reference, log, spec)
     found = [f"{d.feature}: {d.detail}" for d in drifts if d.drifted]
     if shift.shifted:
@@ -267,12 +271,12 @@ def _decay(
 
 
 def monitoring_schedule(spec: ProjectSpec) -> dg.ScheduleDefinition:
-    """Shortly after midnight UTC, monitor the day that just ended."""
+    """Shortly after midnight UTC, monitor the day (or data partition) that just ended."""
     key = dg.AssetKey([spec.name, "monitoring"])
 
     @dg.schedule(
         name=f"{spec.name}__monitoring",
-        cron_schedule="15 0 * * *",
+        cron_schedule=schedule_cron(spec),
         execution_timezone="UTC",
         target=dg.AssetSelection.assets(key),
         default_status=(
@@ -280,14 +284,14 @@ def monitoring_schedule(spec: ProjectSpec) -> dg.ScheduleDefinition:
             if spec.automation.enabled and spec.monitoring.log.rate > 0
             else dg.DefaultScheduleStatus.STOPPED
         ),
-        description=f"Monitors yesterday's prediction log of {spec.name} (UTC).",
+        description=f"Monitors the prediction log of {spec.name} of the period that just "
+        "ended (UTC).",
     )
     def monitor_yesterday(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
-        when = context.scheduled_execution_time or dt.datetime.now(dt.UTC)
-        day = (when.astimezone(dt.UTC) - dt.timedelta(days=1)).date()
+        key = period_before(spec, context.scheduled_execution_time or dt.datetime.now(dt.UTC))
         return dg.RunRequest(
-            run_key=f"monitoring-{day}",
-            partition_key=day.strftime(KEY_FORMAT),
+            run_key=f"monitoring-{key}",
+            partition_key=key,
             tags={"mlplatform/trigger": "schedule"},
         )
 

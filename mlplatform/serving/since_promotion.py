@@ -50,7 +50,8 @@ class Traffic(BaseModel):
 class DaySummary(BaseModel):
     """One day of the monitoring asset, as it wrote it."""
 
-    day: str
+    day: str  # the period's first day
+    end: str | None = None  # the day after its last (a data partition's period); None: one day
     requests: int = 0
     rows: int = 0
     drifted: int | None = None  # inputs or predictions that moved
@@ -160,15 +161,25 @@ def shadow_agreement(
     )
 
 
+LONGEST_PERIOD_DAYS = 31  # a monitoring period is a day, a week or a month
+
+
 def monitoring_days(home: Path, project: str, since: dt.datetime) -> list[DaySummary]:
-    """The monitoring asset's summaries of the days since ``since``, oldest first."""
+    """The monitoring asset's summaries of the periods that end after ``since``, oldest
+    first."""
     folder = monitoring_summary_dir(home, project)
+    first = since.date()
     found = []
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-        if path.stem < since.date().isoformat():
+        if path.stem < (first - dt.timedelta(days=LONGEST_PERIOD_DAYS)).isoformat():
             continue
         try:
-            found.append(DaySummary.model_validate(json.loads(path.read_text("utf-8"))))
+            summary = DaySummary.model_validate(json.loads(path.read_text("utf-8")))
+            day = dt.date.fromisoformat(summary.day)
+            end = dt.date.fromisoformat(summary.end) if summary.end else day + dt.timedelta(1)
         except ValueError as exc:
             log.warning("%s: unreadable monitoring summary %s: %s", project, path.name, exc)
+            continue
+        if end > first:
+            found.append(summary)
     return found

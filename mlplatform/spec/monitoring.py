@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from mlplatform.spec.vocabulary import Frozen
 
@@ -54,8 +54,26 @@ class Decay(Frozen):
     )
 
 
+PERIODS = ("daily", "partition")
+
+
 class Monitoring(Frozen):
     """The prediction log written by serving and the monitoring asset that reads it."""
 
+    period: Literal["daily", "partition"] = Field(
+        default="daily",
+        description="What one partition of <project>/monitoring covers: 'daily' one UTC day, "
+        "'partition' one data partition (partitions.granularity, e.g. a month).",
+    )
     log: PredictionLog = PredictionLog()
     decay: Decay = Decay()
+
+    @field_validator("period", mode="before")
+    @classmethod
+    def _known_period(cls, v: Any) -> Any:
+        if v not in PERIODS:
+            raise ValueError(
+                f"{v!r} is not a monitoring period; use 'daily' (one UTC day) or 'partition' "
+                "(one data partition of partitions.granularity, e.g. monthly)"
+            )
+        return v

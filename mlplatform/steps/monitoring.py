@@ -24,11 +24,15 @@ from mlplatform.steps.features import layout
 REFERENCE_ROWS = 50_000  # training-window rows predicted for the prediction-shift reference
 
 
-def read_day(home: Path, project: str, day: dt.date) -> pd.DataFrame:
-    """Every logged row of one UTC day (empty when nothing was logged)."""
+def read_days(home: Path, project: str, first: dt.date, end: dt.date) -> pd.DataFrame:
+    """Every logged row of the UTC days from ``first`` up to ``end`` (exclusive; not past
+    today); empty when nothing was logged."""
     import pyarrow.parquet as pq
 
-    frames = [pq.read_table(p).to_pandas() for p in day_files(home, project, day)]
+    last = min(end, dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1))
+    days = [first + dt.timedelta(days=n) for n in range(max(0, (last - first).days))]
+    files = [p for day in days for p in day_files(home, project, day)]
+    frames = [pq.read_table(p).to_pandas() for p in files]
     frames = [f for f in frames if len(f)]
     if not frames:
         return pd.DataFrame()
@@ -69,13 +73,17 @@ def _feature_of(spec: ProjectSpec) -> dict[str, str]:
 
 
 def live_drift(
-    reference: pd.DataFrame, live: pd.DataFrame, spec: ProjectSpec, logged: list[str], day: dt.date
+    reference: pd.DataFrame,
+    live: pd.DataFrame,
+    spec: ProjectSpec,
+    logged: list[str],
+    period: tuple[dt.date, dt.date],
 ) -> tuple[list[FeatureDrift], list[str]]:
     """Drift of the live features against the training window and the features not compared
-    (columns not logged; date parts that restate the day)."""
+    (columns not logged; date parts that restate the period: first day, day after the last)."""
     origin = _feature_of(spec)
     unlogged = [n for n, _ in layout(spec) if origin.get(n) not in logged]
-    skip = unlogged + drift_steps.key_features(live, spec, (day, day + dt.timedelta(days=1)))
+    skip = unlogged + drift_steps.key_features(live, spec, period)
     found = drift_steps.feature_drift(reference, live, spec, skip=skip)
     found += [d for d in drift_steps.missing_changes(reference, live, spec) if d.feature in logged]
     return found, skip

@@ -15,12 +15,20 @@ import pytest
 
 from mlplatform.bundles.format import load
 from mlplatform.defs.build import resources, train_targets
-from mlplatform.defs.monitoring import LIVE_DRIFT, PRODUCTION_DECAY, labelled, monitoring_asset
+from mlplatform.defs.monitoring import (
+    LIVE_DRIFT,
+    PRODUCTION_DECAY,
+    labelled,
+    monitoring_asset,
+    monitoring_schedule,
+)
+from mlplatform.defs.monitoring_periods import monitoring_partitions
 from mlplatform.ledger import Ledger
 from mlplatform.prediction_log import day_files, monitoring_summary_dir
 from mlplatform.serving.log_writer import Logged, PredictionLog
 from mlplatform.serving.predict import predict_answer
 from mlplatform.shadow import attach_shadow
+from mlplatform.spec import ProjectSpec
 from mlplatform.steps import ingest
 from mlplatform.steps import monitoring as steps
 from mlplatform_tests.projects import Trained
@@ -64,11 +72,12 @@ def write_log(t: Trained, day: dt.date, rows: list[dict[str, Any]], per_request:
     assert day_files(t.project.home, spec.name, day)
 
 
-def monitor(t: Trained, day: dt.date) -> dg.ExecuteInProcessResult:
+def monitor(t: Trained, day: dt.date, spec: ProjectSpec | None = None) -> dg.ExecuteInProcessResult:
+    spec = spec or t.project.spec
     return dg.materialize(
-        [monitoring_asset(t.project.spec)],
+        [monitoring_asset(spec)],
         partition_key=day.isoformat(),
-        resources=resources(t.project.settings, [t.project.spec]),
+        resources=resources(t.project.settings, [spec]),
         instance=t.instance,
         raise_on_error=False,
     )
@@ -164,3 +173,36 @@ def test_labels_with_a_shifted_relationship_trip_production_decay(live: Trained)
     assert request.tags["mlplatform/trigger"] == "production_decay"
     assert set(request.asset_selection or []) == set(train_targets(spec))
     assert isinstance(sensor(context), dg.SkipReason)  # once per failed evaluation
+
+
+def test_monitoring_per_data_partition_covers_every_logged_day_of_the_partition(
+    live: Trained,
+) -> None:
+    monthly = live.project.spec.model_copy(
+        update={
+            "monitoring": live.project.spec.monitoring.model_copy(update={"period": "partition"})
+        }
+    )
+    keys = monitoring_partitions(monthly).get_partition_keys()
+    assert "2026-06-01" in keys and "2026-06-03" not in keys  # the data's monthly keys
+    rows = landing_rows(live, 2)
+    shifted = [{**r, "plan": "premium"} for r in rows]
+    write_log(live, dt.date(2026, 6, 3), rows)
+    write_log(live, dt.date(2026, 6, 30), shifted)
+    write_log(live, dt.date(2026, 7, 1), rows)  # the next partition
+    result = monitor(live, dt.date(2026, 6, 1), monthly)
+    meta = metadata(result)
+    assert (meta["rows"], meta["requests"]) == (2 * len(rows), 2 * len(range(0, len(rows), 5)))
+    assert not checks(result)[LIVE_DRIFT].passed  # half the month's requests were all premium
+    month = summary(live, dt.date(2026, 6, 1))
+    assert (month["day"], month["end"], month["rows"]) == (
+        "2026-06-01",
+        "2026-07-01",
+        2 * len(rows),
+    )
+
+    schedule = monitoring_schedule(monthly)
+    assert schedule.cron_schedule == "15 0 1 * *"
+    when = dt.datetime(2026, 7, 1, 0, 15, tzinfo=dt.UTC)
+    request = schedule(dg.build_schedule_context(scheduled_execution_time=when))
+    assert isinstance(request, dg.RunRequest) and request.partition_key == "2026-06-01"
