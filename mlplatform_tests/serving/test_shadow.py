@@ -188,3 +188,24 @@ def test_healthz_counts_the_shadows_predictions_and_the_samples_it_never_saw(
         assert client.delete(f"/v1/projects/{PROJECT}/shadow", headers=APPROVER).status_code == 200
         assert client.get("/healthz").json()["shadow"][PROJECT] == NO_SHADOW
     env.ledger.dispose()
+
+
+@pytest.mark.unit
+def test_a_failing_shadow_is_counted_and_production_still_logged(
+    built: Built, tmp_path: Path
+) -> None:
+    env = make_env(built, tmp_path, **TOKENS)
+    a = load(env.bundle_dir("a"))
+    validator, predictor = Compiled().of(a)
+    bodies = [json.dumps({"rows": env.rows[:3]}).encode()]
+    items = [
+        (0.0, 0.001, b, predict_answer(a.bundle_id, predictor.predict_rows(validator.rows(b))))
+        for b in bodies
+    ]
+    gone = env.settings.bundles_dir / ("f" * 64)  # removed after it was attached
+    done = write_batch(Batch(tmp_path / "log", "n", LOGGED, items, gone))
+    assert done[:5] == (1, 3, 0, 0, 3)
+    assert done.shadow_error is not None and "f" * 64 in done.shadow_error
+    assert str(env.settings.bundles_dir) not in done.shadow_error  # /healthz is public
+    assert len(pd.read_parquet(tmp_path / "log" / "n.parquet")) == 3
+    env.ledger.dispose()
