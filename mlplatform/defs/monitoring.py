@@ -81,7 +81,8 @@ def monitoring_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
         drift = _live_drift(spec, store, bundle, log, (day, end), metadata)
         decay = _decay(spec, store, bundle, day)
         summary = {**day_summary(day, metadata, drift, decay), **_shadow_live(spec, store, day)}
-        summary["end"] = end.isoformat()
+        if spec.monitoring.period == "partition":
+            summary["end"] = end.isoformat()
         write_monitoring_summary(Path(store.home), spec.name, day, summary)
         yield dg.MaterializeResult(metadata=metadata)
         yield drift

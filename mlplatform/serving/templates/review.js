@@ -282,15 +282,16 @@
     const drifted = days.filter((d) => num(d.drifted) !== null && d.drifted > 0);
     const decayed = days.filter((d) => d.decay_passed === false);
     const labelled = days.filter((d) => d.decay_passed !== null && d.decay_passed !== undefined);
+    const unit = days.some((d) => d.end) ? "period" : "day"; // monitoring.period: partition
     const row = (name, value, id) => h("tr", { id }, h("th", { class: "l", scope: "row" }, name), h("td", {}, value));
     const rows = [
       row("Promoted", (data.production ? short(data.production) + " · " : "") + when(data.promoted_at), "since-promoted"),
       row("Logged traffic", count(t.requests) + " requests · " + count(t.rows) + " rows · p50 " + fmt(t.latency_p50_ms) +
         " ms · p95 " + fmt(t.latency_p95_ms) + " ms", "since-traffic"),
-      row("Live drift", days.length ? drifted.length + " of " + days.length + " monitored day" + (days.length === 1 ? "" : "s") +
+      row("Live drift", days.length ? drifted.length + " of " + days.length + " monitored " + unit + (days.length === 1 ? "" : "s") +
         " drifted" + (drifted.length ? " (latest " + drifted[drifted.length - 1].day + ": " + drifted[drifted.length - 1].drift + ")" : "")
         : "no monitoring run yet", "since-drift"),
-      row("Decay", labelled.length ? decayed.length + " of " + labelled.length + " labelled day" + (labelled.length === 1 ? "" : "s") +
+      row("Decay", labelled.length ? decayed.length + " of " + labelled.length + " labelled " + unit + (labelled.length === 1 ? "" : "s") +
         " decayed · latest " + labelled[labelled.length - 1].decay : "no labels landed yet", "since-decay"),
       row("Shadow", s ? ["agreement ", h("strong", { id: "shadow-agreement" }, s.rate === null ? "—" : (100 * s.rate).toFixed(1) + "%"),
         " with production on " + count(s.rows) + " logged rows (" + count(s.agreed) + " agreed) · bundle ",
