@@ -56,10 +56,8 @@ def write_batch(batch: Batch) -> Written:
         write_columns(batch.folder, batch.name, columns)
     if batch.shadow is None:
         return Written(requests, rows)
-    taken = [
-        r for r, b in zip(columns["request"], columns.get("shadow_bundle_id", ()), strict=False)
-        if b is not None
-    ]  # fmt: skip
+    shadowed = columns.get("shadow_bundle_id", [None] * rows)  # absent: it failed
+    taken = [r for r, b in zip(columns["request"], shadowed, strict=True) if b is not None]
     return Written(requests, rows, len(set(taken)), len(taken), rows - len(taken), shadow_error)
 
 
