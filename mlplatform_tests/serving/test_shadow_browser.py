@@ -1,6 +1,7 @@
-"""Shadow from the review page in a real browser: a reader is refused like the API refuses
-it; an approver's "Run in shadow" makes serving predict logged requests with the candidate
-(the since-promotion panel shows its agreement), and "Stop shadow" detaches it."""
+"""Shadow from the review page in a real browser: a refused shadow bundle is shown as such; a
+reader is refused like the API refuses it; an approver's "Run in shadow" makes serving predict
+logged requests with the candidate (the since-promotion panel shows its agreement), and "Stop
+shadow" detaches it."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import httpx
 import pytest
 
 from mlplatform.serving.app import create_app
-from mlplatform.shadow import read_shadow
+from mlplatform.shadow import attach_shadow, read_shadow
 from mlplatform_tests import waiting
 from mlplatform_tests.serving.builders import PROJECT, Built
 from mlplatform_tests.serving.servers import (
@@ -60,15 +61,23 @@ def test_run_in_shadow_and_stop_it_from_the_review_page(
 
     url, env = served
     home, c = env.settings.home, env.ids["c"]
+    b = env.ids["b"]
+    onnx = next(env.bundle_dir("b").rglob("*.onnx"))
+    onnx.write_bytes(onnx.read_bytes() + b"\0")
+    attach_shadow(home, PROJECT, b, "someone")  # behind the API's back: serving refuses it
     page = tab.page
     page.goto(f"{url}/review/{PROJECT}")
     use_token(page, READER_TOKEN)
+    refused = page.locator(f'article[data-bundle-id="{b}"]')
+    expect(refused.get_by_role("alert")).to_contain_text("not used by serving")
+    expect(refused.get_by_role("alert")).to_contain_text("sha256 mismatch")
+    expect(refused.get_by_role("button", name="Stop shadow")).to_be_visible()
     card = page.locator(f'article[data-bundle-id="{c}"]')
     card.get_by_role("button", name="Run in shadow").click()
     expect(card.get_by_role("alert")).to_contain_text("Run in shadow failed — HTTP 403")
     alert = card.get_by_role("alert")
     expect(alert).to_contain_text("cannot approve, reject or run them in shadow")
-    assert read_shadow(home, PROJECT) is None
+    assert getattr(read_shadow(home, PROJECT), "bundle_id", None) == b  # unchanged
 
     use_token(page, APPROVER_TOKEN)
     card.get_by_role("button", name="Run in shadow").click()
@@ -97,5 +106,6 @@ def test_run_in_shadow_and_stop_it_from_the_review_page(
     expect(page.locator("#since-shadow")).to_contain_text("no shadow candidate")
     expect(card.locator("h3")).not_to_contain_text("in shadow")
     assert read_shadow(home, PROJECT) is None
-    tab.problems = [p for p in tab.problems if "404" not in p]  # no evaluation report here
+    # no evaluation report here (404); the altered bundle's files are refused (409)
+    tab.problems = [p for p in tab.problems if "404" not in p and "409" not in p]
     tab.check_clean(url, APPROVER_TOKEN)

@@ -532,14 +532,17 @@
   // -- shadow: an approver runs a candidate beside production on logged requests ------------
 
   async function loadShadow(mine) {
+    let d;
     try {
-      const d = await (await api("GET", projectApi + "/shadow")).json();
+      d = await (await api("GET", projectApi + "/shadow")).json();
       if (mine !== generation) return;
       shadow.bundleId = d.bundle_id;
     } catch (err) {
       return; // the buttons stay hidden: the page's load reports what is wrong
     }
     showShadow();
+    const refused = d.error && shadow.cards.find((card) => card.c.bundle_id === d.bundle_id);
+    if (refused) showAlert(refused.alert, "Attached in shadow but not used by serving — " + d.error);
   }
 
   function showShadow() {
