@@ -135,8 +135,10 @@ class Source:
             _missing(self.path, names, self.columns)
             batches = text_columns(self._fh, self.encoding, self.delimiter, names, self.columns)
             for batch, lines in batches:
-                yield Chunk(row, _arrays(batch), lines)
-                row += batch.num_rows
+                for start in range(0, batch.num_rows, self.chunk_rows):
+                    part = batch.slice(start, self.chunk_rows)
+                    yield Chunk(row, _arrays(part), lines[start : start + part.num_rows])
+                    row += part.num_rows
         except NotPlainError:
             self.exact = True
             self._fh.seek(0)
