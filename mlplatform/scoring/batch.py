@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,8 +80,12 @@ def predict_chunk(
 ) -> pa.Table:
     """Output table of one chunk: ``row``, ``bundle_id``, ``label``/``proba_*`` or ``value``."""
     feeds = chunk_feeds(chunk.columns, bundle.schema, memo)
-    out = _run(bundle, feeds.inputs)
     summary.count(chunk, feeds.invalid)
+    return output_table(bundle, chunk, _run(bundle, feeds.inputs))
+
+
+def output_table(bundle: Bundle, chunk: Chunk, out: np.ndarray) -> pa.Table:
+    """The output rows of a chunk from the model's probabilities or values."""
     n = len(chunk)
     arrays: dict[str, pa.Array] = {
         "row": pa.array(np.arange(chunk.first_row, chunk.first_row + n, dtype=np.int64)),
@@ -100,10 +105,20 @@ def predict_chunk(
 
 
 def predictions(bundle: Bundle, source: Source, summary: Summary) -> Iterator[pa.Table]:
-    """Output tables, chunk by chunk."""
+    """Output tables, chunk by chunk. The model scores a chunk in a second thread while the
+    next one is read and parsed (onnxruntime and the Arrow kernels release the GIL)."""
     memo: dict[str, object] = {}
-    for chunk in source.chunks():
-        yield predict_chunk(bundle, chunk, summary, memo)
+    with ThreadPoolExecutor(1, thread_name_prefix="onnx") as pool:
+        pending: tuple[Chunk, Future[np.ndarray]] | None = None
+        for chunk in source.chunks():
+            feeds = chunk_feeds(chunk.columns, bundle.schema, memo)
+            summary.count(chunk, feeds.invalid)
+            scored = pool.submit(_run, bundle, feeds.inputs)
+            if pending is not None:
+                yield output_table(bundle, pending[0], pending[1].result())
+            pending = (chunk, scored)
+        if pending is not None:
+            yield output_table(bundle, pending[0], pending[1].result())
 
 
 class Writer:
