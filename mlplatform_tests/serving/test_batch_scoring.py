@@ -140,3 +140,28 @@ def test_a_ragged_row_after_the_first_block_is_named_by_the_exact_reader(
         score_file(bundle, src, out)
     assert out.read_bytes() == b"before"
     assert list(tmp_path.glob(".out.parquet.*")) == []
+
+
+def test_a_line_break_inside_a_value_is_scored_again_by_the_exact_reader(
+    built: Built, tmp_path: Path
+) -> None:
+    bundle = load(built.bundles_dir / built.bundles["a"])
+    header, rows = clean_rows(bundle, 200)
+    plain, broken = tmp_path / "plain.csv", tmp_path / "broken.csv"
+    write_rows(plain, header, rows, {})
+    rows[120][header.index("plan")] = "prem\nium"  # quoted by the writer; invalid as a plan
+    write_rows(broken, header, rows, {})
+    with Source(plain, header, chunk_rows=64) as src:
+        score_file(bundle, src, tmp_path / "plain.parquet")
+    with Source(broken, header, chunk_rows=64) as src:
+        summary = score_file(bundle, src, tmp_path / "broken.parquet")
+        assert src.exact  # the fast reader gave up after scoring rows: all scored again
+    assert summary.rows == 200
+    assert summary.invalid == {"plan": 1}
+    got, want = (
+        pq.read_table(tmp_path / "broken.parquet"),
+        pq.read_table(tmp_path / "plain.parquet"),
+    )
+    assert got.num_rows == 200
+    assert got.slice(0, 120).equals(want.slice(0, 120))
+    assert got.slice(121).equals(want.slice(121))
