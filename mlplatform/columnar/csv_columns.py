@@ -25,6 +25,7 @@ def text_columns(
 ) -> Iterator[tuple[pa.RecordBatch, np.ndarray]]:
     """Batches of ``columns`` (text cells; ``names`` is the whole header) and the file line of
     each row. ``fh`` must be at the start of the file."""
+    # LineTap also hashes what it reads (ingest records it); scoring has no use for the digest
     tap = LineTap(fh, hashlib.sha1(usedforsecurity=False), limit=1 << 62)
     stream = io.BufferedReader(tap, buffer_size=BLOCK)
     options = _options(encoding, delimiter, names)
