@@ -127,7 +127,7 @@ class InputSchema:
 
 class Bundle:
     """A verified bundle with an onnxruntime session (one thread: serving runs many requests
-    side by side; batch scoring passes ``threads=0``, onnxruntime's default of every core)."""
+    side by side; batch scoring runs the model beside its parsing thread)."""
 
     def __init__(self, path: Path, manifest: dict[str, Any], threads: int = 1):
         self.path = path

@@ -65,7 +65,7 @@ def predict(
     spec = project_spec(settings, project)
     bundle_id = _bundle_id(settings, project, bundle)
     try:
-        model = load(settings.bundles_dir / bundle_id, threads=0)
+        model = load(settings.bundles_dir / bundle_id)
     except BundleError as exc:
         fail(f"mlplatform: bundle {bundle_id[:12]} cannot be used: {exc}")
     try:

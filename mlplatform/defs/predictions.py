@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # SQLAlchemy and Alembic: imported when the ledger is first u
 
 SCORING: list[ModuleType | str] = [
     "mlplatform.scoring",
+    "mlplatform.columnar",
     "mlplatform.columns",
     "mlplatform.bundles.format",
 ]

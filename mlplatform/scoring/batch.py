@@ -12,86 +12,113 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from mlplatform.bundles.format import Bundle
-from mlplatform.columns import derive_features, parse_column
 from mlplatform.landing import shown
-from mlplatform.scoring.reading import Chunk, ScoringError, Source, file_format
+from mlplatform.scoring.feeds import chunk_feeds
+from mlplatform.scoring.reading import Chunk, RestartError, ScoringError, Source, file_format
 
 
 @dataclass
 class Summary:
     """What one scoring pass did: rows, and per column the invalid values scored as missing
-    (as in training) with the first input row number where one was seen."""
+    (as in training) with the first input row number (and file line, where known) where one
+    was seen."""
 
     rows: int = 0
     invalid: dict[str, int] = field(default_factory=dict)
     first_invalid: dict[str, int] = field(default_factory=dict)
+    first_line: dict[str, int] = field(default_factory=dict)
 
     def warnings(self, path: Path, csv_lines: bool) -> list[str]:
         """One line per column with invalid values, naming the file, column and first line."""
         out = []
         for column, count in sorted(self.invalid.items()):
             first = self.first_invalid[column]
-            where = f"line {first + 2}" if csv_lines else f"row {first}"
+            line = self.first_line.get(column, first + 2)
+            where = f"line {line}" if csv_lines else f"row {first}"
             out.append(
                 f"{shown(path)}: column {column!r}: {count} invalid value(s) scored as missing "
                 f"(first at {where})"
             )
         return out
 
+    def count(self, chunk: Chunk, invalid: dict[str, np.ndarray]) -> None:
+        """Add a chunk's rows and invalid values."""
+        for name, mask in invalid.items():
+            found = int(mask.sum())
+            if not found:
+                continue
+            self.invalid[name] = self.invalid.get(name, 0) + found
+            if name not in self.first_invalid:
+                at = int(np.argmax(mask))
+                self.first_invalid[name] = chunk.first_row + at
+                if chunk.lines is not None:
+                    self.first_line[name] = int(chunk.lines[at])
+        self.rows += len(chunk)
 
-def predict_chunk(bundle: Bundle, chunk: Chunk, summary: Summary) -> dict[str, np.ndarray]:
-    """Output columns of one chunk (``row``, ``label``/``proba_*`` or ``value``)."""
-    schema = bundle.schema
-    parsed = {}
-    for name in schema.feature_columns:
-        p = parse_column(chunk.columns[name], schema.columns[name])
-        invalid = int(p.invalid.sum())
-        if invalid:
-            summary.invalid[name] = summary.invalid.get(name, 0) + invalid
-            summary.first_invalid.setdefault(name, chunk.first_row + int(np.argmax(p.invalid)))
-        parsed[name] = p.values
-    feats = derive_features(parsed, schema.columns, schema.features, schema.feature_columns)
-    out = bundle.predict_features(feats)
-    summary.rows += len(chunk)
-    rows = np.arange(chunk.first_row, chunk.first_row + len(chunk), dtype=np.int64)
+
+def _run(bundle: Bundle, inputs: dict[str, np.ndarray]) -> np.ndarray:
+    """Probabilities [N, classes] or values [N]: only the output used is fetched."""
+    outputs = bundle.session.get_outputs()
+    wanted = outputs[0] if bundle.classes is None else outputs[1]
+    (out,) = bundle.session.run([wanted.name], inputs)
     if bundle.classes is None:
-        return {"row": rows, "value": out}
-    classes = np.asarray(bundle.classes, dtype=object)
-    columns: dict[str, np.ndarray] = {"row": rows, "label": classes[np.argmax(out, axis=1)]}
+        return np.asarray(out, dtype=np.float64).reshape(-1)
+    return np.asarray(out, dtype=np.float64)
+
+
+def predict_chunk(
+    bundle: Bundle, chunk: Chunk, summary: Summary, memo: dict[str, object] | None = None
+) -> pa.Table:
+    """Output table of one chunk: ``row``, ``bundle_id``, ``label``/``proba_*`` or ``value``."""
+    feeds = chunk_feeds(chunk.columns, bundle.schema, memo)
+    summary.count(chunk, feeds.invalid)
+    return output_table(bundle, chunk, _run(bundle, feeds.inputs))
+
+
+def output_table(bundle: Bundle, chunk: Chunk, out: np.ndarray) -> pa.Table:
+    """The output rows of a chunk from the model's probabilities or values."""
+    n = len(chunk)
+    arrays: dict[str, pa.Array] = {
+        "row": pa.array(np.arange(chunk.first_row, chunk.first_row + n, dtype=np.int64)),
+        "bundle_id": pa.DictionaryArray.from_arrays(
+            pa.array(np.zeros(n, dtype=np.int32)), pa.array([bundle.bundle_id])
+        ),
+    }
+    if bundle.classes is None:
+        arrays["value"] = pa.array(out, pa.float64())
+        return pa.table(arrays)
+    best = np.argmax(out, axis=1).astype(np.int32)
+    labels = pa.DictionaryArray.from_arrays(pa.array(best), pa.array(bundle.classes, pa.string()))
+    arrays["label"] = labels.cast(pa.string())
     for i, name in enumerate(bundle.classes):
-        columns[f"proba_{name}"] = out[:, i]
-    return columns
-
-
-def predictions(
-    bundle: Bundle, source: Source, summary: Summary
-) -> Iterator[dict[str, np.ndarray]]:
-    """Output columns, chunk by chunk."""
-    for chunk in source.chunks():
-        yield predict_chunk(bundle, chunk, summary)
-
-
-def _table(columns: dict[str, np.ndarray], bundle_id: str) -> Any:
-    import pyarrow as pa
-
-    n = len(columns["row"])
-    arrays = {"row": pa.array(columns["row"], pa.int64())}
-    arrays["bundle_id"] = pa.DictionaryArray.from_arrays(
-        pa.array(np.zeros(n, dtype=np.int32)), pa.array([bundle_id])
-    )
-    for name, values in columns.items():
-        if name == "row":
-            continue
-        kind = pa.string() if values.dtype == object else pa.float64()
-        arrays[name] = pa.array(values, kind)
+        arrays[f"proba_{name}"] = pa.array(np.ascontiguousarray(out[:, i]), pa.float64())
     return pa.table(arrays)
+
+
+def predictions(bundle: Bundle, source: Source, summary: Summary) -> Iterator[pa.Table]:
+    """Output tables, chunk by chunk. The model scores a chunk in a second thread while the
+    next one is read and parsed (onnxruntime and the Arrow kernels release the GIL)."""
+    memo: dict[str, object] = {}
+    with ThreadPoolExecutor(1, thread_name_prefix="onnx") as pool:
+        pending: tuple[Chunk, Future[np.ndarray]] | None = None
+        for chunk in source.chunks():
+            feeds = chunk_feeds(chunk.columns, bundle.schema, memo)
+            summary.count(chunk, feeds.invalid)
+            scored = pool.submit(_run, bundle, feeds.inputs)
+            if pending is not None:
+                yield output_table(bundle, pending[0], pending[1].result())
+            pending = (chunk, scored)
+        if pending is not None:
+            yield output_table(bundle, pending[0], pending[1].result())
 
 
 class Writer:
@@ -140,8 +167,6 @@ class Writer:
 
 def _plain(schema: Any) -> Any:
     """The schema with dictionary columns as plain strings (CSV has no dictionaries)."""
-    import pyarrow as pa
-
     return pa.schema(
         [
             pa.field(f.name, pa.string() if pa.types.is_dictionary(f.type) else f.type)
@@ -152,7 +177,6 @@ def _plain(schema: Any) -> Any:
 
 def empty_schema(bundle: Bundle) -> Any:
     """The output schema of a bundle (for an input without rows)."""
-    import pyarrow as pa
 
     fields = [
         pa.field("row", pa.int64()),
@@ -173,11 +197,20 @@ def score_file(
     on_chunk: Callable[[int, int], None] | None = None,
 ) -> Summary:
     """Score every row of ``source`` with ``bundle`` into ``out`` (atomically)."""
+    try:
+        return _score_file(bundle, source, out, on_chunk)
+    except RestartError:  # the source reads exactly now
+        return _score_file(bundle, source, out, on_chunk)
+
+
+def _score_file(
+    bundle: Bundle, source: Source, out: Path, on_chunk: Callable[[int, int], None] | None
+) -> Summary:
     summary = Summary()
     writer = Writer(out)
     try:
-        for columns in predictions(bundle, source, summary):
-            writer.write(_table(columns, bundle.bundle_id))
+        for table in predictions(bundle, source, summary):
+            writer.write(table)
             if on_chunk is not None:
                 on_chunk(source.position(), summary.rows)
         writer.commit(empty_schema(bundle))
@@ -187,12 +220,17 @@ def score_file(
     return summary
 
 
-def score_table(bundle: Bundle, source: Source) -> tuple[Any, Summary]:
+def score_table(bundle: Bundle, source: Source) -> tuple[pa.Table, Summary]:
     """Every row of ``source`` scored by ``bundle``, as one Arrow table (plain string
     ``bundle_id``), and the summary."""
-    import pyarrow as pa
+    try:
+        return _score_table(bundle, source)
+    except RestartError:
+        return _score_table(bundle, source)
 
+
+def _score_table(bundle: Bundle, source: Source) -> tuple[pa.Table, Summary]:
     summary = Summary()
-    tables = [_table(columns, bundle.bundle_id) for columns in predictions(bundle, source, summary)]
+    tables = list(predictions(bundle, source, summary))
     table = pa.concat_tables(tables) if tables else empty_schema(bundle).empty_table()
     return table.cast(_plain(table.schema)), summary

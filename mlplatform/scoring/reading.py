@@ -1,4 +1,10 @@
-"""Stream the feature columns of a CSV or Parquet file in chunks, with file line numbers."""
+"""Stream the feature columns of a CSV or Parquet file in chunks of Arrow arrays, with file
+line numbers.
+
+A CSV is read by ``columnar.csv_columns`` (Arrow's streaming reader, each row's file line
+counted under it); a file that reader cannot reproduce exactly (a line break inside a quoted
+value, a ragged row, odd header spacing, undecodable text) is read again by the exact reader
+below, which also words the error."""
 
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
+import pyarrow as pa
 
 from mlplatform.landing import shown
 
@@ -21,12 +28,19 @@ class ScoringError(Exception):
     """Input or output that cannot be scored; the message names the file and what to do."""
 
 
+class RestartError(Exception):
+    """The fast CSV reader gave up after rows were scored: score again from the start (the
+    source now reads exactly)."""
+
+
 @dataclass(frozen=True)
 class Chunk:
-    """Consecutive input rows: ``first_row`` is the 0-based number of the first data row."""
+    """Consecutive input rows: ``first_row`` is the 0-based number of the first data row,
+    ``lines`` the file line of each row where known (CSV)."""
 
     first_row: int
-    columns: dict[str, np.ndarray]
+    columns: dict[str, pa.Array]
+    lines: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(next(iter(self.columns.values()))) if self.columns else 0
@@ -80,6 +94,7 @@ class Source:
             raise ScoringError(f"{shown(path)}: cannot open the input ({exc.strerror})") from None
         self.total = path.stat().st_size
         self._rows_read = 0
+        self.exact = False  # read the CSV with the exact reader
 
     def close(self) -> None:
         self._fh.close()
@@ -103,11 +118,35 @@ class Source:
             raise ScoringError(f"{shown(self.path)}: empty file: no header and no rows")
         if self.format == "parquet":
             yield from self._parquet()
+        elif self.exact:
+            yield from self._csv()
         else:
+            yield from self._csv_columns()
+
+    def _csv_columns(self) -> Iterator[Chunk]:
+        from mlplatform.columnar.csv_columns import text_columns
+        from mlplatform.columnar.csv_stream import NotPlainError, header
+
+        row = 0
+        try:
+            names = header(self._fh, self.encoding, self.delimiter)
+            if any(n != n.strip() for n in names) or len(set(names)) != len(names):
+                raise NotPlainError("header names need trimming or repeat")
+            _missing(self.path, names, self.columns)
+            batches = text_columns(self._fh, self.encoding, self.delimiter, names, self.columns)
+            for batch, lines in batches:
+                for start in range(0, batch.num_rows, self.chunk_rows):
+                    part = batch.slice(start, self.chunk_rows)
+                    yield Chunk(row, _arrays(part), lines[start : start + part.num_rows])
+                    row += part.num_rows
+        except NotPlainError:
+            self.exact = True
+            self._fh.seek(0)
+            if row:
+                raise RestartError from None
             yield from self._csv()
 
     def _parquet(self) -> Iterator[Chunk]:
-        import pyarrow as pa
         import pyarrow.parquet as pq
 
         try:
@@ -141,7 +180,6 @@ class Source:
         return [h.strip() for h in header]
 
     def _csv(self) -> Iterator[Chunk]:
-        import pyarrow as pa
         import pyarrow.csv as pcsv
 
         header = self._header()
@@ -202,8 +240,5 @@ class Source:
         return "a line"
 
 
-def _arrays(batch: Any) -> dict[str, np.ndarray]:
-    return {
-        name: batch.column(i).to_numpy(zero_copy_only=False)
-        for i, name in enumerate(batch.schema.names)
-    }
+def _arrays(batch: Any) -> dict[str, pa.Array]:
+    return {name: batch.column(i) for i, name in enumerate(batch.schema.names)}
