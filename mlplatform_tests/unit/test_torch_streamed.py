@@ -62,3 +62,32 @@ def test_streamed_window_trains_the_same_model(
     whole.save(a)
     streamed.save(b)
     assert a.read_bytes() == b.read_bytes()
+
+
+def test_sampled_streamed_window_keeps_the_rows_a_sampled_frame_keeps(
+    make_project: ProjectFactory, tmp_path: Path
+) -> None:
+    project = make_project("binary", months=3, rows=300)
+    spec = project.spec
+    files = stored_window(project.files, spec, tmp_path)
+    frames = {k: pd.read_parquet(p) for k, p in files.items()}
+    for frame, key in zip(frames.values(), files, strict=True):
+        frame.attrs = {"raw_sha256": f"sha-of-{key}"}
+    sampled, sample = split.sampled_window(frames, 500, seed=7)
+    window, streamed_sample = WindowFiles(files, batch_rows=50).sampled(500, seed=7)
+    assert sample is not None and streamed_sample == sample
+    assert len(window) == 500
+    expected = split.training_frame(sampled)
+    got = pd.concat(list(window.batches(list(expected.columns))), ignore_index=True)
+    pd.testing.assert_frame_equal(got, expected)
+    pd.testing.assert_series_equal(window.column("plan"), expected["plan"])
+    manifest = window.manifest()
+    assert manifest == {
+        **split.training_manifest(frames, {k: f"sha-of-{k}" for k in files}),
+        "streamed": {"batch_rows": 50},
+    }
+    cand = Candidate(name="mlp", kind="torch", params=SMALL)
+    a, b = tmp_path / "frame.safetensors", tmp_path / "files.safetensors"
+    train_torch.fit_torch(expected, spec, cand).save(a)
+    train_torch.fit_torch(window, spec, cand).save(b)
+    assert a.read_bytes() == b.read_bytes()
