@@ -19,13 +19,20 @@ FEATURE_CHECKS = {
 PARTIAL_PERIOD = "partial_period"
 
 
+def used_columns(spec: ProjectSpec) -> list[str]:
+    """The raw columns the features step reads: the feature columns and the target."""
+    used = {*spec.feature_columns, spec.target}
+    return [name for name in spec.columns if name in used]
+
+
 def features_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
     key = dg.AssetKey([spec.name, "features"])
 
     @dg.asset(
         key=key,
         partitions_def=data_partitions(spec),
-        ins={"raw": dg.AssetIn(key=[spec.name, "raw"])},
+        # only what the features are made of: ids and excluded columns stay on disk
+        ins={"raw": dg.AssetIn(key=[spec.name, "raw"], metadata={"columns": used_columns(spec)})},
         io_manager_key="parquet_io",
         check_specs=[
             *check_specs(key, FEATURE_CHECKS, data_partitions(spec)),

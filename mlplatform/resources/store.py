@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
+from mlplatform.free_memory import return_free_memory
+
 if TYPE_CHECKING:
     import pandas as pd
     from upath import UPath
@@ -18,6 +20,7 @@ if TYPE_CHECKING:
 # run worker) does not pay for them, and a run that stores no DataFrame never imports them.
 
 ATTRS_KEY = b"mlplatform.attrs"
+ROW_GROUP_ROWS = 1 << 17
 
 
 def write_parquet(frame: pd.DataFrame, path: UPath) -> None:
@@ -32,20 +35,24 @@ def write_parquet(frame: pd.DataFrame, path: UPath) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     with tmp.open("wb") as fh:
-        pq.write_table(table, fh)
+        # row groups a reader can take one at a time (training windows read in batches)
+        pq.write_table(table, fh, row_group_size=ROW_GROUP_ROWS)
     if path.protocol in ("", "file", "local"):
         os.replace(tmp.path, path.path)
     else:
         tmp.fs.mv(tmp.path, path.path)
 
 
-def read_parquet(path: UPath) -> pd.DataFrame:
+def read_parquet(path: UPath, columns: list[str] | None = None) -> pd.DataFrame:
+    """A stored DataFrame (only ``columns`` when given) with its ``attrs``; Arrow's buffers
+    are freed column by column as pandas takes them, so the file is not held twice."""
     import pyarrow.parquet as pq
 
     with path.open("rb") as fh:
-        table = pq.read_table(fh)
-    frame = table.to_pandas()
+        table = pq.read_table(fh, columns=columns)
     raw = (table.schema.metadata or {}).get(ATTRS_KEY)
+    frame = table.to_pandas(split_blocks=True, self_destruct=True)
+    del table
     frame.attrs = json.loads(raw) if raw else {}
     return frame
 
@@ -102,13 +109,15 @@ class ParquetIOManager(dg.ConfigurableIOManager):
             path = self._path(context.asset_key, partition)
             write_parquet(frame, path)
             paths.append(path)
+        return_free_memory()  # the step's temporaries, before the next step of this run
         if len(paths) == 1:
             context.add_output_metadata({"path": dg.MetadataValue.path(str(paths[0]))})
 
     def load_input(self, context: dg.InputContext) -> Any:
         key = context.asset_key
+        columns = (context.definition_metadata or {}).get("columns")
         if not context.has_asset_partitions:
-            return read_parquet(self._path(key, None))
+            return read_parquet(self._path(key, None), columns)
         keys = list(context.asset_partition_keys)
         frames = {}
         for pk in keys:
@@ -117,7 +126,8 @@ class ParquetIOManager(dg.ConfigurableIOManager):
                 raise FileNotFoundError(
                     f"{key.to_user_string()} partition {pk} is not materialized ({path})"
                 )
-            frames[pk] = read_parquet(path)
+            frames[pk] = read_parquet(path, columns)
+        return_free_memory()  # what reading freed, before the step works on it
         if len(keys) == 1 and context.upstream_output is not None and not _wants_dict(context):
             return frames[keys[0]]
         return frames

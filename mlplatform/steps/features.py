@@ -24,16 +24,22 @@ def layout(spec: ProjectSpec) -> list[tuple[str, FeatureKind]]:
     return feature_layout(spec.columns, spec.features, spec.feature_columns)
 
 
-def target_values(values: pd.Series, spec: ProjectSpec) -> np.ndarray:
-    """Target as float (regression) or str class labels (classification); None if missing."""
+def target_values(
+    values: pd.Series, spec: ProjectSpec
+) -> np.ndarray | pd.api.extensions.ExtensionArray:
+    """Target as float (regression) or str class labels (classification); missing where
+    missing. A category target keeps its (Arrow) strings: no Python object per row."""
     col = spec.columns[spec.target]
-    arr = values.to_numpy(dtype=object)
     if spec.task == "regression":
         return np.asarray(values, dtype=np.float64)
     if col.type == "bool":
+        arr = values.to_numpy(dtype=object)
         return np.array([None if v != v else ("true" if v else "false") for v in arr], dtype=object)
     if col.type == "int":
+        arr = values.to_numpy(dtype=object)
         return np.array([None if v != v else str(int(v)) for v in arr], dtype=object)
+    if isinstance(values.dtype, pd.StringDtype):
+        return values.array
     text = values.to_numpy(dtype=object, copy=True)  # category: text, NaN where missing
     text[pd.isna(text)] = None
     return text
@@ -47,12 +53,17 @@ def build_features(raw: pd.DataFrame, spec: ProjectSpec) -> pd.DataFrame:
     others = [c for c in spec.feature_columns if c not in categories]
     parsed = {name: raw[name].to_numpy() for name in others}
     feats: dict[str, object] = dict(derive_features(parsed, spec.columns, spec.features, others))
+    del parsed
     for name in categories:
-        feats[name] = raw[name].astype("str").fillna(MISSING_CATEGORY).array
-    frame = pd.DataFrame({name: feats[name] for name, _ in layout(spec)})
-    frame[spec.target] = target_values(raw[spec.target], spec)
-    keep = frame[spec.target].notna().to_numpy()
-    return frame.loc[keep].reset_index(drop=True)
+        text = raw[name].astype("str")
+        feats[name] = (text.fillna(MISSING_CATEGORY) if text.hasnans else text).array
+    target = target_values(raw[spec.target], spec)
+    keep = pd.notna(target)
+    columns = {name: feats.pop(name) for name, _ in layout(spec)}
+    columns[spec.target] = target
+    if not keep.all():  # each column once, instead of the whole frame again
+        columns = {name: values[keep] for name, values in columns.items()}  # type: ignore[index]
+    return pd.DataFrame(columns, copy=False)
 
 
 def average_ranks(x: np.ndarray) -> np.ndarray:
