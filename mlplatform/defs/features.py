@@ -8,7 +8,8 @@ from mlplatform.defs.checks import audited_output, check_specs
 from mlplatform.defs.frames import Frame
 from mlplatform.defs.partitions import data_partitions, previous_window
 from mlplatform.defs.versions import code_version
-from mlplatform.resources.store import ArtifactStore
+from mlplatform.free_memory import large_blocks_from_the_os
+from mlplatform.resources.store import ArtifactStore, FrameHandover
 from mlplatform.spec import ProjectSpec
 
 # The step modules (numpy, pandas) are imported by the runs that compute features or drift.
@@ -60,6 +61,7 @@ def features_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
     ) -> Iterator[object]:
         from mlplatform.steps import features as steps
 
+        large_blocks_from_the_os()
         frame = steps.build_features(raw, spec)
         window = store.stored_rows(key, previous_window(spec, context.partition_key))
         partial = steps.partial_period(len(frame), window, spec.quality.partial_period_share)
@@ -71,9 +73,10 @@ def features_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
             ],
         }
         frame.attrs = {"raw_sha256": raw.attrs.get("sha256")}
+        metadata = {"rows": len(frame), "columns": len(frame.columns)}
         yield from audited_output(
             f"{spec.name}/features {context.partition_key}",
-            dg.Output(frame, metadata={"rows": len(frame), "columns": len(frame.columns)}),
+            dg.Output(FrameHandover(frame), metadata=metadata),  # stored, then not kept
             problems,
         )
         yield dg.AssetCheckResult(

@@ -57,6 +57,23 @@ def read_parquet(path: UPath, columns: list[str] | None = None) -> pd.DataFrame:
     return frame
 
 
+class FrameHandover:
+    """A DataFrame handed to the Parquet IO manager, which stores it and drops it: a run
+    executed in process (``execute_in_process``) keeps every output value until the run ends,
+    so a partition's frame returned as such would outlive its step and add to the next
+    step's memory."""
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        self._frame: pd.DataFrame | None = frame
+
+    def take(self) -> pd.DataFrame:
+        """The frame, once; this handover holds nothing after."""
+        frame, self._frame = self._frame, None
+        if frame is None:
+            raise RuntimeError("this DataFrame was already handed over")
+        return frame
+
+
 def partition_path(base: str, key: dg.AssetKey, partition: str | None) -> UPath:
     """Where the Parquet file of one asset partition lives."""
     # upath scans the installed packages' entry points when imported (~0.1 s): on first use
@@ -77,12 +94,17 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         return partition_path(self.base_path, key, partition)
 
     def handle_output(
-        self, context: dg.OutputContext, obj: pd.DataFrame | dict[str, pd.DataFrame] | None
+        self,
+        context: dg.OutputContext,
+        obj: pd.DataFrame | FrameHandover | dict[str, pd.DataFrame] | None,
     ) -> None:
-        """Write one partition (a DataFrame), or each partition of a run over a range (a
-        ``{partition_key: DataFrame}``, or a DataFrame when the range holds one partition)."""
+        """Write one partition (a DataFrame, or one handed over), or each partition of a run
+        over a range (a ``{partition_key: DataFrame}``, or a DataFrame when the range holds
+        one partition)."""
         if obj is None:
             return
+        if isinstance(obj, FrameHandover):
+            obj = obj.take()
         import pandas as pd
 
         name = context.asset_key.to_user_string()
