@@ -111,10 +111,11 @@ def drift_check(spec: ProjectSpec) -> dg.AssetChecksDefinition:
         context: dg.AssetCheckExecutionContext, features: Frame, store: ArtifactStore
     ) -> dg.AssetCheckResult:
         from mlplatform.steps import drift as drift_steps
-        from mlplatform.steps import split
+        from mlplatform.steps.window_files import WindowFiles
 
         window = previous_window(spec, context.partition_key)
-        reference = store.read_partitions(key, window)
+        # the reference window is read one column at a time, never as frames
+        reference = store.partition_files(key, window)
         severity = dg.AssetCheckSeverity.ERROR if blocking else dg.AssetCheckSeverity.WARN
         if not reference:
             return dg.AssetCheckResult(
@@ -123,7 +124,7 @@ def drift_check(spec: ProjectSpec) -> dg.AssetChecksDefinition:
         own = data_partitions(spec).time_window_for_partition_key(context.partition_key)
         period = (own.start.date(), own.end.date())
         skip = drift_steps.key_features(features, spec, period)
-        before = split.training_frame(reference)
+        before = WindowFiles(reference)
         found = drift_steps.feature_drift(before, features, spec, skip=skip)
         found += drift_steps.missing_changes(before, features, spec)
         drifted = [d for d in found if d.drifted]

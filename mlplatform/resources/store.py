@@ -179,6 +179,11 @@ class ArtifactStore(dg.ConfigurableResource):
                 out[pk] = read_parquet(path)
         return out
 
+    def partition_files(self, key: dg.AssetKey, partitions: list[str]) -> dict[str, UPath]:
+        """The Parquet files of the stored partitions among ``partitions``."""
+        paths = {pk: partition_path(self.assets_dir, key, pk) for pk in partitions}
+        return {pk: path for pk, path in paths.items() if path.exists()}
+
     def stored_rows(self, key: dg.AssetKey, partitions: list[str]) -> dict[str, int]:
         """Row counts of the stored partitions among ``partitions`` (from the Parquet footers,
         without reading the data)."""

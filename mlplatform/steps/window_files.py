@@ -1,8 +1,9 @@
-"""A training window as its feature partitions' Parquet files, read in batches.
+"""A window of feature partitions as their Parquet files, read a column or a batch at a time.
 
 Torch candidates train from this instead of one pandas frame of the whole window: columns are
 read one at a time (preprocessing) or in record batches (network inputs), so memory holds the
 network's compact inputs and one batch, never every column of every row as Python objects.
+The drift check reads its reference window the same way, one column at a time.
 Rows come in partition-key order, as ``split.training_frame`` concatenates them.
 """
 
@@ -11,7 +12,8 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import BinaryIO, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -20,14 +22,11 @@ import pyarrow.parquet as pq
 
 from mlplatform.steps import split
 
+if TYPE_CHECKING:
+    from upath import UPath
+
 BATCH_ROWS = 1 << 16
 ATTRS_KEY = b"mlplatform.attrs"  # where the Parquet IO manager keeps a frame's attrs
-
-
-class Openable(Protocol):
-    """A local ``Path`` or a ``UPath`` (object storage)."""
-
-    def open(self, mode: str = ...) -> BinaryIO: ...
 
 
 @dataclass(frozen=True)
@@ -35,7 +34,7 @@ class WindowFiles:
     """The Parquet files of a window's partitions, keyed by partition key; ``kept``: the row
     numbers of each partition a sampled window keeps (``split.sampled_rows``), else all."""
 
-    files: Mapping[str, Openable]
+    files: Mapping[str, Path | UPath]  # local files, or object storage
     batch_rows: int = BATCH_ROWS
     kept: Mapping[str, np.ndarray] | None = None
 
@@ -89,6 +88,10 @@ class WindowFiles:
             start, stop, _ = rows.indices(table.num_rows)
             table = table.slice(start, stop - start)
         return table.to_pandas()[name]
+
+    def __getitem__(self, name: str) -> pd.Series:
+        """``column(name)``: the window reads like a frame, one column at a time."""
+        return self.column(name)
 
     def batches(self, columns: list[str]) -> Iterator[pd.DataFrame]:
         """``columns`` of the window's rows, at most ``batch_rows`` at a time, in window order."""
