@@ -26,6 +26,22 @@ def used_columns(spec: ProjectSpec) -> list[str]:
     return [name for name in spec.columns if name in used]
 
 
+def feature_check_specs(spec: ProjectSpec, key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
+    """The blocking checks of ``features`` and the partial-period warning."""
+    return [
+        *check_specs(key, FEATURE_CHECKS, data_partitions(spec)),
+        dg.AssetCheckSpec(
+            PARTIAL_PERIOD,
+            asset=key,
+            blocking=False,
+            partitions_def=data_partitions(spec),
+            description="Warns when the partition has fewer rows than "
+            f"quality.partial_period_share={spec.quality.partial_period_share} of the "
+            f"median of the {spec.training.window} partitions before it.",
+        ),
+    ]
+
+
 def features_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
     key = dg.AssetKey([spec.name, "features"])
 
@@ -35,18 +51,7 @@ def features_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
         # only what the features are made of: ids and excluded columns stay on disk
         ins={"raw": dg.AssetIn(key=[spec.name, "raw"], metadata={"columns": used_columns(spec)})},
         io_manager_key="parquet_io",
-        check_specs=[
-            *check_specs(key, FEATURE_CHECKS, data_partitions(spec)),
-            dg.AssetCheckSpec(
-                PARTIAL_PERIOD,
-                asset=key,
-                blocking=False,
-                partitions_def=data_partitions(spec),
-                description="Warns when the partition has fewer rows than "
-                f"quality.partial_period_share={spec.quality.partial_period_share} of the "
-                f"median of the {spec.training.window} partitions before it.",
-            ),
-        ],
+        check_specs=feature_check_specs(spec, key),
         code_version=code_version(
             spec,
             ["mlplatform.steps.features", "mlplatform.columns"],
