@@ -168,9 +168,13 @@ def _class_leak(xs: np.ndarray, codes: np.ndarray, classes: np.ndarray) -> list[
     """Why one numeric feature (no missing values) gives a class target away; ``codes``: the
     index of each row's class in ``classes`` (-1 where missing)."""
     found: list[str] = []
+    ranks = average_ranks(xs)
     known = codes >= 0
-    n_class = np.bincount(codes[known], minlength=len(classes))
-    rank_sums = np.bincount(codes[known], weights=average_ranks(xs)[known], minlength=len(classes))
+    if not known.all():
+        codes, ranks = codes[known], ranks[known]
+    n_class = np.bincount(codes, minlength=len(classes))
+    rank_sums = np.bincount(codes, weights=ranks, minlength=len(classes))
+    del ranks
     for c, n_pos, rank_sum in zip(classes, n_class, rank_sums, strict=True):
         n_neg = len(xs) - int(n_pos)
         if min(int(n_pos), n_neg) < LEAKAGE_MIN_CLASS_ROWS:
@@ -226,14 +230,16 @@ def leakage_findings(frame: pd.DataFrame, spec: ProjectSpec) -> list[str]:
     for name, kind in layout(spec):
         x = frame[name]
         if kind == "numeric":
-            xs = x.to_numpy(dtype=np.float64)
+            xs = x.to_numpy()  # float32 features stay float32: no copy of the column
+            xs = xs if xs.dtype.kind == "f" else xs.astype(np.float64)
             ok = ~np.isnan(xs)
-            if ok.sum() < 20 or np.nanstd(xs) == 0:
+            if ok.sum() < 20 or np.nanmin(xs) == np.nanmax(xs):  # constant: nothing to find
                 continue
+            rows = slice(None) if ok.all() else ok  # a view, not a copy, when none is missing
             found = (
-                _regression_leak(xs[ok], target[ok])
+                _regression_leak(xs[rows], target[rows])
                 if target is not None
-                else _class_leak(xs[ok], codes[ok], np.asarray(classes))
+                else _class_leak(xs[rows], codes[rows], np.asarray(classes))
             )
             if found:
                 findings.append(
