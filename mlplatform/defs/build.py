@@ -23,6 +23,7 @@ from mlplatform.resources.mlflow import MlflowTracking
 from mlplatform.resources.model_io import ModelIOManager
 from mlplatform.resources.search import SearchStorage
 from mlplatform.resources.store import ArtifactStore, ParquetIOManager
+from mlplatform.resources.window_io import ParquetFilesIOManager
 from mlplatform.settings import Settings
 from mlplatform.spec import ProjectSpec, load_specs
 
@@ -89,6 +90,7 @@ def resources(settings: Settings, specs: list[ProjectSpec]) -> dict[str, object]
         "parquet_io": parquet,
         "io_manager": parquet,  # anything not routed elsewhere is a DataFrame or fails: no pickle
         "model_io": ModelIOManager(home=str(settings.home), specs=specs),
+        "parquet_files": ParquetFilesIOManager(base_path=str(settings.assets_dir)),
         "store": ArtifactStore(
             home=str(settings.home),
             assets_dir=str(settings.assets_dir),

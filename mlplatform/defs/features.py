@@ -8,7 +8,8 @@ from mlplatform.defs.checks import audited_output, check_specs
 from mlplatform.defs.frames import Frame
 from mlplatform.defs.partitions import data_partitions, previous_window
 from mlplatform.defs.versions import code_version
-from mlplatform.resources.store import ArtifactStore
+from mlplatform.free_memory import large_blocks_from_the_os
+from mlplatform.resources.store import ArtifactStore, FrameHandover
 from mlplatform.spec import ProjectSpec
 
 # The step modules (numpy, pandas) are imported by the runs that compute features or drift.
@@ -19,26 +20,38 @@ FEATURE_CHECKS = {
 PARTIAL_PERIOD = "partial_period"
 
 
+def used_columns(spec: ProjectSpec) -> list[str]:
+    """The raw columns the features step reads: the feature columns and the target."""
+    used = {*spec.feature_columns, spec.target}
+    return [name for name in spec.columns if name in used]
+
+
+def feature_check_specs(spec: ProjectSpec, key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
+    """The blocking checks of ``features`` and the partial-period warning."""
+    return [
+        *check_specs(key, FEATURE_CHECKS, data_partitions(spec)),
+        dg.AssetCheckSpec(
+            PARTIAL_PERIOD,
+            asset=key,
+            blocking=False,
+            partitions_def=data_partitions(spec),
+            description="Warns when the partition has fewer rows than "
+            f"quality.partial_period_share={spec.quality.partial_period_share} of the "
+            f"median of the {spec.training.window} partitions before it.",
+        ),
+    ]
+
+
 def features_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
     key = dg.AssetKey([spec.name, "features"])
 
     @dg.asset(
         key=key,
         partitions_def=data_partitions(spec),
-        ins={"raw": dg.AssetIn(key=[spec.name, "raw"])},
+        # only what the features are made of: ids and excluded columns stay on disk
+        ins={"raw": dg.AssetIn(key=[spec.name, "raw"], metadata={"columns": used_columns(spec)})},
         io_manager_key="parquet_io",
-        check_specs=[
-            *check_specs(key, FEATURE_CHECKS, data_partitions(spec)),
-            dg.AssetCheckSpec(
-                PARTIAL_PERIOD,
-                asset=key,
-                blocking=False,
-                partitions_def=data_partitions(spec),
-                description="Warns when the partition has fewer rows than "
-                f"quality.partial_period_share={spec.quality.partial_period_share} of the "
-                f"median of the {spec.training.window} partitions before it.",
-            ),
-        ],
+        check_specs=feature_check_specs(spec, key),
         code_version=code_version(
             spec,
             ["mlplatform.steps.features", "mlplatform.columns"],
@@ -53,6 +66,7 @@ def features_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
     ) -> Iterator[object]:
         from mlplatform.steps import features as steps
 
+        large_blocks_from_the_os()
         frame = steps.build_features(raw, spec)
         window = store.stored_rows(key, previous_window(spec, context.partition_key))
         partial = steps.partial_period(len(frame), window, spec.quality.partial_period_share)
@@ -64,9 +78,10 @@ def features_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
             ],
         }
         frame.attrs = {"raw_sha256": raw.attrs.get("sha256")}
+        metadata = {"rows": len(frame), "columns": len(frame.columns)}
         yield from audited_output(
             f"{spec.name}/features {context.partition_key}",
-            dg.Output(frame, metadata={"rows": len(frame), "columns": len(frame.columns)}),
+            dg.Output(FrameHandover(frame), metadata=metadata),  # stored, then not kept
             problems,
         )
         yield dg.AssetCheckResult(
@@ -101,10 +116,11 @@ def drift_check(spec: ProjectSpec) -> dg.AssetChecksDefinition:
         context: dg.AssetCheckExecutionContext, features: Frame, store: ArtifactStore
     ) -> dg.AssetCheckResult:
         from mlplatform.steps import drift as drift_steps
-        from mlplatform.steps import split
+        from mlplatform.steps.window_files import WindowFiles
 
         window = previous_window(spec, context.partition_key)
-        reference = store.read_partitions(key, window)
+        # the reference window is read one column at a time, never as frames
+        reference = store.partition_files(key, window)
         severity = dg.AssetCheckSeverity.ERROR if blocking else dg.AssetCheckSeverity.WARN
         if not reference:
             return dg.AssetCheckResult(
@@ -113,7 +129,7 @@ def drift_check(spec: ProjectSpec) -> dg.AssetChecksDefinition:
         own = data_partitions(spec).time_window_for_partition_key(context.partition_key)
         period = (own.start.date(), own.end.date())
         skip = drift_steps.key_features(features, spec, period)
-        before = split.training_frame(reference)
+        before = WindowFiles(reference)
         found = drift_steps.feature_drift(before, features, spec, skip=skip)
         found += drift_steps.missing_changes(before, features, spec)
         drifted = [d for d in found if d.drifted]

@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # numpy, pandas, optuna, sklearn, torch: imported by the run 
     import pandas as pd
 
     from mlplatform.steps import search_result, training
+    from mlplatform.steps.window_files import WindowFiles
 
 # No ``from __future__ import annotations`` here: Dagster reads the asset functions' annotations
 # (a string ``context`` annotation is refused).
@@ -65,6 +66,7 @@ def kind_modules(kind: str) -> list[str]:
             "mlplatform.steps.torch_network",
             "mlplatform.steps.torch_model",
             "mlplatform.steps.torch_onnx",
+            "mlplatform.steps.window_files",
         ]
     return [
         "mlplatform.steps.candidates",
@@ -162,22 +164,46 @@ def model_metadata(
     return metadata
 
 
-def training_window(
-    spec: ProjectSpec, candidate: Candidate, partitions: dict[str, Frame], cutoff: str
-) -> tuple["pd.DataFrame", dict[str, Any]]:
-    """The training frame of the window before ``cutoff`` (sampled to ``training.max_rows``
-    for sklearn candidates) and its manifest (partitions, their data versions, the sample)."""
-    from mlplatform.steps import split
+def streams(candidate: Candidate) -> bool:
+    """Whether a candidate trains from its window's Parquet files read in batches (torch,
+    without a search) instead of from one frame of the window."""
+    return candidate.kind == "torch" and candidate.search is None
 
+
+def training_window(
+    spec: ProjectSpec, candidate: Candidate, partitions: dict[str, Any], cutoff: str
+) -> tuple["pd.DataFrame | WindowFiles", dict[str, Any]]:
+    """The training window before ``cutoff`` (sampled to ``training.max_rows``): one frame,
+    or the partitions' files when the candidate ``streams`` (``partitions``: key -> file);
+    and its manifest (partitions, their data versions, the sample, how it was read)."""
+    from mlplatform.steps import split
+    from mlplatform.steps.window_files import WindowFiles
+
+    limit, seed = spec.training.max_rows, spec.training.seed
+    if streams(candidate):
+        files = WindowFiles({k: path for k, path in partitions.items() if k != cutoff})
+        read = files.manifest()
+        files, sample = files.sampled(limit, seed)
+        return files, {**read, **({"sample": sample} if sample else {})}
     window = {k: frame for k, frame in partitions.items() if k != cutoff}
     manifest: dict[str, Any] = split.training_manifest(
         window, {k: f.attrs.get("raw_sha256") for k, f in window.items()}
     )
-    limit = spec.training.max_rows if candidate.kind == "sklearn" else None
-    window, sample = split.sampled_window(window, limit, spec.training.seed)
+    window, sample = split.sampled_window(window, limit, seed)
     if sample is not None:
         manifest["sample"] = sample
     return split.training_frame(window), manifest
+
+
+def window_input(spec: ProjectSpec, candidate: Candidate) -> dg.AssetIn:
+    """The window and holdout feature partitions: ``{key: DataFrame}``, or ``{key: file}``
+    for a candidate that ``streams``."""
+    return dg.AssetIn(
+        key=[spec.name, "features"],
+        partition_mapping=window_and_holdout(spec),
+        metadata={"partitions": "dict"},
+        input_manager_key="parquet_files" if streams(candidate) else None,
+    )
 
 
 def model_asset(spec: ProjectSpec, candidate: Candidate) -> dg.AssetsDefinition:
@@ -186,13 +212,7 @@ def model_asset(spec: ProjectSpec, candidate: Candidate) -> dg.AssetsDefinition:
     @dg.asset(
         key=model_key(spec, candidate.name),
         partitions_def=cutoff_partitions(spec),
-        ins={
-            "partitions": dg.AssetIn(
-                key=[spec.name, "features"],
-                partition_mapping=window_and_holdout(spec),
-                metadata={"partitions": "dict"},
-            )
-        },
+        ins={"partitions": window_input(spec, candidate)},
         code_version=model_code_version(spec, candidate),
         io_manager_key="model_io",
         group_name=spec.name,
@@ -201,12 +221,13 @@ def model_asset(spec: ProjectSpec, candidate: Candidate) -> dg.AssetsDefinition:
     )
     def model(
         context: dg.AssetExecutionContext,
-        partitions: dict[str, Frame],
+        partitions: dict[str, Any],  # key -> DataFrame, or key -> file when it streams
         mlflow: MlflowTracking,
         search_db: SearchStorage,
     ) -> dg.Output[Any]:
         from mlplatform.steps import candidates, training
         from mlplatform.steps.model_types import TrainedModel
+        from mlplatform.steps.window_files import WindowFiles
 
         cutoff = context.partition_key
         train, manifest = training_window(spec, candidate, partitions, cutoff)
@@ -216,6 +237,7 @@ def model_asset(spec: ProjectSpec, candidate: Candidate) -> dg.AssetsDefinition:
         )
         found = None
         if candidate.search is not None:
+            assert not isinstance(train, WindowFiles)  # a search reads frames
             found = run_search(context, spec, train, manifest, candidate, search_db.url, mlflow)
         # the model files MLflow keeps are written here; the model IO manager stores the
         # asset's value (model and manifest) where evaluation and bundle load it

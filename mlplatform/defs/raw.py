@@ -8,8 +8,9 @@ import dagster as dg
 from mlplatform.defs.checks import audited_output, check_specs
 from mlplatform.defs.partitions import data_partitions
 from mlplatform.defs.versions import code_version
+from mlplatform.free_memory import large_blocks_from_the_os
 from mlplatform.landing import shown
-from mlplatform.resources.store import ArtifactStore
+from mlplatform.resources.store import ArtifactStore, FrameHandover
 from mlplatform.spec import ProjectSpec
 
 RAW_CHECKS = {
@@ -48,6 +49,7 @@ def raw_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
     def raw(context: dg.AssetExecutionContext, store: ArtifactStore) -> Iterator[object]:
         from mlplatform.steps import ingest  # pandas, numpy: imported by the run
 
+        large_blocks_from_the_os()
         path = spec.landing_file(Path(store.home), context.partition_key)
         # refuses what is not a landing file; streams a CSV file chunk by chunk
         typed, report, sha = ingest.ingest_landing(path, spec)
@@ -58,7 +60,7 @@ def raw_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
         }
         typed.attrs = {"source_file": str(path), "sha256": sha}
         output = dg.Output(
-            typed,
+            FrameHandover(typed),  # stored, then not kept by the run
             data_version=dg.DataVersion(sha),
             metadata={
                 "rows": report.rows,

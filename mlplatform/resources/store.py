@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
+from mlplatform.free_memory import return_free_memory
+
 if TYPE_CHECKING:
     import pandas as pd
     from upath import UPath
@@ -18,6 +20,7 @@ if TYPE_CHECKING:
 # run worker) does not pay for them, and a run that stores no DataFrame never imports them.
 
 ATTRS_KEY = b"mlplatform.attrs"
+ROW_GROUP_ROWS = 1 << 17
 
 
 def write_parquet(frame: pd.DataFrame, path: UPath) -> None:
@@ -32,22 +35,43 @@ def write_parquet(frame: pd.DataFrame, path: UPath) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     with tmp.open("wb") as fh:
-        pq.write_table(table, fh)
+        # row groups a reader can take one at a time (training windows read in batches)
+        pq.write_table(table, fh, row_group_size=ROW_GROUP_ROWS)
     if path.protocol in ("", "file", "local"):
         os.replace(tmp.path, path.path)
     else:
         tmp.fs.mv(tmp.path, path.path)
 
 
-def read_parquet(path: UPath) -> pd.DataFrame:
+def read_parquet(path: UPath, columns: list[str] | None = None) -> pd.DataFrame:
+    """A stored DataFrame (only ``columns`` when given) with its ``attrs``; Arrow's buffers
+    are freed column by column as pandas takes them, so the file is not held twice."""
     import pyarrow.parquet as pq
 
     with path.open("rb") as fh:
-        table = pq.read_table(fh)
-    frame = table.to_pandas()
+        table = pq.read_table(fh, columns=columns)
     raw = (table.schema.metadata or {}).get(ATTRS_KEY)
+    frame = table.to_pandas(split_blocks=True, self_destruct=True)
+    del table
     frame.attrs = json.loads(raw) if raw else {}
     return frame
+
+
+class FrameHandover:
+    """A DataFrame handed to the Parquet IO manager, which stores it and drops it: a run
+    executed in process (``execute_in_process``) keeps every output value until the run ends,
+    so a partition's frame returned as such would outlive its step and add to the next
+    step's memory."""
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        self._frame: pd.DataFrame | None = frame
+
+    def take(self) -> pd.DataFrame:
+        """The frame, once; this handover holds nothing after."""
+        frame, self._frame = self._frame, None
+        if frame is None:
+            raise RuntimeError("this DataFrame was already handed over")
+        return frame
 
 
 def partition_path(base: str, key: dg.AssetKey, partition: str | None) -> UPath:
@@ -70,12 +94,17 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         return partition_path(self.base_path, key, partition)
 
     def handle_output(
-        self, context: dg.OutputContext, obj: pd.DataFrame | dict[str, pd.DataFrame] | None
+        self,
+        context: dg.OutputContext,
+        obj: pd.DataFrame | FrameHandover | dict[str, pd.DataFrame] | None,
     ) -> None:
-        """Write one partition (a DataFrame), or each partition of a run over a range (a
-        ``{partition_key: DataFrame}``, or a DataFrame when the range holds one partition)."""
+        """Write one partition (a DataFrame, or one handed over), or each partition of a run
+        over a range (a ``{partition_key: DataFrame}``, or a DataFrame when the range holds
+        one partition)."""
         if obj is None:
             return
+        if isinstance(obj, FrameHandover):
+            obj = obj.take()
         import pandas as pd
 
         name = context.asset_key.to_user_string()
@@ -102,13 +131,15 @@ class ParquetIOManager(dg.ConfigurableIOManager):
             path = self._path(context.asset_key, partition)
             write_parquet(frame, path)
             paths.append(path)
+        return_free_memory()  # the step's temporaries, before the next step of this run
         if len(paths) == 1:
             context.add_output_metadata({"path": dg.MetadataValue.path(str(paths[0]))})
 
     def load_input(self, context: dg.InputContext) -> Any:
         key = context.asset_key
+        columns = (context.definition_metadata or {}).get("columns")
         if not context.has_asset_partitions:
-            return read_parquet(self._path(key, None))
+            return read_parquet(self._path(key, None), columns)
         keys = list(context.asset_partition_keys)
         frames = {}
         for pk in keys:
@@ -117,7 +148,8 @@ class ParquetIOManager(dg.ConfigurableIOManager):
                 raise FileNotFoundError(
                     f"{key.to_user_string()} partition {pk} is not materialized ({path})"
                 )
-            frames[pk] = read_parquet(path)
+            frames[pk] = read_parquet(path, columns)
+        return_free_memory()  # what reading freed, before the step works on it
         if len(keys) == 1 and context.upstream_output is not None and not _wants_dict(context):
             return frames[keys[0]]
         return frames
@@ -146,6 +178,11 @@ class ArtifactStore(dg.ConfigurableResource):
             if path.exists():
                 out[pk] = read_parquet(path)
         return out
+
+    def partition_files(self, key: dg.AssetKey, partitions: list[str]) -> dict[str, UPath]:
+        """The Parquet files of the stored partitions among ``partitions``."""
+        paths = {pk: partition_path(self.assets_dir, key, pk) for pk in partitions}
+        return {pk: path for pk, path in paths.items() if path.exists()}
 
     def stored_rows(self, key: dg.AssetKey, partitions: list[str]) -> dict[str, int]:
         """Row counts of the stored partitions among ``partitions`` (from the Parquet footers,

@@ -12,6 +12,7 @@ import pandas as pd
 
 from mlplatform.spec import Candidate, ProjectSpec
 from mlplatform.steps.model_types import FittedModel, OnEpoch
+from mlplatform.steps.window_files import WindowFiles
 
 SUFFIX = {"sklearn": ".skops", "torch": ".safetensors"}
 
@@ -21,18 +22,21 @@ def model_suffix(candidate: Candidate) -> str:
 
 
 def fit(
-    train: pd.DataFrame,
+    train: pd.DataFrame | WindowFiles,
     spec: ProjectSpec,
     candidate: Candidate,
     on_epoch: OnEpoch | None = None,
 ) -> FittedModel:
-    """Fit one candidate on a training frame (features + target)."""
+    """Fit one candidate on a training frame (features + target); torch candidates also on a
+    window's files (``WindowFiles``)."""
     if candidate.kind == "torch":
         from mlplatform.steps import train_torch
 
         return train_torch.fit_torch(train, spec, candidate, on_epoch=on_epoch)
     from mlplatform.steps import train_sklearn
 
+    if isinstance(train, WindowFiles):
+        raise TypeError(f"{candidate.name}: sklearn candidates train on one frame of the window")
     return train_sklearn.SklearnModel(train_sklearn.fit_candidate(train, spec, candidate), spec)
 
 

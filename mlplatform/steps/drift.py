@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Collection
 from dataclasses import asdict, dataclass
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -23,6 +24,13 @@ KEY_PARTS = {
     "monthly": ("year", "quarter", "month"),
 }
 KEY_SHARE = 0.95  # share of a part's values inside the period that marks it as the key's part
+
+
+class Columns(Protocol):
+    """A reference window by column: a DataFrame, or ``WindowFiles`` (one column read at a
+    time from the partitions' files)."""
+
+    def __getitem__(self, name: str) -> pd.Series: ...
 
 
 @dataclass(frozen=True)
@@ -106,7 +114,7 @@ def missing_share(values: pd.Series, kind: FeatureKind) -> float:
 
 
 def missing_changes(
-    reference: pd.DataFrame, current: pd.DataFrame, spec: ProjectSpec, rules: Drift | None = None
+    reference: Columns, current: pd.DataFrame, spec: ProjectSpec, rules: Drift | None = None
 ) -> list[FeatureDrift]:
     """Change of each raw feature column's missing share (a date column: via its first part)."""
     rules = rules or spec.drift
@@ -133,7 +141,7 @@ def missing_changes(
 
 
 def feature_drift(
-    reference: pd.DataFrame,
+    reference: Columns,
     current: pd.DataFrame,
     spec: ProjectSpec,
     rules: Drift | None = None,

@@ -24,16 +24,22 @@ def layout(spec: ProjectSpec) -> list[tuple[str, FeatureKind]]:
     return feature_layout(spec.columns, spec.features, spec.feature_columns)
 
 
-def target_values(values: pd.Series, spec: ProjectSpec) -> np.ndarray:
-    """Target as float (regression) or str class labels (classification); None if missing."""
+def target_values(
+    values: pd.Series, spec: ProjectSpec
+) -> np.ndarray | pd.api.extensions.ExtensionArray:
+    """Target as float (regression) or str class labels (classification); missing where
+    missing. A category target keeps its (Arrow) strings: no Python object per row."""
     col = spec.columns[spec.target]
-    arr = values.to_numpy(dtype=object)
     if spec.task == "regression":
         return np.asarray(values, dtype=np.float64)
     if col.type == "bool":
+        arr = values.to_numpy(dtype=object)
         return np.array([None if v != v else ("true" if v else "false") for v in arr], dtype=object)
     if col.type == "int":
+        arr = values.to_numpy(dtype=object)
         return np.array([None if v != v else str(int(v)) for v in arr], dtype=object)
+    if isinstance(values.dtype, pd.StringDtype):
+        return values.array
     text = values.to_numpy(dtype=object, copy=True)  # category: text, NaN where missing
     text[pd.isna(text)] = None
     return text
@@ -47,19 +53,38 @@ def build_features(raw: pd.DataFrame, spec: ProjectSpec) -> pd.DataFrame:
     others = [c for c in spec.feature_columns if c not in categories]
     parsed = {name: raw[name].to_numpy() for name in others}
     feats: dict[str, object] = dict(derive_features(parsed, spec.columns, spec.features, others))
+    del parsed
     for name in categories:
-        feats[name] = raw[name].astype("str").fillna(MISSING_CATEGORY).array
-    frame = pd.DataFrame({name: feats[name] for name, _ in layout(spec)})
-    frame[spec.target] = target_values(raw[spec.target], spec)
-    keep = frame[spec.target].notna().to_numpy()
-    return frame.loc[keep].reset_index(drop=True)
+        text = raw[name].astype("str")
+        feats[name] = (text.fillna(MISSING_CATEGORY) if text.hasnans else text).array
+    target = target_values(raw[spec.target], spec)
+    keep = pd.notna(target)
+    columns = {name: feats.pop(name) for name, _ in layout(spec)}
+    columns[spec.target] = target
+    if not keep.all():  # each column once, instead of the whole frame again
+        columns = {name: values[keep] for name, values in columns.items()}  # type: ignore[index]
+    return pd.DataFrame(columns, copy=False)
+
+
+def average_ranks(x: np.ndarray) -> np.ndarray:
+    """Ranks of ``x`` (no NaN) from 1, ties sharing their average rank: pandas'
+    ``rank(method="average")``. Rows are grouped by value with a hash table and only the
+    distinct values are sorted: features with few values (counts, flags, date parts) need no
+    sort of every row."""
+    groups, values = pd.factorize(x)
+    order = np.argsort(np.asarray(values), kind="stable")
+    counts = np.bincount(groups, minlength=len(values))[order]
+    ends = np.cumsum(counts)
+    rank_of_group = np.empty(len(values), dtype=np.float64)
+    rank_of_group[order] = (ends - counts + ends + 1) / 2.0
+    return rank_of_group[groups]
 
 
 def rank_auc(x: np.ndarray, positive: np.ndarray, ranks: np.ndarray | None = None) -> float:
     """ROC AUC of ``x`` as a score for ``positive`` (Mann-Whitney; ties count half);
     ``ranks`` of ``x`` when already computed."""
     if ranks is None:
-        ranks = pd.Series(x).rank(method="average").to_numpy()
+        ranks = average_ranks(np.asarray(x, dtype=np.float64))
     n_pos = int(positive.sum())
     n_neg = len(x) - n_pos
     return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
@@ -102,7 +127,9 @@ def one_feature_tree(x: np.ndarray, y: np.ndarray, task: str) -> float:
         t = t - t.mean()  # sums of squares without cancellation
         stats = np.column_stack([t, t**2])
     else:
-        _, codes = np.unique(np.asarray(y, dtype=str), return_inverse=True)
+        labels = np.asarray(y)
+        labels = labels if labels.dtype.kind in "iu" else labels.astype(str)  # class codes, or text
+        _, codes = np.unique(labels, return_inverse=True)
         stats = np.eye(codes.max() + 1)[codes[order]]
     min_leaf = max(5, len(xs) // 100)  # no leaf for a handful of rows: bins, not points
     segments = [(0, len(xs))]
@@ -120,42 +147,66 @@ def one_feature_tree(x: np.ndarray, y: np.ndarray, task: str) -> float:
     return float(sums.max(axis=1).sum() / len(xs))
 
 
-def _numeric_leak(xs: np.ndarray, y: pd.Series, spec: ProjectSpec) -> list[str]:
-    """Why one numeric feature (no missing values) gives the target away; empty if it does not."""
+def _regression_leak(xs: np.ndarray, t: np.ndarray) -> list[str]:
+    """Why one numeric feature (no missing values) gives a regression target away."""
     found: list[str] = []
-    if spec.task == "regression":
-        t = y.to_numpy(dtype=np.float64)
-        if np.std(t) == 0:
-            return found
-        r = float(np.corrcoef(xs, t)[0, 1])
-        if abs(r) >= LEAKAGE_CORRELATION:
-            found.append(f"correlation {r:+.3f} with the target")
-        r2 = one_feature_tree(xs, t, "regression")
-        if r2 >= LEAKAGE_R2:
-            found.append(
-                f"a one-feature tree of depth {LEAKAGE_TREE_DEPTH['regression']} explains "
-                f"R² {r2:.4f} of the target"
-            )
+    if np.std(t) == 0:
         return found
-    labels = y.to_numpy(dtype=object)
-    ranks = pd.Series(xs).rank(method="average").to_numpy()  # once for every class
-    for c in sorted(set(labels)):
-        positive = labels == c
-        n_pos = int(positive.sum())
-        if min(n_pos, len(labels) - n_pos) < LEAKAGE_MIN_CLASS_ROWS:
+    r = float(np.corrcoef(xs, t)[0, 1])
+    if abs(r) >= LEAKAGE_CORRELATION:
+        found.append(f"correlation {r:+.3f} with the target")
+    r2 = one_feature_tree(xs, t, "regression")
+    if r2 >= LEAKAGE_R2:
+        found.append(
+            f"a one-feature tree of depth {LEAKAGE_TREE_DEPTH['regression']} explains "
+            f"R² {r2:.4f} of the target"
+        )
+    return found
+
+
+def _class_leak(xs: np.ndarray, codes: np.ndarray, classes: np.ndarray) -> list[str]:
+    """Why one numeric feature (no missing values) gives a class target away; ``codes``: the
+    index of each row's class in ``classes`` (-1 where missing)."""
+    found: list[str] = []
+    ranks = average_ranks(xs)
+    known = codes >= 0
+    if not known.all():
+        codes, ranks = codes[known], ranks[known]
+    n_class = np.bincount(codes, minlength=len(classes))
+    rank_sums = np.bincount(codes, weights=ranks, minlength=len(classes))
+    del ranks
+    for c, n_pos, rank_sum in zip(classes, n_class, rank_sums, strict=True):
+        n_neg = len(xs) - int(n_pos)
+        if min(int(n_pos), n_neg) < LEAKAGE_MIN_CLASS_ROWS:
             continue
-        auc = rank_auc(xs, positive, ranks)
+        auc = float((rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
         if max(auc, 1 - auc) >= LEAKAGE_AUC:
             found.append(f"rank AUC {max(auc, 1 - auc):.4f} for target={c}")
-    majority = float(y.value_counts(normalize=True).iloc[0])
+    majority = float(n_class.max() / n_class.sum())
     if majority < LEAKAGE_PURITY:
-        accuracy = one_feature_tree(xs, labels.astype(str), "classification")
+        accuracy = one_feature_tree(xs, codes, "classification")
         if accuracy >= LEAKAGE_PURITY and 1 - accuracy <= LEAKAGE_ERROR_SHARE * (1 - majority):
             found.append(
                 f"a one-feature tree of depth {LEAKAGE_TREE_DEPTH['classification']} is right "
                 f"on {accuracy:.1%} of rows (majority class {majority:.1%})"
             )
     return found
+
+
+def _category_purity(x: pd.Series, codes: np.ndarray, n_classes: int) -> tuple[int, float]:
+    """Distinct values of a category feature, and the share of rows whose target the
+    majority class of their value gets right (rows with a missing value left out)."""
+    values, _ = pd.factorize(x)
+    values = np.asarray(values)
+    present = values >= 0
+    n_values = int(values.max()) + 1 if present.any() else 0
+    both = present & (codes >= 0)
+    pairs = np.bincount(values[both] * n_classes + codes[both], minlength=n_values * n_classes)
+    counts = pairs.reshape(n_values, n_classes)
+    rows = counts.sum(axis=1)
+    purity = np.divide(counts.max(axis=1), rows, out=np.zeros(n_values), where=rows > 0)
+    weights = np.bincount(values[present], minlength=n_values) / max(int(present.sum()), 1)
+    return n_values, float((purity * weights).sum())
 
 
 def leakage_findings(frame: pd.DataFrame, spec: ProjectSpec) -> list[str]:
@@ -170,15 +221,26 @@ def leakage_findings(frame: pd.DataFrame, spec: ProjectSpec) -> list[str]:
     y = frame[spec.target]
     if len(frame) < 20 or y.nunique() < 2:
         return findings
-    majority = y.value_counts(normalize=True).iloc[0]
+    # each class as a small integer once, instead of comparing text per feature
+    codes, classes = pd.factorize(y, sort=True)
+    codes = np.asarray(codes)
+    target = y.to_numpy(dtype=np.float64) if spec.task == "regression" else None
+    counts = np.bincount(codes[codes >= 0], minlength=len(classes))
+    majority = counts.max() / counts.sum()
     for name, kind in layout(spec):
         x = frame[name]
         if kind == "numeric":
-            xs = x.to_numpy(dtype=np.float64)
+            xs = x.to_numpy()  # float32 features stay float32: no copy of the column
+            xs = xs if xs.dtype.kind == "f" else xs.astype(np.float64)
             ok = ~np.isnan(xs)
-            if ok.sum() < 20 or np.nanstd(xs) == 0:
+            if ok.sum() < 20 or np.nanmin(xs) == np.nanmax(xs):  # constant: nothing to find
                 continue
-            found = _numeric_leak(xs[ok], y[ok], spec)
+            rows = slice(None) if ok.all() else ok  # a view, not a copy, when none is missing
+            found = (
+                _regression_leak(xs[rows], target[rows])
+                if target is not None
+                else _class_leak(xs[rows], codes[rows], np.asarray(classes))
+            )
             if found:
                 findings.append(
                     f"feature {name!r} alone predicts the target: {'; '.join(found)}. "
@@ -186,12 +248,8 @@ def leakage_findings(frame: pd.DataFrame, spec: ProjectSpec) -> list[str]:
                     "features.exclude"
                 )
         elif spec.task != "regression" and majority < LEAKAGE_PURITY:
-            purity = frame.groupby(name)[spec.target].agg(
-                lambda s: s.value_counts(normalize=True).iloc[0]
-            )
-            weights = x.value_counts(normalize=True)
-            score = float((purity * weights.reindex(purity.index)).sum())
-            if x.nunique() > 1 and score >= LEAKAGE_PURITY:
+            n_values, score = _category_purity(x, codes, len(classes))
+            if n_values > 1 and score >= LEAKAGE_PURITY:
                 findings.append(f"feature {name!r} determines the target in {score:.1%} of rows")
     return findings
 

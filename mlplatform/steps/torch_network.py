@@ -7,6 +7,7 @@ embeddings. Preprocessing constants are plain JSON (``Preprocessing.to_json``): 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,12 +86,17 @@ def _impute_value(values: np.ndarray, how: str) -> float:
 
 def fit_preprocessing(fit: pd.DataFrame, spec: ProjectSpec) -> Preprocessing:
     """Imputation values, scaling and vocabularies from the fit part of the window."""
+    return fit_preprocessing_from(lambda name: fit[name], spec)
+
+
+def fit_preprocessing_from(column: Callable[[str], pd.Series], spec: ProjectSpec) -> Preprocessing:
+    """``fit_preprocessing`` from the fit part's columns, one at a time (``column(name)``)."""
     feats = layout(spec)
     numeric = [n for n, kind in feats if kind == "numeric"]
     categorical = [n for n, kind in feats if kind == "category"]
     fill, mean, std = [], [], []
     for name in numeric:
-        x = pd.to_numeric(fit[name], errors="coerce").to_numpy(np.float64)
+        x = pd.to_numeric(column(name), errors="coerce").to_numpy(np.float64)
         value = _impute_value(x, spec.features.numeric_imputation)
         x = np.where(np.isnan(x), value, x)
         sd = float(np.std(x)) if x.size else 0.0
@@ -99,11 +105,11 @@ def fit_preprocessing(fit: pd.DataFrame, spec: ProjectSpec) -> Preprocessing:
         std.append(sd if math.isfinite(sd) and sd > 1e-12 else 1.0)
     vocabularies = []
     for name in categorical:
-        seen = {str(v) for v in fit[name].to_numpy(dtype=object) if isinstance(v, str)}
+        seen = {str(v) for v in pd.unique(column(name).dropna()) if isinstance(v, str)}
         vocabularies.append(sorted(seen - {MISSING_CATEGORY}))
     target_mean, target_std = 0.0, 1.0
     if spec.task == "regression":
-        y = fit[spec.target].to_numpy(np.float64)
+        y = column(spec.target).to_numpy(np.float64)
         target_mean = float(np.mean(y))
         sd = float(np.std(y))
         target_std = sd if math.isfinite(sd) and sd > 1e-12 else 1.0

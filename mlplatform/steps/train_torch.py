@@ -31,7 +31,9 @@ from mlplatform.steps.torch_network import (
     Preprocessing,
     embedding_dim,
     fit_preprocessing,
+    fit_preprocessing_from,
 )
+from mlplatform.steps.window_files import WindowFiles
 
 
 def validation_split(n_rows: int, fraction: float) -> tuple[slice, slice]:
@@ -105,11 +107,11 @@ class _Tensors:
 
 
 def _tensors(
-    frame: pd.DataFrame, pre: Preprocessing, y: np.ndarray, device: torch.device
+    numeric: np.ndarray, codes: np.ndarray, y: np.ndarray, device: torch.device
 ) -> _Tensors:
     return _Tensors(
-        torch.from_numpy(pre.numeric_array(frame)).to(device),
-        torch.from_numpy(pre.codes(frame)).to(device),
+        torch.from_numpy(numeric).to(device),
+        torch.from_numpy(codes).to(device),
         torch.from_numpy(y).to(device),
     )
 
@@ -124,13 +126,73 @@ def _target(
     return np.array([index[str(v)] for v in frame[spec.target].to_numpy(dtype=object)], np.int64)
 
 
+@dataclass
+class _Inputs:
+    """The network's inputs of a window: preprocessing, classes, fit and validation arrays."""
+
+    pre: Preprocessing
+    classes: list[str] | None
+    fit: tuple[np.ndarray, np.ndarray, np.ndarray]  # numeric, codes, target
+    val: tuple[np.ndarray, np.ndarray, np.ndarray]
+    val_frame: pd.DataFrame  # the validation rows' target
+
+
+def _classes(target: pd.Series, spec: ProjectSpec) -> list[str] | None:
+    if spec.task == "regression":
+        return None
+    classes = sorted({str(v) for v in pd.unique(target)})
+    if len(classes) < 2:
+        raise ValueError(f"the training window has a single class {classes[0]!r}: cannot train")
+    return classes
+
+
+def _frame_inputs(train: pd.DataFrame, spec: ProjectSpec, fraction: float) -> _Inputs:
+    fit_rows, val_rows = validation_split(len(train), fraction)
+    fit_part, val_part = train.iloc[fit_rows], train.iloc[val_rows]
+    classes = _classes(train[spec.target], spec)
+    pre = fit_preprocessing(fit_part, spec)
+    fit_y = _target(fit_part, spec, pre, classes or [])
+    val_y = _target(val_part, spec, pre, classes or [])
+    return _Inputs(
+        pre,
+        classes,
+        (pre.numeric_array(fit_part), pre.codes(fit_part), fit_y),
+        (pre.numeric_array(val_part), pre.codes(val_part), val_y),
+        val_part,
+    )
+
+
+def _streamed_inputs(window: WindowFiles, spec: ProjectSpec, fraction: float) -> _Inputs:
+    """``_frame_inputs`` of the window's rows in order, read a column or a batch at a time:
+    the same arrays, without the window as one frame."""
+    fit_rows, val_rows = validation_split(len(window), fraction)
+    classes = _classes(window.column(spec.target), spec)
+    pre = fit_preprocessing_from(lambda name: window.column(name, fit_rows), spec)
+    numeric, codes, target = [], [], []
+    for batch in window.batches([*pre.numeric, *pre.categorical, spec.target]):
+        numeric.append(pre.numeric_array(batch))
+        codes.append(pre.codes(batch))
+        target.append(_target(batch, spec, pre, classes or []))
+    arrays = [np.concatenate(parts) for parts in (numeric, codes, target)]
+    del numeric, codes, target
+    val_frame = window.column(spec.target, val_rows).to_frame()
+    return _Inputs(
+        pre,
+        classes,
+        (arrays[0][fit_rows], arrays[1][fit_rows], arrays[2][fit_rows]),
+        (arrays[0][val_rows], arrays[1][val_rows], arrays[2][val_rows]),
+        val_frame.reset_index(drop=True),
+    )
+
+
 def fit_torch(
-    train: pd.DataFrame,
+    train: pd.DataFrame | WindowFiles,
     spec: ProjectSpec,
     candidate: Candidate,
     on_epoch: OnEpoch | None = None,
 ) -> TorchModel:
-    """Train the MLP on a training window (features + target, rows in time order).
+    """Train the MLP on a training window (features + target, rows in time order): one frame,
+    or the partitions' files read in batches (``WindowFiles``; the same model).
 
     The last ``validation_fraction`` of rows is the validation slice: early stopping watches
     its loss and the best epoch's weights are kept. ``on_epoch`` is called after every epoch
@@ -138,30 +200,24 @@ def fit_torch(
     """
     params = candidate.torch_params()
     device = resolve_device(params.device)
-    fit_rows, val_rows = validation_split(len(train), params.validation_fraction)
-    fit_part, val_part = train.iloc[fit_rows], train.iloc[val_rows]
-    classes: list[str] | None = None
-    if spec.task != "regression":
-        classes = sorted({str(v) for v in train[spec.target].to_numpy(dtype=object)})
-        if len(classes) < 2:
-            raise ValueError(f"the training window has a single class {classes[0]!r}: cannot train")
-    pre = fit_preprocessing(fit_part, spec)
+    if isinstance(train, WindowFiles):
+        inputs = _streamed_inputs(train, spec, params.validation_fraction)
+    else:
+        inputs = _frame_inputs(train, spec, params.validation_fraction)
+    pre, classes = inputs.pre, inputs.classes
     arch = {
         "hidden_layers": list(params.hidden_layers),
         "dropout": params.dropout,
         "embedding_dims": [embedding_dim(len(v), params) for v in pre.vocabularies],
     }
     n_out = 1 if classes is None else len(classes)
-    fit_y = _target(fit_part, spec, pre, classes or [])
-    val_y = _target(val_part, spec, pre, classes or [])
     with deterministic(spec.training.seed, device):
         mlp = MLP(pre, arch, n_out).to(device)
-        loss_fn = _loss_fn(classes, fit_y, params).to(device)
-        fit_t = _tensors(fit_part, pre, fit_y, device)
-        val_t = _tensors(val_part, pre, val_y, device)
-        history, best_epoch = _train(
-            mlp, loss_fn, fit_t, val_t, _Validation(val_part, spec, pre, classes), params, on_epoch
-        )
+        loss_fn = _loss_fn(classes, inputs.fit[2], params).to(device)
+        fit_t = _tensors(*inputs.fit, device)
+        val_t = _tensors(*inputs.val, device)
+        validation = _Validation(inputs.val_frame, spec, pre, classes)
+        history, best_epoch = _train(mlp, loss_fn, fit_t, val_t, validation, params, on_epoch)
     mlp = mlp.cpu().eval()
     return TorchModel(spec, mlp, pre, arch, classes, history, best_epoch, params)
 

@@ -13,6 +13,7 @@ import pandas as pd
 from mlplatform.spec import Candidate, ProjectSpec
 from mlplatform.steps import candidates
 from mlplatform.steps.model_types import EpochLog, FittedModel
+from mlplatform.steps.window_files import WindowFiles
 
 if TYPE_CHECKING:
     from mlplatform.steps.search_result import SearchResult
@@ -82,7 +83,7 @@ def training_record(
 
 
 def train_candidate(
-    train: pd.DataFrame,
+    train: pd.DataFrame | WindowFiles,
     spec: ProjectSpec,
     candidate: Candidate,
     cutoff: str,

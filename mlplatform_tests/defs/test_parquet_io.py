@@ -9,7 +9,12 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from mlplatform.resources.store import ParquetIOManager, partition_path, read_parquet
+from mlplatform.resources.store import (
+    FrameHandover,
+    ParquetIOManager,
+    partition_path,
+    read_parquet,
+)
 
 PARTS = dg.MonthlyPartitionsDefinition(start_date="2024-01-01", fmt="%Y-%m-%d", day_offset=1)
 KEY = dg.AssetKey(["p", "raw"])
@@ -45,3 +50,35 @@ def test_a_range_needs_one_frame_per_partition(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no DataFrame for partition"):
         io.handle_output(output_context(keys), {"2024-02-01": frame(2)})
     assert not (tmp_path / "p").exists()  # nothing half-written
+
+
+def test_a_handed_over_frame_is_stored_and_not_kept(tmp_path: Path) -> None:
+    """A run executed in process keeps every output value until it ends: the value a data
+    step returns holds no frame once the IO manager has stored it."""
+    import gc
+    import weakref
+
+    io = ParquetIOManager(base_path=str(tmp_path))
+    stored = frame(5)
+    alive = weakref.ref(stored)
+    handover = FrameHandover(stored)
+    del stored
+    io.handle_output(output_context(["2024-01-01"]), handover)
+    gc.collect()
+    assert alive() is None
+    assert len(read_parquet(partition_path(str(tmp_path), KEY, "2024-01-01"))) == 5
+    with pytest.raises(RuntimeError, match="already handed over"):
+        handover.take()
+
+
+def test_an_input_reads_only_the_columns_it_names(tmp_path: Path) -> None:
+    io = ParquetIOManager(base_path=str(tmp_path))
+    io.handle_output(output_context(["2024-01-01"]), frame(3).assign(y=1, z="a"))
+    context = dg.build_input_context(
+        asset_key=KEY,
+        partition_key="2024-01-01",
+        asset_partitions_def=PARTS,
+        definition_metadata={"columns": ["z", "x"]},
+    )
+    (loaded,) = io.load_input(context).values()  # no upstream output here: a dict
+    assert list(loaded.columns) == ["z", "x"] and list(loaded["x"]) == [0, 1, 2]

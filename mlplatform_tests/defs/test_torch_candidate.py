@@ -11,7 +11,7 @@ from mlflow.tracking import MlflowClient
 from mlplatform.bundles.format import load
 from mlplatform.defs.build import train_job_name
 from mlplatform_tests.defs.test_materialize import checks, ingest_all, materialized, run
-from mlplatform_tests.projects import ProjectFactory
+from mlplatform_tests.projects import ProjectFactory, example_dict
 
 MLP = {
     "name": "mlp",
@@ -128,3 +128,39 @@ def test_search_picks_params_logs_trials_and_resumes(
     assert again["study_name"] == found["study_name"]
     assert again["resumed_from"] == 3 and again["ran"] == 0
     assert again["best_params"] == found["best_params"]
+
+
+def test_torch_streams_its_sampled_window_and_records_it(
+    make_project: ProjectFactory, instance: dg.DagsterInstance
+) -> None:
+    """The model asset gets the window's feature files, not frames: the manifest says it was
+    streamed and sampled to training.max_rows, and the weights equal a fit on the same rows
+    as one frame."""
+    import pandas as pd
+
+    from mlplatform.spec import Candidate
+    from mlplatform.steps import split, train_torch
+
+    training = {**example_dict()["training"], "window": 3, "max_rows": 500}
+    project = make_project("binary", months=4, rows=300, candidates=[MLP], training=training)
+    p, cutoff = project.spec.name, project.files[-1].stem
+    ingest_all(project, instance)
+    assert run(project, train_job_name(p), cutoff, instance).success
+
+    models = project.home / "models" / p / "mlp"
+    manifest = json.loads((models / f"{cutoff}.json").read_text())
+    assert manifest["streamed"] == {"batch_rows": 65536}
+    window = [f.stem for f in project.files[:-1]]
+    assert manifest["partitions"] == window and manifest["sample"]["max_rows"] == 500
+    assert all(manifest["data_versions"][k] for k in window)
+    assert sum(manifest["sample"]["rows"].values()) == 500
+
+    stored = project.settings.assets_dir / p / "features"
+    frames = {k: pd.read_parquet(stored / f"{k}.parquet") for k in window}
+    sampled, sample = split.sampled_window(frames, 500, project.spec.training.seed)
+    assert sample == manifest["sample"]
+    frame = split.training_frame(sampled)
+    expected = train_torch.fit_torch(frame, project.spec, Candidate.model_validate(MLP))
+    expected.save(project.home / "expected.safetensors")
+    got = (models / f"{cutoff}.safetensors").read_bytes()
+    assert got == (project.home / "expected.safetensors").read_bytes()

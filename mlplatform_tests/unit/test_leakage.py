@@ -11,6 +11,7 @@ import pytest
 from mlplatform.spec import ProjectSpec
 from mlplatform.steps.features import (
     LEAKAGE_TREE_DEPTH,
+    average_ranks,
     leakage_findings,
     one_feature_tree,
     rank_auc,
@@ -68,6 +69,19 @@ def test_rank_auc_matches_pairwise_definition() -> None:
     positive = rng.random(60) < 0.4
     pairs = [1.0 if a > b else 0.5 if a == b else 0.0 for a in x[positive] for b in x[~positive]]
     assert rank_auc(x, positive) == pytest.approx(np.mean(pairs))
+
+
+@pytest.mark.parametrize(
+    "x",
+    [
+        np.random.default_rng(1).normal(size=500),  # distinct values
+        np.random.default_rng(2).integers(0, 4, 500).astype(float),  # few values, many ties
+        np.array([0.0, -0.0, 1.0, -0.0, np.inf, -np.inf, 1e-300, 5e-324, 1.0]),
+    ],
+    ids=["distinct", "ties", "edges"],
+)
+def test_average_ranks_are_pandas_average_ranks(x: np.ndarray) -> None:
+    assert np.array_equal(average_ranks(x), pd.Series(x).rank(method="average").to_numpy())
 
 
 @pytest.mark.parametrize("task", ["classification", "regression"])
