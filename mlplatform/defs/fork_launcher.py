@@ -33,12 +33,14 @@ from typing import Any
 
 import dagster as dg
 
+from mlplatform import procfs
 from mlplatform.defs import dagster_internals as di
 from mlplatform.defs.orphaned_runs import PID_TAG, why_orphaned
 
 WARM_TAG = "mlplatform/run_worker"
 """Run tag: ``warm`` on runs executed by a child of the warm server."""
 SOCKET_NAME = "run-workers.sock"
+SERVER_MODULE = "mlplatform.defs.fork_server"
 START_SECONDS = 120.0
 """How long a warm server may take to import and warm before the launcher gives up on it."""
 MAX_SOCKET_PATH = 100  # sun_path holds 108 bytes
@@ -95,12 +97,15 @@ def file_lock(path: Path) -> Iterator[None]:
 
 
 def worker_alive(pid: int) -> bool:
-    """The run's worker: a live, not yet reaped process."""
+    """A run's warm worker is alive: a live, not yet reaped process forked from a warm
+    server (it has the server's command line; not another process that got the pid)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return False
-    return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+    if stat.rsplit(")", 1)[-1].split()[0] in ("Z", "X"):
+        return False
+    return SERVER_MODULE in procfs.cmdline(pid)
 
 
 class ForkRunLauncher(dg.DefaultRunLauncher):
@@ -133,7 +138,7 @@ class ForkRunLauncher(dg.DefaultRunLauncher):
                 path.unlink()
             self._reap()
             self._server = subprocess.Popen(
-                [sys.executable, "-m", "mlplatform.defs.fork_server", str(path)],
+                [sys.executable, "-m", SERVER_MODULE, str(path)],
                 stdin=subprocess.DEVNULL,
                 env={**os.environ, "DAGSTER_HOME": str(self.dagster_home)},
             )

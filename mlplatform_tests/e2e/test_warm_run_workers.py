@@ -45,8 +45,8 @@ def warm_home(
     monkeypatch.setenv("MLPLATFORM_PROJECTS_DIR", str(settings.projects_dir))
     home = ensure_dagster_home(settings)  # exports DAGSTER_HOME
     yaml_path = home / "dagster.yaml"
-    text = yaml_path.read_text().replace("run_launcher:", "old_launcher:")
-    yaml_path.write_text(text + LAUNCHER_YAML)
+    if "ForkRunLauncher" not in yaml_path.read_text():  # opt-in: not the embedded default
+        yaml_path.write_text(yaml_path.read_text() + LAUNCHER_YAML)
     instance = dg.DagsterInstance.from_config(str(home))
     try:
         yield project, instance
@@ -223,3 +223,52 @@ def test_a_killed_child_is_reported_and_terminate_cancels_a_child(
     assert str(pid) in (health.msg or "")
     done = wait_for("the canceled run to end", lambda: finished(instance, canceled.run_id), 60)
     assert done.status == dg.DagsterRunStatus.CANCELED
+
+
+def test_the_ui_daemon_runs_on_a_warm_worker_and_its_stop_ends_the_server(
+    make_project: ProjectFactory, tmp_path: Path
+) -> None:
+    """Through `mlplatform ui` (webserver, daemon, queue): a submitted run succeeds on a warm
+    worker; one SIGTERM stops everything, the warm server included, its socket removed."""
+    import dagster as dg
+    from dagster_graphql import DagsterGraphQLClient
+
+    from mlplatform.defs.fork_launcher import ask
+    from mlplatform.stack import processes
+    from mlplatform_tests.e2e.test_clean_stops import instance_at, kill_all, start_ui, stop_within
+
+    project = make_project(
+        "binary", months=1, rows=300, name="warmui", automation={"enabled": False}
+    )
+    home, projects = project.settings.home, project.settings.projects_dir
+    instance = instance_at(home / "dagster")
+    assert isinstance(instance.run_launcher, ForkRunLauncher)  # the embedded default
+    ui, url = start_ui(home, projects, tmp_path)
+    try:
+        client = DagsterGraphQLClient("127.0.0.1", port_number=int(url.rsplit(":", 1)[1]))
+
+        def submitted() -> str | None:
+            try:
+                return client.submit_job_execution(
+                    "warmui__data",
+                    repository_location_name="mlplatform",
+                    repository_name="__repository__",
+                    tags={"dagster/partition": project.files[0].stem},
+                )
+            except Exception:  # the web UI or its code location is still starting
+                return None
+
+        run_id = wait_for("the web UI to take the run", submitted, 180, details=ui.tail)
+        done = wait_for(
+            "the run to finish", lambda: finished(instance, run_id), 180, details=ui.tail
+        )
+        assert done.status == dg.DagsterRunStatus.SUCCESS, ui.tail()
+        assert done.tags[WARM_TAG] == "warm"
+        assert engine_pids(instance, run_id) == {int(done.tags[PID_TAG])}
+        sock = socket_path(home / "dagster")
+        server = int(ask(sock, {"op": "ping"})["pid"])
+        assert server in ui.tree()
+        stop_within(ui, signal.SIGTERM, home)
+    finally:
+        kill_all(ui.tree())
+    assert not processes.alive(server) and not sock.exists()
