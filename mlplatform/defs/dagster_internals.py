@@ -48,6 +48,7 @@ from dagster._utils.interrupts import (
 )
 
 __all__ = [
+    "EXECUTION_MODULES",
     "GRPC_INFO_TAG",
     "AssetCheckExecutionRecordStatus",
     "AssetDaemonCursor",
@@ -93,6 +94,14 @@ def loading_context(instance: dg.DagsterInstance) -> LoadingContext:
 def raise_interrupt_flag() -> None:
     """Mark an interrupt as received, as Dagster's own signal handler does."""
     _received_interrupt["received"] = True
+
+
+EXECUTION_MODULES = (
+    "dagster._core.executor.in_process",
+    "dagster._core.execution.plan.active",
+    "dagster._core.storage.local_compute_log_manager",
+)
+"""Modules Dagster imports only once a run executes: a warm run worker imports them first."""
 
 
 def recon_job_from_origin(origin: JobPythonOrigin) -> ReconstructableJob:

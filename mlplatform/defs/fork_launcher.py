@@ -172,10 +172,17 @@ class ForkRunLauncher(dg.DefaultRunLauncher):
 
     def _hand_over(self, run: dg.DagsterRun) -> tuple[int | None, str]:
         """The pid of the warm child executing ``run``, or None and why not."""
+        if run.job_code_origin is None or run.job_snapshot_id is None:
+            return None, "the run has no code origin or job snapshot"
+        lineage = self._instance.get_job_snapshot(run.job_snapshot_id).lineage_snapshot
         request = {
             "op": "launch",
             "run_id": run.run_id,
             "instance_ref": dg.serialize_value(self._instance.get_ref()),
+            "origin": dg.serialize_value(run.job_code_origin),
+            "job": run.job_name,
+            # a subset's snapshot (an asset selection) names the whole job's as its parent
+            "snapshot": lineage.parent_snapshot_id if lineage else run.job_snapshot_id,
         }
         why = ""
         for attempt in range(2):

@@ -7,17 +7,18 @@ This server pays that once (:func:`warm`), then answers requests on a unix socke
 line each:
 
 - ``{"op": "ping"}`` -> ``{"ok": true, "pid": ...}``;
-- ``{"op": "launch", "run_id": ..., "instance_ref": ...}`` -> ``{"pid": CHILD}`` once a forked
+- ``{"op": "launch", "run_id", "instance_ref", "origin", "job", "snapshot"}`` (the run's
+  code origin, job name and job snapshot id) -> ``{"pid": CHILD}`` once a forked
   child executes the run as ``dagster api execute_run`` would, or ``{"stale": why}`` when this
   server's definitions may not be what a fresh process would load — a source file of a loaded
   module outside the Python installation or a project spec changed since it started (a job
   snapshot does not cover a spec's values), or its job differs from the run's snapshot — so
   the launcher restarts it; or ``{"error": why}``.
 
-The server is single-threaded (forking is safe), keeps no open connection (each request opens
-the instance and disposes it before forking), reaps its children, and stops on SIGTERM, SIGINT
-or when its parent (the daemon that started it) is gone, after waiting a little for the runs of
-its children to end. Started by :mod:`mlplatform.defs.fork_launcher`:
+The server is single-threaded (forking is safe), keeps no open connection (it opens the
+instance only to warm up; each child opens its own), reaps its children, and stops on SIGTERM,
+SIGINT or when its parent (the daemon that started it) is gone, after waiting a little for the
+runs of its children to end. Started by :mod:`mlplatform.defs.fork_launcher`:
 ``python -m mlplatform.defs.fork_server SOCKET``.
 """
 
@@ -39,7 +40,21 @@ import dagster as dg
 from mlplatform.defs import dagster_internals as di
 
 CODE_LOCATION = "mlplatform.definitions"
-WARM_MODULES = (CODE_LOCATION, "pandas", "pyarrow", "pyarrow.parquet")
+WARM_MODULES = (
+    CODE_LOCATION,
+    "pandas",
+    "pyarrow",
+    "pyarrow.parquet",
+    "pyarrow.csv",
+    "pyarrow.dataset",
+    # what a raw + features run imports on its way (steps import inside their assets)
+    "mlplatform.steps.ingest",
+    "mlplatform.steps.features",
+    "mlplatform.columnar.csv_stream",
+    "mlplatform.columnar.kernels",
+    "mlplatform.defs.orphaned_runs",
+    *di.EXECUTION_MODULES,
+)
 CHILD_WAIT_SECONDS = 8.0
 """On stop: how long the server waits for its children's runs to end before it exits."""
 
@@ -119,21 +134,19 @@ class Sources:
         return f"new spec {sorted(added)[0]}" if added else ""
 
 
-def stale_reason(instance: dg.DagsterInstance, run: dg.DagsterRun, known: dict[str, str]) -> str:
-    """Why this process must not execute ``run`` (its definitions differ from the run's job
-    snapshot); "" when they are the same. ``known`` caches job snapshot ids by origin."""
-    origin = run.job_code_origin
-    if origin is None or run.job_snapshot_id is None:
-        return f"run {run.run_id} has no code origin or job snapshot"
+def stale_reason(
+    origin: di.JobPythonOrigin, job_name: str, wanted: str, known: dict[str, str]
+) -> str:
+    """Why this process must not execute a run of ``job_name`` whose job snapshot (or the
+    parent of its subset) is ``wanted``: its own definition of the job differs; "" when not.
+    ``known`` caches this server's job snapshot ids by origin."""
     key = origin.get_id()
     if key not in known:
+        # also leaves the job resolved in this process: every forked child starts with it
         known[key] = di.recon_job_from_origin(origin).get_definition().get_job_snapshot_id()
-    snapshot = instance.get_job_snapshot(run.job_snapshot_id)
-    lineage = snapshot.lineage_snapshot
-    wanted = lineage.parent_snapshot_id if lineage is not None else run.job_snapshot_id
     if known[key] != wanted:
         return (
-            f"job {run.job_name}: the run's snapshot {wanted[:12]} is not this warm server's "
+            f"job {job_name}: the run's snapshot {wanted[:12]} is not this warm server's "
             f"{known[key][:12]} (definitions changed since it started)"
         )
     return ""
@@ -175,17 +188,17 @@ class Server:
             self.children.discard(pid)
 
     def launch(self, request: dict[str, object]) -> dict[str, object]:
+        """Fork a child for the run unless this server's definitions are stale for it (the
+        launcher sends the run's code origin and job snapshot id: no instance is opened
+        here, the child opens its own)."""
         run_id, ref = str(request["run_id"]), dg.deserialize_value(str(request["instance_ref"]))
-        with dg.DagsterInstance.from_ref(ref) as instance:  # type: ignore[arg-type]
-            run = instance.get_run_by_id(run_id)
-            if run is None:
-                return {"error": f"run {run_id} not found in the instance"}
-            changed = self.sources.changed() if self.sources is not None else ""
-            why = (
-                f"{changed} changed since the warm server started"
-                if changed
-                else stale_reason(instance, run, self.known)
-            )
+        origin = dg.deserialize_value(str(request["origin"]), di.JobPythonOrigin)
+        changed = self.sources.changed() if self.sources is not None else ""
+        why = (
+            f"{changed} changed since the warm server started"
+            if changed
+            else stale_reason(origin, str(request["job"]), str(request["snapshot"]), self.known)
+        )
         if why:
             return {"stale": why}
         sys.stdout.flush()
