@@ -43,6 +43,8 @@ SOCKET_NAME = "run-workers.sock"
 SERVER_MODULE = "mlplatform.defs.fork_server"
 START_SECONDS = 120.0
 """How long a warm server may take to import and warm before the launcher gives up on it."""
+RETRY_SECONDS = 60.0
+"""After a warm server failed to start, runs are launched the default way this long."""
 MAX_SOCKET_PATH = 100  # sun_path holds 108 bytes
 
 
@@ -115,6 +117,7 @@ class ForkRunLauncher(dg.DefaultRunLauncher):
         super().__init__(inst_data=inst_data)
         self._server: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
+        self._broken: tuple[float, str] = (0.0, "")  # (until when, why) a start failed
 
     @classmethod
     def from_config_value(
@@ -184,10 +187,18 @@ class ForkRunLauncher(dg.DefaultRunLauncher):
             # a subset's snapshot (an asset selection) names the whole job's as its parent
             "snapshot": lineage.parent_snapshot_id if lineage else run.job_snapshot_id,
         }
+        until, broken = self._broken
+        if time.monotonic() < until:
+            return None, f"{broken}; retried after {RETRY_SECONDS:.0f} s"
         why = ""
         for attempt in range(2):
             try:
-                answer = ask(self._ensure_server(restart=attempt > 0), request)
+                path = self._ensure_server(restart=attempt > 0)
+            except WarmServerError as exc:
+                self._broken = (time.monotonic() + RETRY_SECONDS, str(exc))
+                return None, str(exc)
+            try:
+                answer = ask(path, request)
             except WarmServerError as exc:
                 return None, str(exc)
             if "pid" in answer:
