@@ -15,13 +15,24 @@ RSS from ``os.wait4``:
   written as Parquet with pyarrow; no Dagster, no checks);
 * (e) for reference (not in a ratio) the same run through the CLI, ``mlplatform materialize
   benchchurn --assets data --from K --to K --force`` (its Typer app called in a fresh
-  interpreter, so the heavy modules it ends with can be listed as for the others).
+  interpreter, so the heavy modules it ends with can be listed as for the others);
+* (f) the same run launched through the warm run workers (:mod:`mlplatform.defs.fork_launcher`,
+  the embedded default): the warm server is started and warmed (one untimed run) before
+  timing, as a running ``mlplatform ui`` has it; timed from the launch request
+  (``instance.launch_run``, as the daemon calls it once the queue lets a run go) to the run's
+  end time as recorded by the instance. Included: the launch event, the hand-over to the
+  server (its check that its definitions are the run's), the fork, opening the instance in the
+  child and executing the run with all its event writes. Not included: the run's creation,
+  its wait in the queue (the daemon dequeues every 2 s), the child's exit after the run ended.
+  Its RSS is not measured (a forked child shares the server's pages). One per round, in the
+  bench process, after the fresh processes of that round.
 
 Prints a table, then (last stdout line) ``{"bench": "run_worker", "definitions_s",
 "dagster_s", "import_ratio", "definitions_mb", "dagster_mb", "rss_ratio", "run_s", "bare_s",
-"run_ratio", "run_mb", "bare_mb", "cli_s"}`` with import_ratio = definitions_s / dagster_s,
-rss_ratio = definitions_mb / dagster_mb, run_ratio = run_s / bare_s. Run: ``.venv/bin/python
-bench/run_worker.py [--quick] [--keep DIR] [--repeat N]``.
+"run_ratio", "run_mb", "bare_mb", "cli_s", "warm_run_s", "warm_run_ratio"}`` with import_ratio
+= definitions_s / dagster_s, rss_ratio = definitions_mb / dagster_mb, run_ratio = run_s /
+bare_s, warm_run_ratio = warm_run_s / bare_s. Run: ``.venv/bin/python bench/run_worker.py
+[--quick] [--keep DIR] [--repeat N]``.
 """
 
 from __future__ import annotations
@@ -32,9 +43,11 @@ import os
 import statistics
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import dagster as dg
 from _common import (
     FULL,
     QUICK,
@@ -50,7 +63,8 @@ from _common import (
 )
 
 from mlplatform.defs.build import build_defs, data_job_name
-from mlplatform.defs.runs import instance_for, run_partitions
+from mlplatform.defs.fork_launcher import WARM_TAG, ForkRunLauncher
+from mlplatform.defs.runs import QUIET, instance_for, run_partitions
 from mlplatform.settings import Settings
 from mlplatform.spec import ProjectSpec
 
@@ -77,7 +91,7 @@ RUN = """
 import sys
 from mlplatform.definitions import defs  # what a run worker loads: the code location
 from mlplatform.defs.build import data_job_name
-from mlplatform.defs.runs import instance_for, run_partitions
+from mlplatform.defs.runs import QUIET, instance_for, run_partitions
 from mlplatform.settings import load_settings
 
 with instance_for(load_settings()) as instance:
@@ -180,6 +194,41 @@ def measure(probe: Probe, env: dict[str, str], log: Path, record: bool = True) -
         probe.heavy = json.loads(lines[-1])
 
 
+def code_origin(job_name: str) -> object:
+    """The code origin of a job of ``mlplatform.definitions``, as a code server records it."""
+    from dagster._core.definitions.reconstruct import ReconstructableRepository
+
+    repo = ReconstructableRepository.for_module(
+        "mlplatform.definitions", "defs", working_directory=os.getcwd()
+    )
+    return repo.get_reconstructable_job(job_name).get_python_origin()
+
+
+def warm_run(instance: dg.DagsterInstance, job: dg.JobDefinition, key: str) -> float:
+    """(f): one run of ``job`` for ``key`` launched through the warm run workers; seconds from
+    the launch request to the run's end as the instance recorded it."""
+    run = instance.create_run_for_job(
+        job_def=job,
+        job_code_origin=code_origin(job.name),  # type: ignore[arg-type]
+        tags={"dagster/partition": key},
+        run_config=QUIET,  # as (c): run_partitions' default
+        status=dg.DagsterRunStatus.NOT_STARTED,
+    )
+    started = time.time()
+    instance.launch_run(run.run_id, workspace=None)  # type: ignore[arg-type]
+    while True:
+        record = instance.get_run_record_by_id(run.run_id)
+        if record is not None and record.dagster_run.is_finished:
+            break
+        time.sleep(0.01)
+    if record.dagster_run.status != dg.DagsterRunStatus.SUCCESS:
+        raise SystemExit(f"(f) warm run {run.run_id}: {record.dagster_run.status.value}")
+    if record.dagster_run.tags.get(WARM_TAG) != "warm":
+        raise SystemExit(f"(f) run {run.run_id} was not executed by a warm run worker")
+    assert record.end_time is not None
+    return record.end_time - started
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -242,21 +291,31 @@ def main() -> None:
         ]
         logs = root / "logs"
         logs.mkdir()
-        progress(f"warm-up: one untimed process of each kind, then {repeat} rounds")
+        os.environ.update(env)  # the warm server (f) is started from this process
+        instance = dg.DagsterInstance.get()
+        if not isinstance(instance.run_launcher, ForkRunLauncher):
+            raise SystemExit("(f) needs the embedded instance's warm run launcher")
+        job = build_defs(settings).resolve_job_def(data_job_name(spec.name))
+        warm = Probe(f"(f) warm worker run, {key}", [])
+        progress(f"warm-up: one untimed process (and warm run) of each kind, then {repeat} rounds")
         for i, probe in enumerate(probes):
             measure(probe, env, logs / f"warmup-{i}.log", record=False)
+        warm_run(instance, job, key)
         for r in range(repeat):
             for i, probe in enumerate(probes):
                 measure(probe, env, logs / f"{r}-{i}.log")
+            warm.wall_s.append(warm_run(instance, job, key))
             progress(
                 f"  round {r + 1}/{repeat}: "
-                + ", ".join(f"{p.label[:3]} {p.wall_s[-1]:.2f}s" for p in probes)
+                + ", ".join(f"{p.label[:3]} {p.wall_s[-1]:.2f}s" for p in [*probes, warm])
             )
+        instance.dispose()  # stops the warm server
 
     defs_p, dagster_p, run_p, bare_p, cli_p = probes
     import_ratio = round(defs_p.wall / dagster_p.wall, 3)
     rss_ratio = round(defs_p.peak / dagster_p.peak, 3)
     run_ratio = round(run_p.wall / bare_p.wall, 3)
+    warm_ratio = round(warm.wall / bare_p.wall, 3)
     print(
         f"run-worker benchmark: {spec.name}, medians of {repeat} fresh processes each; "
         f"partition {key} ({size.rows:,} rows), drift reference {size.window} partitions"
@@ -271,10 +330,10 @@ def main() -> None:
                     round(p.wall * 1000),
                     round(min(p.wall_s) * 1000),
                     round(max(p.wall_s) * 1000),
-                    p.peak,
+                    p.peak if p.peak_mb else "-",
                     "-" if p.heavy is None else ", ".join(p.heavy) or "none",
                 ]
-                for p in probes
+                for p in [*probes, warm]
             ],
         )
     )
@@ -282,6 +341,7 @@ def main() -> None:
     print(f"definitions / dagster: wall {import_ratio:.2f}x (goal <= 1.5), ", end="")
     print(f"peak {rss_ratio:.2f}x, {defs_p.peak:.1f} MB (goal <= 150 MB)")
     print(f"run / bare: wall {run_ratio:.2f}x (goal <= 2)")
+    print(f"warm worker run / bare: wall {warm_ratio:.2f}x (goal <= 2)")
     emit(
         {
             "bench": "run_worker",
@@ -297,6 +357,8 @@ def main() -> None:
             "run_mb": round(run_p.peak, 1),
             "bare_mb": round(bare_p.peak, 1),
             "cli_s": round(cli_p.wall, 3),
+            "warm_run_s": round(warm.wall, 3),
+            "warm_run_ratio": warm_ratio,
         }
     )
 

@@ -13,12 +13,18 @@ themselves, and a Dagster upgrade that moves one breaks this module alone:
 - :data:`GRPC_INFO_TAG`: the run tag naming the code server a run was launched from
   (to tell whether an orphaned run's server is still alive);
 - :func:`raise_interrupt_flag`, :func:`pop_captured_interrupt`: Dagster's own interrupt flag, set
-  so a run being prepared stops at its first step, and cleared once in-process runs are done.
+  so a run being prepared stops at its first step, and cleared once in-process runs are done;
+- the run launcher's interface (:class:`RunLauncher`'s :class:`LaunchRunContext`,
+  :class:`CheckRunHealthResult`, :class:`WorkerStatus`, :class:`ConfigurableClassData`), and
+  what ``dagster api execute_run`` does in a run worker (:func:`execute_run_body`,
+  :func:`recon_job_from_origin`, :func:`capture_interrupts`): the warm run workers of
+  :mod:`mlplatform.defs.fork_server` execute a run exactly as that command does.
 """
 
 from __future__ import annotations
 
 import dagster as dg
+from dagster._cli.api import _execute_run_command_body
 from dagster._core.definitions.asset_daemon_cursor import AssetDaemonCursor
 from dagster._core.definitions.data_version import (
     CachingStaleStatusResolver,
@@ -26,24 +32,43 @@ from dagster._core.definitions.data_version import (
     StaleCauseCategory,
     StaleStatus,
 )
+from dagster._core.definitions.reconstruct import ReconstructableJob
 from dagster._core.event_api import PartitionKeyFilter
+from dagster._core.launcher import CheckRunHealthResult, LaunchRunContext, WorkerStatus
 from dagster._core.loader import DataLoader, LoadingContext
+from dagster._core.origin import JobPythonOrigin
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from dagster._core.storage.tags import GRPC_INFO_TAG
-from dagster._utils.interrupts import _received_interrupt, pop_captured_interrupt
+from dagster._serdes.config_class import ConfigurableClassData
+from dagster._utils.hosted_user_process import recon_job_from_origin as _recon_job_from_origin
+from dagster._utils.interrupts import (
+    _received_interrupt,
+    capture_interrupts,
+    pop_captured_interrupt,
+)
 
 __all__ = [
+    "EXECUTION_MODULES",
     "GRPC_INFO_TAG",
     "AssetCheckExecutionRecordStatus",
     "AssetDaemonCursor",
     "CachingStaleStatusResolver",
+    "CheckRunHealthResult",
+    "ConfigurableClassData",
+    "JobPythonOrigin",
+    "LaunchRunContext",
     "PartitionKeyFilter",
+    "ReconstructableJob",
     "StaleCause",
     "StaleCauseCategory",
     "StaleStatus",
+    "WorkerStatus",
+    "capture_interrupts",
+    "execute_run_body",
     "loading_context",
     "pop_captured_interrupt",
     "raise_interrupt_flag",
+    "recon_job_from_origin",
 ]
 
 
@@ -69,3 +94,22 @@ def loading_context(instance: dg.DagsterInstance) -> LoadingContext:
 def raise_interrupt_flag() -> None:
     """Mark an interrupt as received, as Dagster's own signal handler does."""
     _received_interrupt["received"] = True
+
+
+EXECUTION_MODULES = (
+    "dagster._core.executor.in_process",
+    "dagster._core.execution.plan.active",
+    "dagster._core.storage.local_compute_log_manager",
+)
+"""Modules Dagster imports only once a run executes: a warm run worker imports them first."""
+
+
+def recon_job_from_origin(origin: JobPythonOrigin) -> ReconstructableJob:
+    """The job a run's code origin names, loaded as a run worker loads it."""
+    return _recon_job_from_origin(origin)
+
+
+def execute_run_body(run_id: str, instance: dg.DagsterInstance) -> int:
+    """Execute a launched run in this process as ``dagster api execute_run`` does (its pid
+    reported in an engine event, the run's events written to ``instance``); 0 on the way."""
+    return _execute_run_command_body(run_id, instance, lambda _event: None, False)

@@ -7,7 +7,8 @@ stays "in progress" forever. A run is *orphaned* here when
 - the processes it names are all gone, a pid now held by a younger process counting as gone
   (Dagster records the pid of the process that executes a run in an engine event: the run
   worker of a code server, or the process of an in-process ``mlplatform materialize``, whose
-  runs also carry it as a tag from their creation on); or
+  runs also carry it as a tag from their creation on, as runs of a warm run worker do from
+  their launch, :mod:`mlplatform.defs.fork_launcher`); or
 - it names no process yet (launched, not picked up) and the code server it was handed to
   (the ``dagster/grpc_info`` tag) no longer answers, so it can never start.
 
@@ -67,7 +68,8 @@ def run_processes(instance: dg.DagsterInstance, run_id: str) -> list[RunProcess]
     record = instance.get_run_record_by_id(run_id)
     tagged = record.dagster_run.tags.get(PID_TAG, "") if record else ""
     if record is not None and tagged.isdigit():
-        found.append(RunProcess(int(tagged), record.create_timestamp.timestamp()))
+        # the tag's latest write (a warm run worker's pid is tagged after its fork)
+        found.append(RunProcess(int(tagged), record.update_timestamp.timestamp()))
     for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT):
         data = entry.dagster_event.event_specific_data if entry.dagster_event else None
         value = getattr(data, "metadata", {}).get("pid")

@@ -34,6 +34,8 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
                 "run_mb",
                 "bare_mb",
                 "cli_s",
+                "warm_run_s",
+                "warm_run_ratio",
             },
         ),
         (
