@@ -15,19 +15,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import EllipsisType, TracebackType
-from typing import Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import event, exc
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.pool import StaticPool
 
 from mlplatform.ledger.schema import (
     DECISIONS,
+    HEAD_REVISION,
     KINDS,
     NAME_LENGTH,
     VERSION_TABLE,
@@ -35,6 +32,9 @@ from mlplatform.ledger.schema import (
     promotions,
 )
 from mlplatform.redaction import mask_url
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_S = 30.0
@@ -151,6 +151,8 @@ def _create_engine(url: str) -> Engine:
 
 
 def _alembic_config(connection: Connection | None = None) -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     if connection is not None:
@@ -160,10 +162,20 @@ def _alembic_config(connection: Connection | None = None) -> Config:
 
 @functools.cache
 def head_revision() -> str:
-    """The newest migration revision shipped with this code."""
+    """The newest migration revision shipped with this code, as Alembic finds it."""
+    from alembic.script import ScriptDirectory
+
     head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
     assert head is not None
     return head
+
+
+def _current_revision(conn: Connection) -> str | None:
+    """The revision recorded in the version table (``None`` when there is none)."""
+    if not sa.inspect(conn).has_table(VERSION_TABLE):
+        return None
+    version = sa.table(VERSION_TABLE, sa.column("version_num", sa.String))
+    return conn.execute(sa.select(version.c.version_num).limit(1)).scalar_one_or_none()
 
 
 def _decision(row: Mapping[Any, Any]) -> Decision:
@@ -244,11 +256,10 @@ class Ledger:
             with self._writer.begin() as conn:
                 if conn.dialect.name == "postgresql":
                     conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_MIGRATION_LOCK)))
-                current = MigrationContext.configure(
-                    conn, opts={"version_table": VERSION_TABLE}
-                ).get_current_revision()
-                if current == head_revision():
+                if _current_revision(conn) == HEAD_REVISION:
                     return
+                from alembic import command
+
                 command.upgrade(_alembic_config(conn), "head")
         except exc.SQLAlchemyError as e:
             raise LedgerError(f"cannot open the ledger at {self!r}: {e}") from e
@@ -256,9 +267,7 @@ class Ledger:
     def schema_revision(self) -> str | None:
         """The revision the database is at (``None`` before the first migration)."""
         with self._engine.connect() as conn:
-            return MigrationContext.configure(
-                conn, opts={"version_table": VERSION_TABLE}
-            ).get_current_revision()
+            return _current_revision(conn)
 
     # -- decisions ---------------------------------------------------------------------------
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import multiprocessing
 import queue
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -17,7 +19,7 @@ from alembic.runtime.migration import MigrationContext
 
 import mlplatform.ledger.store as store
 from mlplatform.ledger import Decision, Ledger, LedgerError, Promotion, PromotionConflict
-from mlplatform.ledger.schema import VERSION_TABLE, metadata, own_objects
+from mlplatform.ledger.schema import HEAD_REVISION, VERSION_TABLE, metadata, own_objects
 from mlplatform.ledger.store import head_revision
 
 PROJECT = "churn"
@@ -330,7 +332,9 @@ def test_reopen_keeps_rows_and_does_not_migrate_again(
     def no_upgrade(*args: object, **kwargs: object) -> None:
         raise AssertionError("upgrade ran on a database already at head")
 
-    monkeypatch.setattr(store.command, "upgrade", no_upgrade)
+    import alembic.command
+
+    monkeypatch.setattr(alembic.command, "upgrade", no_upgrade)
     again = Ledger(url)
     assert again.decisions(PROJECT) == [decision]
     assert again.history(PROJECT) == rows
@@ -425,6 +429,22 @@ def test_migrations_ship_as_packages() -> None:
     for folder in (LEDGER_DIR, migrations, migrations / "versions"):
         assert (folder / "__init__.py").is_file(), f"{folder} is not a package"
     assert head_revision() == "0001"
+    assert head_revision() == HEAD_REVISION, "schema.HEAD_REVISION must name the newest migration"
+
+
+def test_opening_a_migrated_ledger_imports_no_alembic(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    Ledger(url).dispose()  # creates and migrates
+    probe = (
+        "import sys\n"
+        "from mlplatform.ledger import Ledger\n"
+        f"book = Ledger({url!r})\n"
+        "assert book.schema_revision() == " + repr(HEAD_REVISION) + "\n"
+        "print('alembic' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
 
 
 def test_in_memory_ledger_works() -> None:
