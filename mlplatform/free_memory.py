@@ -42,6 +42,16 @@ def large_blocks_from_the_os() -> None:
         mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
 
 
+@cache
+def freeze_what_is_alive() -> None:
+    """Once per process: collect garbage, then move every object alive now (modules, the code
+    location, the run's context) out of the collector's view, so the full collections at step
+    ends walk only what steps allocate since (with Dagster loaded each one otherwise walks
+    ~175,000 objects, ~0.1 s). Frozen objects are still freed by reference counting."""
+    gc.collect()
+    gc.freeze()
+
+
 def return_free_memory() -> None:
     """Collect garbage, then return the free pages of Arrow's pool and the C heap."""
     import pyarrow as pa

@@ -8,7 +8,7 @@ from mlplatform.defs.checks import audited_output, check_specs
 from mlplatform.defs.frames import Frame
 from mlplatform.defs.partitions import data_partitions, previous_window
 from mlplatform.defs.versions import code_version
-from mlplatform.free_memory import large_blocks_from_the_os
+from mlplatform.free_memory import freeze_what_is_alive, large_blocks_from_the_os
 from mlplatform.resources.store import ArtifactStore, FrameHandover
 from mlplatform.spec import ProjectSpec
 
@@ -67,6 +67,7 @@ def features_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
         from mlplatform.steps import features as steps
 
         large_blocks_from_the_os()
+        freeze_what_is_alive()
         frame = steps.build_features(raw, spec)
         window = store.stored_rows(key, previous_window(spec, context.partition_key))
         partial = steps.partial_period(len(frame), window, spec.quality.partial_period_share)

@@ -25,6 +25,7 @@ runs of its children to end. Started by :mod:`mlplatform.defs.fork_launcher`:
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import signal
@@ -203,6 +204,7 @@ class Server:
             return {"stale": why}
         sys.stdout.flush()
         sys.stderr.flush()
+        gc.freeze()  # children neither walk nor copy what the server holds when they collect
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child
             code = 1

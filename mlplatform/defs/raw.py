@@ -8,7 +8,7 @@ import dagster as dg
 from mlplatform.defs.checks import audited_output, check_specs
 from mlplatform.defs.partitions import data_partitions
 from mlplatform.defs.versions import code_version
-from mlplatform.free_memory import large_blocks_from_the_os
+from mlplatform.free_memory import freeze_what_is_alive, large_blocks_from_the_os
 from mlplatform.landing import shown
 from mlplatform.resources.store import ArtifactStore, FrameHandover
 from mlplatform.spec import ProjectSpec
@@ -50,6 +50,7 @@ def raw_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
         from mlplatform.steps import ingest  # pandas, numpy: imported by the run
 
         large_blocks_from_the_os()
+        freeze_what_is_alive()
         path = spec.landing_file(Path(store.home), context.partition_key)
         # refuses what is not a landing file; streams a CSV file chunk by chunk
         typed, report, sha = ingest.ingest_landing(path, spec)
