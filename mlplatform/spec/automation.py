@@ -13,7 +13,7 @@ class Automation(Frozen):
     enabled: bool = Field(
         default=True, description="false: no landing sensor, automation or schedule runs."
     )
-    sensor_interval_seconds: int = Field(default=15, ge=5)
+    sensor_interval_seconds: int = Field(default=5, ge=5)
 
 
 _MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
