@@ -9,39 +9,31 @@ busy timeout), so concurrent writers queue instead of failing.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import EllipsisType, TracebackType
-from typing import TYPE_CHECKING, Any, Literal, Self
+from typing import Any, Literal, Self
 
 import sqlalchemy as sa
 from sqlalchemy import event, exc
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.pool import StaticPool
 
+from mlplatform.ledger.revisions import current_revision, upgrade_to_head
 from mlplatform.ledger.schema import (
     DECISIONS,
-    HEAD_REVISION,
     KINDS,
     NAME_LENGTH,
-    VERSION_TABLE,
     decisions,
     promotions,
 )
 from mlplatform.redaction import mask_url
 
-if TYPE_CHECKING:
-    from alembic.config import Config
-
-MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_S = 30.0
 # Execution option that makes the SQLite "begin" hook emit BEGIN IMMEDIATE (write transactions).
 _IMMEDIATE = "mlplatform_ledger_immediate"
-# Key of the PostgreSQL advisory lock that serialises concurrent migrations.
-_PG_MIGRATION_LOCK = 0x6D6C_6C67
 # How often promote() without expected_from retries after losing a race on seq.
 _UNCHECKED_ATTEMPTS = 5
 
@@ -150,34 +142,6 @@ def _create_engine(url: str) -> Engine:
     return engine
 
 
-def _alembic_config(connection: Connection | None = None) -> Config:
-    from alembic.config import Config
-
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    if connection is not None:
-        config.attributes["connection"] = connection
-    return config
-
-
-@functools.cache
-def head_revision() -> str:
-    """The newest migration revision shipped with this code, as Alembic finds it."""
-    from alembic.script import ScriptDirectory
-
-    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
-    assert head is not None
-    return head
-
-
-def _current_revision(conn: Connection) -> str | None:
-    """The revision recorded in the version table (``None`` when there is none)."""
-    if not sa.inspect(conn).has_table(VERSION_TABLE):
-        return None
-    version = sa.table(VERSION_TABLE, sa.column("version_num", sa.String))
-    return conn.execute(sa.select(version.c.version_num).limit(1)).scalar_one_or_none()
-
-
 def _decision(row: Mapping[Any, Any]) -> Decision:
     return Decision(
         id=row["id"],
@@ -254,20 +218,14 @@ class Ledger:
         """Upgrade to head in one write transaction, so concurrent openers do it one at a time."""
         try:
             with self._writer.begin() as conn:
-                if conn.dialect.name == "postgresql":
-                    conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_MIGRATION_LOCK)))
-                if _current_revision(conn) == HEAD_REVISION:
-                    return
-                from alembic import command
-
-                command.upgrade(_alembic_config(conn), "head")
+                upgrade_to_head(conn)
         except exc.SQLAlchemyError as e:
             raise LedgerError(f"cannot open the ledger at {self!r}: {e}") from e
 
     def schema_revision(self) -> str | None:
         """The revision the database is at (``None`` before the first migration)."""
         with self._engine.connect() as conn:
-            return _current_revision(conn)
+            return current_revision(conn)
 
     # -- decisions ---------------------------------------------------------------------------
 

@@ -25,7 +25,7 @@ import pytest
 import sqlalchemy as sa
 
 from mlplatform.ledger import Ledger
-from mlplatform.ledger.store import head_revision
+from mlplatform.ledger.revisions import head_revision
 from mlplatform_tests.unit.test_ledger import PROJECT, check_race, race_worker, schema_drift
 
 INITDB = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
