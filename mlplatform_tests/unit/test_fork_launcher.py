@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from mlplatform import procfs
 from mlplatform.defs.fork_launcher import MAX_SOCKET_PATH, SOCKET_NAME, socket_path, worker_alive
+from mlplatform_tests.waiting import wait_for
 
 pytestmark = pytest.mark.unit
 
@@ -27,6 +29,8 @@ def test_a_worker_is_alive_only_as_a_live_child_of_a_warm_server() -> None:
     code = "import time; time.sleep(30)"
     other = subprocess.Popen([sys.executable, "-c", code, "mlplatform.defs.fork_server"])
     try:
+        # until the child has exec'd, /proc shows this process's command line
+        wait_for("the child's exec", lambda: code in procfs.cmdline(other.pid), 10, interval=0.01)
         assert worker_alive(other.pid)  # its command line names the server module
         other.kill()
         os.waitid(os.P_PID, other.pid, os.WEXITED | os.WNOWAIT)  # exited, left unreaped
