@@ -6,8 +6,10 @@ import json
 import re
 from pathlib import Path
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
+
+from mlplatform.prediction_log import LogStore, log_url
 
 EXAMPLES_DIR = Path(__file__).parent / "examples"
 
@@ -62,6 +64,17 @@ class Settings(BaseSettings):
     token: SecretStr | None = Field(
         default=None, description="The caller's API token (MLPLATFORM_TOKEN)."
     )
+    prediction_log_url: str | None = Field(
+        default=None,
+        description="Where serving writes the prediction log and monitoring reads it: a "
+        "folder, file:///path or s3://bucket/prefix (credentials, region and endpoint from "
+        "AWS_* variables); default: $MLPLATFORM_HOME/prediction_log.",
+    )
+
+    @field_validator("prediction_log_url")
+    @classmethod
+    def _log_url(cls, value: str | None) -> str | None:
+        return log_url(value) if value and value.strip() else None
 
     @property
     def dagster_home(self) -> Path:
@@ -104,6 +117,13 @@ class Settings(BaseSettings):
     @property
     def search(self) -> str:
         return self.search_url or f"sqlite:///{(self.home / 'search.db').resolve()}"
+
+    @property
+    def prediction_log(self) -> LogStore:
+        """The prediction log's store (under home unless ``prediction_log_url`` says)."""
+        if self.prediction_log_url:
+            return LogStore(self.prediction_log_url)
+        return LogStore.under_home(self.home)
 
     @property
     def mlflow_artifacts_dir(self) -> Path:

@@ -86,3 +86,12 @@ def two_bundles(make_project: ProjectFactory, tmp_path: Path) -> Iterator[Traine
     (tmp_path / "dagster").mkdir()
     with dg.DagsterInstance.local_temp(str(tmp_path / "dagster")) as instance:
         yield train_two(project, instance)
+
+
+@pytest.fixture(scope="session")
+def object_store() -> Iterator[Any]:
+    """A local S3-compatible server for the session (``mlplatform_tests.object_store``)."""
+    from mlplatform_tests.object_store import s3_server
+
+    with s3_server() as store:
+        yield store

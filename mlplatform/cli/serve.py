@@ -23,6 +23,7 @@ def serve(
     import uvicorn
 
     from mlplatform.ledger import LedgerError
+    from mlplatform.prediction_log import LogLocationError
     from mlplatform.serving.app import create_app
 
     settings = settings_for(home, projects)
@@ -33,7 +34,7 @@ def serve(
     except SpecError as exc:
         problems = "; ".join(f"{loc or '<file>'}: {msg}" for loc, msg in exc.problems)
         fail(f"cannot serve: {exc.path}: {problems} (see `mlplatform validate`)")
-    except (LedgerError, OSError) as exc:
+    except (LedgerError, LogLocationError, OSError) as exc:
         fail(f"cannot serve: {str(exc).splitlines()[0]}")
     if workers != 1:  # each worker builds its own app
         served.state.ledger.dispose()

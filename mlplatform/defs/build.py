@@ -95,6 +95,7 @@ def resources(settings: Settings, specs: list[ProjectSpec]) -> dict[str, object]
             home=str(settings.home),
             assets_dir=str(settings.assets_dir),
             serve_url=settings.serve_url,
+            prediction_log_url=settings.prediction_log.url,
         ),
         "ledger": LedgerResource(url=settings.ledger),
         "search_db": SearchStorage(url=settings.search),

@@ -75,7 +75,7 @@ def monitoring_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
         from mlplatform.steps import monitoring as steps
 
         day, end = period_days(spec, context.partition_key)
-        log = steps.read_days(Path(store.home), spec.name, day, end)
+        log = steps.read_days(store.prediction_log, spec.name, day, end)
         bundle = _bundle(spec, store, ledger, log)
         metadata: dict[str, Any] = {**steps.traffic(log), "bundle_id": bundle_id_of(bundle)}
         drift = _live_drift(spec, store, bundle, log, (day, end), metadata)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import dagster as dg
 
 from mlplatform.free_memory import return_free_memory
+from mlplatform.prediction_log import LogStore
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -165,6 +166,13 @@ class ArtifactStore(dg.ConfigurableResource):
     home: str
     assets_dir: str
     serve_url: str | None = None  # the serving API: reports link to its review page
+    prediction_log_url: str | None = None  # default: the folder under home
+
+    @property
+    def prediction_log(self) -> LogStore:
+        if self.prediction_log_url:
+            return LogStore(self.prediction_log_url)
+        return LogStore.under_home(Path(self.home))
 
     @property
     def root(self) -> Path:

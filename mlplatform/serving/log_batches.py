@@ -4,16 +4,15 @@ and written as one file, atomically. Runs in the writer's thread or its worker p
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
-import os
 import signal
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from mlplatform.prediction_log import INPUT_PREFIX, PROBA_PREFIX
+from mlplatform.prediction_log import INPUT_PREFIX, PROBA_PREFIX, LogStore
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +21,9 @@ log = logging.getLogger(__name__)
 class Batch:
     """Sampled requests of one project and UTC day, for one log file."""
 
-    folder: Path
+    store: LogStore
+    project: str
+    day: dt.date
     name: str  # file name without suffix; request ids start with it
     columns: list[str]  # logged input columns
     items: list[tuple[float, float, bytes, bytes]]  # time, latency, body, answer
@@ -48,12 +49,12 @@ def worker_signals() -> None:
 
 
 def write_batch(batch: Batch) -> Written:
-    """Parse a batch and write it as one Parquet file (temporary name, then renamed).
-    Runs in the writer's worker process."""
+    """Parse a batch and write it as one Parquet file, atomically. Runs in the writer's
+    thread or its worker process."""
     columns, requests, shadow_error = batch_columns(batch)
     rows = len(columns["row"])
     if rows:
-        write_columns(batch.folder, batch.name, columns)
+        write_columns(batch.store, batch.project, batch.day, batch.name, columns)
     if batch.shadow is None:
         return Written(requests, rows)
     shadowed = columns.get("shadow_bundle_id", [None] * rows)  # absent: it failed
@@ -114,9 +115,11 @@ def batch_columns(batch: Batch) -> tuple[dict[str, list[Any]], int, str | None]:
     return out, requests, shadow_error
 
 
-def write_columns(folder: Path, name: str, columns: dict[str, list[Any]]) -> None:
+def write_columns(
+    store: LogStore, project: str, day: dt.date, name: str, columns: dict[str, list[Any]]
+) -> str:
+    """Write the column lists of logged rows as one log file of ``project`` and ``day``."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     arrays = {}
     for key, values in columns.items():
@@ -130,13 +133,7 @@ def write_columns(folder: Path, name: str, columns: dict[str, list[Any]]) -> Non
             arrays[key] = pa.array(values, type=pa.float64())
         else:
             arrays[key] = pa.array(values, type=pa.string())
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{name}.{uuid.uuid4().hex}.tmp"
-    try:
-        pq.write_table(pa.table(arrays), tmp)
-        os.replace(tmp, folder / f"{name}.parquet")
-    finally:
-        tmp.unlink(missing_ok=True)
+    return store.write(project, day, name, pa.table(arrays))
 
 
 def _parsed(body: bytes, answer_bytes: bytes) -> tuple[list[Any], str, list[dict[str, Any]]] | None:

@@ -7,10 +7,10 @@ bytes are kept as they pass and, on a 200, offered to ``PredictionLog``'s bounde
 (``queue_requests``, ``queue_mb``) without any parsing. A full queue drops the request and
 counts it; nothing on the request path waits for the writer or the disk. A background thread
 takes what was queued and has it parsed, cut to the logged columns (``monitoring.log.columns``)
-and written as one Parquet file per project and UTC day per flush, atomically
-(``mlplatform.prediction_log`` says where): small batches in the thread, large ones (under
-load) in a worker process, so the parsing never competes with the event loop for the
-interpreter lock. Tokens and headers are never looked at.
+and written as one Parquet file per project and UTC day per flush, atomically, on disk or in
+object storage (``mlplatform.prediction_log`` says where): small batches in the thread, large
+ones (under load) in a worker process, so the parsing never competes with the event loop for
+the interpreter lock. Tokens and headers are never looked at.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from mlplatform.prediction_log import day_dir
+from mlplatform.prediction_log import LogStore
 from mlplatform.serving.log_batches import Batch, Written, worker_signals, write_batch
 from mlplatform.serving.shadow_counts import ShadowCounter
 from mlplatform.spec import ProjectSpec
@@ -87,10 +87,10 @@ class PredictionLog:
     def __init__(
         self,
         specs: Mapping[str, ProjectSpec],
-        home: Path,
+        store: LogStore,
         shadow: Callable[[str], Path | None] | None = None,
     ):
-        self.home = home
+        self.store = store
         self.shadow = shadow  # project -> folder of its verified shadow bundle, or None
         self.projects = {
             name: _Project(
@@ -142,6 +142,12 @@ class PredictionLog:
             if len(self._queue) == BATCH_REQUESTS:
                 self._wake.set()
         return True
+
+    def check(self) -> None:
+        """Raise ``LogLocationError`` when a project logs and the log's place is unreachable
+        (a missing bucket, wrong credentials): found at start, not at the first flush."""
+        if self.projects:
+            self.store.check()
 
     # -- the writer thread ----------------------------------------------------------------
 
@@ -211,7 +217,9 @@ class PredictionLog:
             self._files += 1
             name = f"{time.strftime('%H%M%S', time.gmtime())}-{self._run_id}-{self._files:06d}"
             batch = Batch(
-                day_dir(self.home, project, day),
+                self.store,
+                project,
+                day,
                 name,
                 self.projects[project].columns,
                 [(i.time, i.latency, i.body, i.answer) for i in items],

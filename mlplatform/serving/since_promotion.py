@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from mlplatform.prediction_log import day_files, monitoring_summary_dir
+from mlplatform.prediction_log import LogStore, monitoring_summary_dir
 
 log = logging.getLogger(__name__)
 VALUE_TOLERANCE = 0.05
@@ -105,22 +105,21 @@ def agreement(
     )
 
 
-def read_log(home: Path, project: str, since: dt.datetime) -> dict[str, list[Any]]:
+def read_log(store: LogStore, project: str, since: dt.datetime) -> dict[str, list[Any]]:
     """The log's rows logged at or after ``since`` (UTC), as column lists."""
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
     today = dt.datetime.now(dt.UTC).date()
     first = max(since.date(), today - dt.timedelta(days=MAX_DAYS - 1))
     tables = []
     for n in range((today - first).days + 1):
-        for path in day_files(home, project, first + dt.timedelta(days=n)):
+        for path in store.day_files(project, first + dt.timedelta(days=n)):
             try:
-                names = set(pq.read_schema(path).names) & PANEL_COLUMNS
-                tables.append(pq.read_table(path, columns=sorted(names)))
+                names = set(store.column_names(path)) & PANEL_COLUMNS
+                tables.append(store.read(path, columns=sorted(names)))
             except (OSError, pa.ArrowException) as exc:
-                log.warning("%s: unreadable log file %s: %s", project, path.name, exc)
+                log.warning("%s: unreadable log file %s: %s", project, path, exc)
     if not tables:
         return {}
     table = pa.concat_tables(tables, promote_options="default")

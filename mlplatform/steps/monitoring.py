@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,7 +13,7 @@ import pandas as pd
 
 from mlplatform.bundles.format import Bundle
 from mlplatform.columns import derive_features, parse_column
-from mlplatform.prediction_log import INPUT_PREFIX, PROBA_PREFIX, day_files
+from mlplatform.prediction_log import INPUT_PREFIX, PROBA_PREFIX, LogStore
 from mlplatform.spec import LOWER_IS_BETTER, ProjectSpec
 from mlplatform.steps import drift as drift_steps
 from mlplatform.steps.drift import FeatureDrift
@@ -24,15 +23,13 @@ from mlplatform.steps.features import layout
 REFERENCE_ROWS = 50_000  # training-window rows predicted for the prediction-shift reference
 
 
-def read_days(home: Path, project: str, first: dt.date, end: dt.date) -> pd.DataFrame:
+def read_days(store: LogStore, project: str, first: dt.date, end: dt.date) -> pd.DataFrame:
     """Every logged row of the UTC days from ``first`` up to ``end`` (exclusive; not past
     today); empty when nothing was logged."""
-    import pyarrow.parquet as pq
-
     last = min(end, dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1))
     days = [first + dt.timedelta(days=n) for n in range(max(0, (last - first).days))]
-    files = [p for day in days for p in day_files(home, project, day)]
-    frames = [pq.read_table(p).to_pandas() for p in files]
+    files = [p for day in days for p in store.day_files(project, day)]
+    frames = [store.read(p).to_pandas() for p in files]
     frames = [f for f in frames if len(f)]
     if not frames:
         return pd.DataFrame()

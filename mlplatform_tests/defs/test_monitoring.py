@@ -4,6 +4,7 @@ trip ``production_decay``."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from typing import Any
@@ -24,13 +25,14 @@ from mlplatform.defs.monitoring import (
 )
 from mlplatform.defs.monitoring_periods import monitoring_partitions
 from mlplatform.ledger import Ledger
-from mlplatform.prediction_log import day_files, monitoring_summary_dir
+from mlplatform.prediction_log import monitoring_summary_dir
 from mlplatform.serving.log_writer import Logged, PredictionLog
 from mlplatform.serving.predict import predict_answer
 from mlplatform.shadow import attach_shadow
 from mlplatform.spec import ProjectSpec
 from mlplatform.steps import ingest
 from mlplatform.steps import monitoring as steps
+from mlplatform_tests.object_store import ObjectStore, environment
 from mlplatform_tests.projects import Trained
 
 pytestmark = pytest.mark.dagster
@@ -61,7 +63,7 @@ def write_log(t: Trained, day: dt.date, rows: list[dict[str, Any]], per_request:
     were served on ``day``."""
     spec, bundle_id = t.project.spec, t.bundles[1]
     bundle = load(t.project.settings.bundles_dir / bundle_id)
-    writer = PredictionLog({spec.name: spec}, t.project.home)
+    writer = PredictionLog({spec.name: spec}, t.project.settings.prediction_log)
     at = dt.datetime.combine(day, dt.time(12), dt.UTC).timestamp()
     for i in range(0, len(rows), per_request):
         chunk = rows[i : i + per_request]
@@ -69,7 +71,7 @@ def write_log(t: Trained, day: dt.date, rows: list[dict[str, Any]], per_request:
         body = json.dumps({"rows": chunk}).encode()
         assert writer.offer(Logged(spec.name, at + i, 0.002, body, answer))
     assert writer.flush() == len(rows)
-    assert day_files(t.project.home, spec.name, day)
+    assert t.project.settings.prediction_log.day_files(spec.name, day)
 
 
 def monitor(t: Trained, day: dt.date, spec: ProjectSpec | None = None) -> dg.ExecuteInProcessResult:
@@ -129,6 +131,25 @@ def test_unchanged_log_is_not_flagged_and_injected_drift_is(live: Trained) -> No
     assert (calm_day["drifted"], calm_day["decay_passed"]) == (0, None)
     assert drift_day["drifted"] >= 2 and "monthly_charges" in drift_day["drift"]
     assert drift_day["rows"] == len(rows)
+
+
+def test_the_monitoring_asset_reads_a_log_in_object_storage(
+    live: Trained, object_store: ObjectStore
+) -> None:
+    """Serving and the run that monitors share the log through a bucket, not a disk."""
+    object_store.create_bucket("monitored")
+    settings = live.project.settings.model_copy(update={"prediction_log_url": "s3://monitored/l"})
+    remote = dataclasses.replace(live, project=dataclasses.replace(live.project, settings=settings))
+    rows = landing_rows(live, 2)
+    day = dt.date(2026, 6, 3)
+    with environment(object_store.env):
+        write_log(remote, day, rows)
+        result = monitor(remote, day)
+    meta = metadata(result)
+    assert meta["rows"] == len(rows) and meta["bundle_id"] == live.bundles[1]
+    assert checks(result)[LIVE_DRIFT].passed
+    assert object_store.keys(f"monitored/l/{live.project.spec.name}/{day.isoformat()}")
+    assert not (live.project.home / "prediction_log").exists()
 
 
 def test_labels_with_a_shifted_relationship_trip_production_decay(live: Trained) -> None:

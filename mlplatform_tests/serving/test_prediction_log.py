@@ -17,8 +17,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from mlplatform.prediction_log import project_log_dir
+from mlplatform.prediction_log import LogStore
+from mlplatform.settings import load_settings
+from mlplatform.steps.monitoring import read_days
 from mlplatform_tests import waiting
+from mlplatform_tests.object_store import ObjectStore, environment
 from mlplatform_tests.serving import abuse
 from mlplatform_tests.serving.builders import OTHER_PROJECT, PROJECT, Built
 from mlplatform_tests.serving.servers import READER, READER_TOKEN, TOKENS, Env, make_env
@@ -41,7 +44,8 @@ def with_log(built: Built, root: Path, **log: Any) -> Path:
 
 
 def logged(env: Env, project: str = PROJECT) -> pd.DataFrame:
-    files = sorted(project_log_dir(env.settings.home, project).glob("*/*.parquet"))
+    root = Path(env.settings.prediction_log.project_folder(project))
+    files = sorted(root.glob("*/*.parquet"))
     if not files:
         return pd.DataFrame()
     return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
@@ -97,7 +101,7 @@ def test_serve_logs_inputs_as_received_predictions_bundle_time_latency(
     assert list(big["proba.yes"]) == pytest.approx([p["probabilities"]["yes"] for p in served])
     assert (log["latency_ms"] > 0).all() and len(first) >= 1
     assert (log["time"] >= started - dt.timedelta(seconds=1)).all()
-    assert not project_log_dir(env.settings.home, OTHER_PROJECT).exists()  # rate: 0
+    assert not Path(env.settings.prediction_log.project_folder(OTHER_PROJECT)).exists()
     everything = b"".join(f.read_bytes() for f in env.settings.home.rglob("*.parquet"))
     assert READER_TOKEN.encode() not in everything and b"Bearer" not in everything
 
@@ -157,3 +161,26 @@ def test_large_batches_under_load_are_all_written(built: Built, tmp_path: Path) 
     assert log["request"].is_unique and set(log["bundle_id"]) == {env.ids["a"]}
     sent = {(r.get("tenure_months"), r.get("plan")) for r in env.rows[:200]}
     assert set(zip(log["input.tenure_months"], log["input.plan"], strict=True)) <= sent
+
+
+def test_under_load_the_log_goes_to_object_storage(
+    built: Built, tmp_path: Path, object_store: ObjectStore
+) -> None:
+    """``MLPLATFORM_PREDICTION_LOG_URL=s3://...``: the writer's thread and its worker process
+    put every logged request into the bucket, nothing on the serving machine's disk."""
+    env = make_env(built, tmp_path, **TOKENS)
+    projects = with_log(built, tmp_path, rate=1.0, flush_seconds=2)
+    object_store.create_bucket("serving-log")
+    url_env = {**object_store.env, "MLPLATFORM_PREDICTION_LOG_URL": "s3://serving-log/prod"}
+    with environment(url_env):
+        with abuse.serve_process(env.settings.home, projects, TOKENS, tmp_path / "s.log") as url:
+            load = predict_load(url, env.rows[:200])
+            assert load.errors == 0, load.first_error
+            waiting.wait_for("the log to be written", lambda: health(url)["written_rows"] > 0, 30)
+        store = load_settings(home=env.settings.home).prediction_log
+        today = dt.datetime.now(dt.UTC).date()
+        log = read_days(store, PROJECT, today - dt.timedelta(days=1), today + dt.timedelta(1))
+    assert len(log) == load.ok > 200
+    assert log["request"].is_unique and set(log["bundle_id"]) == {env.ids["a"]}
+    assert object_store.keys(f"serving-log/prod/{PROJECT}")
+    assert not Path(LogStore.under_home(env.settings.home).project_folder(PROJECT)).exists()

@@ -3,6 +3,7 @@ predicts logged requests beside production; its predictions are logged, never re
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
@@ -14,6 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from mlplatform.bundles.format import load
+from mlplatform.prediction_log import LogStore, log_url
 from mlplatform.serving.app import create_app
 from mlplatform.serving.log_batches import Batch, write_batch
 from mlplatform.serving.predict import Compiled, predict_answer
@@ -34,6 +36,7 @@ from mlplatform_tests.serving.test_identities import cli
 from mlplatform_tests.serving.test_prediction_log import LOGGED, health, logged, with_log
 
 pytestmark = pytest.mark.e2e  # runs `mlplatform serve` as a process
+DAY = dt.date(1970, 1, 1)  # the day of time 0.0
 APPROVER_ENV = {"MLPLATFORM_TOKEN": APPROVER_TOKEN}
 
 
@@ -138,10 +141,11 @@ def test_the_writers_worker_process_predicts_with_the_shadow(built: Built, tmp_p
         (0.0, 0.001, b, predict_answer(a.bundle_id, predictor.predict_rows(validator.rows(b))))
         for b in bodies
     ]
-    batch = Batch(tmp_path / "log", "n", LOGGED, items, env.bundle_dir("c"))
+    store = LogStore(log_url(str(tmp_path / "log")))
+    batch = Batch(store, PROJECT, DAY, "n", LOGGED, items, env.bundle_dir("c"))
     with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
         assert pool.submit(write_batch, batch).result() == (5, 5, 5, 5, 0, None)
-    frame = pd.read_parquet(tmp_path / "log" / "n.parquet")
+    frame = pd.read_parquet(store.day_files(PROJECT, DAY)[0])
     c_validator, c_predictor = Compiled().of(load(env.bundle_dir("c")))
     expected = [c_predictor.predict_rows(c_validator.rows(b))[0]["label"] for b in bodies]
     assert list(frame["shadow_label"]) == expected
@@ -203,9 +207,10 @@ def test_a_failing_shadow_is_counted_and_production_still_logged(
         for b in bodies
     ]
     gone = env.settings.bundles_dir / ("f" * 64)  # removed after it was attached
-    done = write_batch(Batch(tmp_path / "log", "n", LOGGED, items, gone))
+    store = LogStore(log_url(str(tmp_path / "log")))
+    done = write_batch(Batch(store, PROJECT, DAY, "n", LOGGED, items, gone))
     assert done[:5] == (1, 3, 0, 0, 3)
     assert done.shadow_error is not None and "f" * 64 in done.shadow_error
     assert str(env.settings.bundles_dir) not in done.shadow_error  # /healthz is public
-    assert len(pd.read_parquet(tmp_path / "log" / "n.parquet")) == 3
+    assert len(pd.read_parquet(store.day_files(PROJECT, DAY)[0])) == 3
     env.ledger.dispose()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mlplatform.prediction_log import day_dir, write_monitoring_summary
+from mlplatform.prediction_log import write_monitoring_summary
 from mlplatform.serving.app import create_app
 from mlplatform.serving.log_batches import write_columns
 from mlplatform.shadow import attach_shadow
@@ -33,7 +33,9 @@ def known_log(env: Env) -> None:
     now = dt.datetime.now(dt.UTC)
     c = env.ids["c"]
     write_columns(
-        day_dir(env.settings.home, PROJECT, now.date()),
+        env.settings.prediction_log,
+        PROJECT,
+        now.date(),
         "known",
         {
             "time": [now.timestamp()] * 6,

@@ -11,12 +11,16 @@ import pandas as pd
 import pytest
 import yaml
 
-from mlplatform.prediction_log import day_dir, day_files
+from mlplatform.prediction_log import LogStore
 from mlplatform.serving.log_writer import Logged, PredictionLog
 from mlplatform.spec import ProjectSpec, SpecError, load_spec
 from mlplatform_tests.projects import example_dict
 
 NOON = dt.datetime(2026, 3, 4, 12, tzinfo=dt.UTC).timestamp()
+
+
+def store(tmp_path: Path) -> LogStore:
+    return LogStore.under_home(tmp_path / "home")
 
 
 def spec_with(tmp_path: Path, **log: object) -> ProjectSpec:
@@ -46,7 +50,7 @@ def test_the_privacy_switch_is_checked(tmp_path: Path) -> None:
 
 
 def test_rate_zero_logs_nothing(tmp_path: Path) -> None:
-    log = PredictionLog({"churn": spec_with(tmp_path, rate=0)}, tmp_path / "home")
+    log = PredictionLog({"churn": spec_with(tmp_path, rate=0)}, store(tmp_path))
     assert not log.sampled("churn") and log.stats() == {}
     log.start()  # no writer thread for nothing to log
     log.stop()
@@ -54,7 +58,7 @@ def test_rate_zero_logs_nothing(tmp_path: Path) -> None:
 
 
 def test_rate_samples_about_that_share(tmp_path: Path) -> None:
-    log = PredictionLog({"churn": spec_with(tmp_path, rate=0.25)}, tmp_path / "home")
+    log = PredictionLog({"churn": spec_with(tmp_path, rate=0.25)}, store(tmp_path))
     share = sum(log.sampled("churn") for _ in range(20_000)) / 20_000
     assert 0.22 < share < 0.28
     assert not log.sampled("unknown")
@@ -62,7 +66,7 @@ def test_rate_samples_about_that_share(tmp_path: Path) -> None:
 
 def test_a_full_queue_drops_and_counts(tmp_path: Path) -> None:
     spec = spec_with(tmp_path, queue_requests=2, columns=["plan"])
-    log = PredictionLog({"churn": spec}, tmp_path / "home")
+    log = PredictionLog({"churn": spec}, store(tmp_path))
     assert [log.offer(request(3)) for _ in range(4)] == [True, True, False, False]
     assert log.flush() == 6
     assert log.offer(request(1))  # room again after the flush
@@ -70,28 +74,26 @@ def test_a_full_queue_drops_and_counts(tmp_path: Path) -> None:
     st = log.stats()["churn"]
     assert (st.offered, st.dropped, st.written_requests, st.written_rows) == (5, 2, 3, 7)
     day = dt.date(2026, 3, 4)
-    files = day_files(tmp_path / "home", "churn", day)
-    assert len(files) == 2 and not [
-        p for p in day_dir(tmp_path / "home", "churn", day).iterdir() if p.name.startswith(".")
-    ]
+    files = store(tmp_path).day_files("churn", day)
+    folder = Path(store(tmp_path).day_folder("churn", day))
+    assert len(files) == 2 and not [p for p in folder.iterdir() if p.name.startswith(".")]
     frame = pd.concat([pd.read_parquet(f) for f in files])
     assert sorted(c for c in frame.columns if c.startswith("input.")) == ["input.plan"]
     assert list(frame["input.plan"].unique()) == ["basic"]
 
 
 def test_requests_go_to_their_utc_day(tmp_path: Path) -> None:
-    log = PredictionLog({"churn": spec_with(tmp_path)}, tmp_path / "home")
+    log = PredictionLog({"churn": spec_with(tmp_path)}, store(tmp_path))
     log.offer(request(1, NOON))
     log.offer(request(2, NOON + 86_400))
     assert log.flush() == 3
-    assert len(day_files(tmp_path / "home", "churn", dt.date(2026, 3, 4))) == 1
-    assert len(day_files(tmp_path / "home", "churn", dt.date(2026, 3, 5))) == 1
+    assert len(store(tmp_path).day_files("churn", dt.date(2026, 3, 4))) == 1
+    assert len(store(tmp_path).day_files("churn", dt.date(2026, 3, 5))) == 1
 
 
 def test_a_failed_write_is_counted_not_raised(tmp_path: Path) -> None:
-    home = tmp_path / "home"
-    log = PredictionLog({"churn": spec_with(tmp_path)}, home)
-    blocker = day_dir(home, "churn", dt.date(2026, 3, 4))
+    log = PredictionLog({"churn": spec_with(tmp_path)}, store(tmp_path))
+    blocker = Path(store(tmp_path).day_folder("churn", dt.date(2026, 3, 4)))
     blocker.parent.mkdir(parents=True)
     blocker.write_text("not a folder")  # the day's folder cannot be made
     log.offer(request(2))

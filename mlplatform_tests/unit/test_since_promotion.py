@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mlplatform.prediction_log import day_dir
+from mlplatform.prediction_log import LogStore
 from mlplatform.serving.log_batches import write_columns
 from mlplatform.serving.since_promotion import agreement, read_log, shadow_agreement, traffic
 
@@ -20,7 +20,9 @@ S = "s" * 64
 def write_log(home: Path, at: dt.datetime, name: str, **columns: list[object]) -> None:
     rows = len(columns["label"])
     write_columns(
-        day_dir(home, "shop", at.date()),
+        LogStore.under_home(home),
+        "shop",
+        at.date(),
         name,
         {
             "time": [at.timestamp()] * rows,
@@ -47,7 +49,7 @@ def test_agreement_on_a_known_log(tmp_path: Path) -> None:
         shadow_label=["yes", "yes", "no", "yes", None, "no"],
         shadow_bundle_id=[S, S, S, S, None, "other"],
     )  # fmt: skip
-    columns = read_log(tmp_path, "shop", promoted)
+    columns = read_log(LogStore.under_home(tmp_path), "shop", promoted)
     assert traffic(columns).model_dump() == {
         "requests": 3,
         "rows": 6,
@@ -68,6 +70,6 @@ def test_regression_agreement_within_five_percent() -> None:
 
 
 def test_no_log_no_agreement(tmp_path: Path) -> None:
-    columns = read_log(tmp_path, "shop", NOW)
+    columns = read_log(LogStore.under_home(tmp_path), "shop", NOW)
     assert traffic(columns).requests == 0
     assert shadow_agreement(columns, S, regression=False).rate is None

@@ -108,7 +108,7 @@ async def since_promotion(
     since = head.created_at if head is not None else dt.datetime.fromtimestamp(0, dt.UTC)
     if since.tzinfo is None:
         since = since.replace(tzinfo=dt.UTC)
-    columns = await run_in_threadpool(panel.read_log, settings.home, project, since)
+    columns = await run_in_threadpool(panel.read_log, settings.prediction_log, project, since)
     attached = read_shadow(settings.home, project)
     shadow = (
         panel.shadow_agreement(columns, attached.bundle_id, spec.task == "regression")
