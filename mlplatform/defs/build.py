@@ -13,6 +13,7 @@ from mlplatform.defs.evaluation import evaluation_asset
 from mlplatform.defs.features import drift_check, features_asset
 from mlplatform.defs.models import model_asset
 from mlplatform.defs.monitoring import decay_sensor, monitoring_asset, monitoring_schedule
+from mlplatform.defs.monitoring_labels import labels_sensor
 from mlplatform.defs.predictions import predictions_asset, score_new_data
 from mlplatform.defs.production import production_asset, promotion_sensor
 from mlplatform.defs.raw import raw_asset
@@ -130,6 +131,7 @@ def build_defs(settings: Settings, specs: list[ProjectSpec] | None = None) -> dg
                 automation_sensor(spec),
                 promotion_sensor(spec),
                 decay_sensor(spec, train_targets(spec)),
+                labels_sensor(spec),
                 alerts_sensor(spec),
             )
         ],

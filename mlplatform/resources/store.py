@@ -157,7 +157,8 @@ class ParquetIOManager(dg.ConfigurableIOManager):
 
 
 def _wants_dict(context: dg.InputContext) -> bool:
-    return context.metadata.get("partitions") == "dict" if context.metadata else False
+    found = context.definition_metadata
+    return found.get("partitions") == "dict" if found else False
 
 
 class ArtifactStore(dg.ConfigurableResource):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import shutil
 from typing import Any
 
 import dagster as dg
@@ -194,6 +195,34 @@ def test_labels_with_a_shifted_relationship_trip_production_decay(live: Trained)
     assert request.tags["mlplatform/trigger"] == "production_decay"
     assert set(request.asset_selection or []) == set(train_targets(spec))
     assert isinstance(sensor(context), dg.SkipReason)  # once per failed evaluation
+
+
+def test_labels_landing_after_a_period_was_monitored_monitor_it_again(live: Trained) -> None:
+    """A day monitored before its month's labels landed had no decay to check: once that
+    month's features are materialized, the sensor requests that day again, once."""
+    from mlplatform.defs.build import data_job_name
+
+    spec, home = live.project.spec, live.project.home
+    sensor = live.defs.get_sensor_def(f"{spec.name}__labels_landed")
+    context = dg.build_sensor_context(instance=live.instance, definitions=live.defs)
+    assert isinstance(sensor(context), dg.SkipReason)  # first tick: earlier labels are old
+    later = (pd.Timestamp(live.project.files[4].stem) + pd.DateOffset(months=1)).date()
+    early = later + dt.timedelta(days=2)  # the month's only monitored day
+    before = checks(monitor(live, early))[PRODUCTION_DECAY]
+    assert before.passed and "no labels landed" in (before.description or "")
+
+    shutil.copy(live.project.files[4], spec.landing_file(home, later.isoformat()))
+    data = live.defs.resolve_job_def(data_job_name(spec.name))
+    assert data.execute_in_process(partition_key=later.isoformat(), instance=live.instance).success
+    result = sensor(context)
+    assert isinstance(result, dg.SensorResult) and result.run_requests is not None
+    (request,) = result.run_requests  # the monitored day only, not the month's other days
+    assert request.partition_key == early.isoformat()
+    assert request.tags["mlplatform/trigger"] == "labels_landed"
+    context.update_cursor(result.cursor)
+    again = checks(monitor(live, early))[PRODUCTION_DECAY]  # what the requested run does
+    assert again.metadata["labelled_rows"].value > 0, again.description
+    assert isinstance(sensor(context), dg.SkipReason)  # once per landing
 
 
 def test_monitoring_per_data_partition_covers_every_logged_day_of_the_partition(
