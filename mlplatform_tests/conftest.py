@@ -90,7 +90,7 @@ def two_bundles(make_project: ProjectFactory, tmp_path: Path) -> Iterator[Traine
 
 @pytest.fixture(scope="session")
 def object_store() -> Iterator[Any]:
-    """A local S3-compatible server for the session (``mlplatform_tests.object_store``)."""
+    """A real S3-compatible server (SeaweedFS) for the session."""
     from mlplatform_tests.object_store import s3_server
 
     with s3_server() as store:

