@@ -292,17 +292,18 @@ def date_part(days: np.ndarray, part: str) -> np.ndarray:
     """One calendar part of datetime64[D] values as float (NaN where NaT)."""
     nat = np.isnat(days)
     safe = np.where(nat, np.datetime64("1970-01-01"), days)
-    years = safe.astype("datetime64[Y]")
-    months = safe.astype("datetime64[M]")
+    # calendar units only as a part needs them: each conversion is a pass over every value
     if part == "year":
-        out = years.astype(np.int64) + 1970
+        out = safe.astype("datetime64[Y]").astype(np.int64) + 1970
     elif part == "month":
-        out = months.astype(np.int64) % 12 + 1
+        out = safe.astype("datetime64[M]").astype(np.int64) % 12 + 1
     elif part == "quarter":
-        out = (months.astype(np.int64) % 12) // 3 + 1
+        out = (safe.astype("datetime64[M]").astype(np.int64) % 12) // 3 + 1
     elif part == "day":
+        months = safe.astype("datetime64[M]")
         out = (safe - months.astype("datetime64[D]")).astype(np.int64) + 1
     elif part == "dayofyear":
+        years = safe.astype("datetime64[Y]")
         out = (safe - years.astype("datetime64[D]")).astype(np.int64) + 1
     elif part == "dayofweek":  # Monday = 0, like pandas
         out = (safe.astype(np.int64) + 3) % 7

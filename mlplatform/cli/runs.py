@@ -61,7 +61,8 @@ def _run(
     from mlplatform.defs.build import train_job_name
     from mlplatform.defs.interrupts import StopRequestedError, stop_on_signal
 
-    quiet_optuna(spec)
+    if assets != "data":  # data runs search nothing: optuna stays unimported
+        quiet_optuna(spec)
     with stop_on_signal() as stop:
         landed = _landed(settings, spec)
         data_keys, cutoffs = _selection(spec, landed, assets, start, end, latest)

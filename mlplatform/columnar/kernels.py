@@ -4,10 +4,16 @@ The token sets, the trim set and the number pattern are compiled from ``mlplatfo
 what a kernel cannot decide on its own (a number in an unusual spelling such as ``1_000``, a
 date) is decided by the rule function of ``columns``, once per distinct text. Results equal
 ``columns.parse_column`` on the same cells (a parity test holds them to it).
+
+Numbers are first read by Arrow's own cast (a correctly rounded parser, like ``float``): when
+every present cell of a chunk casts, no cell needs the number pattern, since each text that
+cast reads as a finite number ``float`` reads as the same number (and one it reads as infinite
+or NaN is invalid either way); a chunk with any other text goes the pattern's way.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -33,6 +39,7 @@ _MISSING = pa.array(MISSING_TOKENS, pa.string())
 _TRUE = pa.array(TRUE_TOKENS, pa.string())
 _FALSE = pa.array(FALSE_TOKENS, pa.string())
 _PLAIN = f"^(?:{PLAIN_NUMBER})$"
+_NULL = pa.scalar(None, pa.large_string())
 MEMO_LIMIT = 1 << 18
 
 
@@ -58,30 +65,51 @@ def trimmed(raw: pa.Array) -> pa.Array:
     return pc.utf8_trim(raw, characters=WHITESPACE)
 
 
+def _lower(text: pa.Array) -> pa.Array:
+    """Text lower-cased for matching the tokens: ASCII letters only, which gives the same
+    matches as full lower-casing (``columns``: no other character lower-cases onto the
+    letters the tokens use)."""
+    return pc.ascii_lower(text)
+
+
 def missing_of(text: pa.Array) -> np.ndarray:
     """Missing cells of trimmed text: nulls and the missing tokens (any case)."""
-    return _mask(pc.or_kleene(pc.is_null(text), pc.is_in(pc.utf8_lower(text), value_set=_MISSING)))
+    return _mask(pc.or_kleene(pc.is_null(text), pc.is_in(_lower(text), value_set=_MISSING)))
 
 
 def _per_distinct(
-    text: pa.Array, rule: Callable[[str], object], dtype: str, memo: dict[str, object] | None
+    text: pa.Array,
+    rule: Callable[[str], object],
+    dtype: str,
+    memo: dict[str, object] | None,
+    empty: object = np.nan,
 ) -> np.ndarray:
-    """``rule(text)`` for each cell as a ``dtype`` array (None -> NaN/NaT), computed once per
-    distinct text (and once per file with a ``memo`` kept across chunks)."""
-    distinct = pc.unique(text)
-    empty = np.datetime64("NaT") if dtype.startswith("datetime") else np.nan
+    """``rule(text)`` for each cell as a ``dtype`` array (None -> ``empty``), computed once
+    per distinct text (and once per file with a ``memo`` kept across chunks)."""
+    encoded = pc.dictionary_encode(text)
     memo = {} if memo is None or len(memo) > MEMO_LIMIT else memo
     results = []
-    for t in distinct.to_pylist():
+    for t in encoded.dictionary.to_pylist():
         if (r := memo.get(t, memo)) is memo:
             r = memo[t] = rule(t)
         results.append(empty if r is None else r)
     table = np.array(results, dtype=dtype)
-    index = pc.index_in(text, value_set=distinct).to_numpy(zero_copy_only=False)
-    return table[index.astype(np.int64)]
+    return table[encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)]
 
 
-def parse_numbers(text: pa.Array, missing: np.ndarray, column: Column) -> ParsedText:
+def _cast_numbers(text: pa.Array, missing: np.ndarray) -> np.ndarray | None:
+    """Every present cell read by Arrow's cast (missing ones NaN); None when any does not
+    cast (the chunk then goes the pattern's way)."""
+    present = text if not missing.any() else pc.if_else(pa.array(missing), _NULL, text)
+    try:
+        values = pc.cast(present, pa.float64())
+    except pa.ArrowInvalid:
+        return None
+    return values.to_numpy(zero_copy_only=False).astype(np.float64)  # a copy: writable
+
+
+def _pattern_numbers(text: pa.Array, missing: np.ndarray) -> np.ndarray:
+    """Cells of the usual spelling read by Arrow's cast, the others by ``number_of``."""
     plain = _mask(pc.match_substring_regex(text, _PLAIN))
     picked = pc.if_else(pa.array(plain), text, pa.scalar(None, pa.large_string()))
     values = pc.cast(picked, pa.float64())
@@ -90,6 +118,13 @@ def parse_numbers(text: pa.Array, missing: np.ndarray, column: Column) -> Parsed
     if unusual.any():  # 1_000, fullwidth digits, Infinity, garbage: the rule decides
         picked = text.filter(pa.array(unusual))
         out[unusual] = _per_distinct(picked, number_of, "float64", None)
+    return out
+
+
+def parse_numbers(text: pa.Array, missing: np.ndarray, column: Column) -> ParsedText:
+    out = _cast_numbers(text, missing)
+    if out is None:
+        out = _pattern_numbers(text, missing)
     ok = np.isfinite(out)
     if column.type == "int":
         with np.errstate(invalid="ignore"):
@@ -100,7 +135,7 @@ def parse_numbers(text: pa.Array, missing: np.ndarray, column: Column) -> Parsed
 
 
 def parse_bools(text: pa.Array, missing: np.ndarray, column: Column) -> ParsedText:
-    lower = pc.utf8_lower(text)
+    lower = _lower(text)
     true = _mask(pc.is_in(lower, value_set=_TRUE))
     false = _mask(pc.is_in(lower, value_set=_FALSE))
     out = np.where(true, 1.0, np.where(false, 0.0, np.nan))
@@ -133,13 +168,24 @@ def parse_dates(
     invalid = np.zeros(len(text), dtype=bool)
     present = ~missing
     if present.any():
+        cells = text if present.all() else text.filter(pa.array(present))
         days = _per_distinct(
-            text.filter(pa.array(present)), lambda t: date_text_of(t, fmt), "datetime64[D]", memo
-        )
+            cells, lambda t: _day_number(date_text_of(t, fmt)), "int64", memo, NAT
+        ).view("datetime64[D]")
         out[present] = days.astype("datetime64[s]")
         invalid[present] = np.isnat(days)
     none = np.zeros(len(text), bool)
     return ParsedText(out, missing, invalid, none, reason_of(column))
+
+
+NAT = np.datetime64("NaT").view(np.int64)  # NaT as the int64 behind datetime64
+EPOCH = dt.date(1970, 1, 1).toordinal()
+
+
+def _day_number(day: dt.date | None) -> int | None:
+    """Days since 1970-01-01 (what datetime64[D] holds): numpy turns a list of ints into an
+    array at once, where it reads date objects one by one."""
+    return None if day is None else day.toordinal() - EPOCH
 
 
 KERNELS = {

@@ -24,7 +24,6 @@ themselves, and a Dagster upgrade that moves one breaks this module alone:
 from __future__ import annotations
 
 import dagster as dg
-from dagster._cli.api import _execute_run_command_body
 from dagster._core.definitions.asset_daemon_cursor import AssetDaemonCursor
 from dagster._core.definitions.data_version import (
     CachingStaleStatusResolver,
@@ -97,6 +96,7 @@ def raise_interrupt_flag() -> None:
 
 
 EXECUTION_MODULES = (
+    "dagster._cli.api",  # execute_run_body's
     "dagster._core.executor.in_process",
     "dagster._core.execution.plan.active",
     "dagster._core.storage.local_compute_log_manager",
@@ -111,5 +111,9 @@ def recon_job_from_origin(origin: JobPythonOrigin) -> ReconstructableJob:
 
 def execute_run_body(run_id: str, instance: dg.DagsterInstance) -> int:
     """Execute a launched run in this process as ``dagster api execute_run`` does (its pid
-    reported in an engine event, the run's events written to ``instance``); 0 on the way."""
+    reported in an engine event, the run's events written to ``instance``); 0 on the way.
+    Dagster's command line package (~0.1 s of imports) loads on first use: the CLI's own
+    runs and the status commands never need it."""
+    from dagster._cli.api import _execute_run_command_body
+
     return _execute_run_command_body(run_id, instance, lambda _event: None, False)

@@ -15,6 +15,7 @@ from mlplatform.prediction_log import LogStore
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow as pa
     from upath import UPath
 
 # pandas and pyarrow load on the first read or write: defining assets (every code server and
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 
 ATTRS_KEY = b"mlplatform.attrs"
 ROW_GROUP_ROWS = 1 << 17
+SAMPLE_ROWS = 1 << 14  # rows that tell whether a column repeats its values
 
 
 def write_parquet(frame: pd.DataFrame, path: UPath) -> None:
@@ -37,11 +39,33 @@ def write_parquet(frame: pd.DataFrame, path: UPath) -> None:
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     with tmp.open("wb") as fh:
         # row groups a reader can take one at a time (training windows read in batches)
-        pq.write_table(table, fh, row_group_size=ROW_GROUP_ROWS)
+        pq.write_table(
+            table, fh, row_group_size=ROW_GROUP_ROWS, use_dictionary=repeating_columns(table)
+        )
     if path.protocol in ("", "file", "local"):
         os.replace(tmp.path, path.path)
     else:
         tmp.fs.mv(tmp.path, path.path)
+
+
+def repeating_columns(table: pa.Table) -> list[str]:
+    """The columns worth a dictionary: at most half of the values of their first SAMPLE_ROWS
+    rows distinct. The others (ids, continuous measures) are written plain instead of filling
+    a dictionary the writer then drops (the default tries one for every column); compression
+    and statistics stay as they are."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    rows = min(SAMPLE_ROWS, table.num_rows)
+    repeating = []
+    for name in table.column_names:
+        try:
+            distinct = pc.count_distinct(table.column(name).slice(0, rows)).as_py()
+        except pa.ArrowNotImplementedError:  # a type without the kernel: the default
+            distinct = 0
+        if 2 * distinct <= rows:
+            repeating.append(name)
+    return repeating
 
 
 def read_parquet(path: UPath, columns: list[str] | None = None) -> pd.DataFrame:

@@ -17,6 +17,7 @@ LEAKAGE_ERROR_SHARE = 0.1  # the tree's errors as a share of always guessing the
 LEAKAGE_TREE_DEPTH = {"classification": 4, "regression": 6}
 LEAKAGE_MIN_CLASS_ROWS = 10  # rows of a class (and of the rest) before its AUC counts
 LEAKAGE_TREE_ROWS = 50_000  # larger partitions fit the tree on a seeded sample
+SMALL_RANGE = 1 << 16  # whole numbers ranked by counting when their range is below it
 
 
 def layout(spec: ProjectSpec) -> list[tuple[str, FeatureKind]]:
@@ -70,7 +71,13 @@ def average_ranks(x: np.ndarray) -> np.ndarray:
     """Ranks of ``x`` (no NaN) from 1, ties sharing their average rank: pandas'
     ``rank(method="average")``. Rows are grouped by value with a hash table and only the
     distinct values are sorted: features with few values (counts, flags, date parts) need no
-    sort of every row."""
+    sort of every row; whole numbers in a short range (counts, flags, date parts) are their own
+    groups, counted without hashing."""
+    small = _small_whole_numbers(x)
+    if small is not None:
+        codes, counts = small
+        ends = np.cumsum(counts)
+        return ((ends - counts + ends + 1) / 2.0)[codes]
     groups, values = pd.factorize(x)
     order = np.argsort(np.asarray(values), kind="stable")
     counts = np.bincount(groups, minlength=len(values))[order]
@@ -78,6 +85,18 @@ def average_ranks(x: np.ndarray) -> np.ndarray:
     rank_of_group = np.empty(len(values), dtype=np.float64)
     rank_of_group[order] = (ends - counts + ends + 1) / 2.0
     return rank_of_group[groups]
+
+
+def _small_whole_numbers(x: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Each value's offset from the smallest and the count of every offset, when ``x`` holds
+    only whole numbers less than SMALL_RANGE apart; otherwise None."""
+    if not len(x):
+        return None
+    lo, hi = x.min(), x.max()
+    if not hi - lo < SMALL_RANGE or not np.array_equal(x, np.floor(x)):
+        return None
+    codes = (x - lo).astype(np.int64)
+    return codes, np.bincount(codes)
 
 
 def rank_auc(x: np.ndarray, positive: np.ndarray, ranks: np.ndarray | None = None) -> float:

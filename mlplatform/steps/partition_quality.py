@@ -191,7 +191,8 @@ class PartitionTally:
         for name, tally in self.columns.items():
             raw = batch.column(name)
             tally.add(parse_text(raw, tally.column, tally.memo), raw, lines)
-        joined = pc.binary_join_element_wise(*batch.columns, ROW_SEPARATOR)
+        # each row's cells joined, as bytes: hashed without decoding them to str first
+        joined = pc.binary_join_element_wise(*batch.columns, ROW_SEPARATOR).cast(pa.binary())
         self._add_rows(joined.to_numpy(zero_copy_only=False), lines)
 
     def add_objects(self, frame: pd.DataFrame) -> None:
@@ -262,17 +263,13 @@ class PartitionTally:
 
 def _duplicated(hashes: np.ndarray) -> np.ndarray:
     """Rows whose (two-part) hash an earlier row has (``DataFrame.duplicated``, keep first):
-    a stable sort by the first part; only rows sharing it with a neighbour (duplicates, or a
-    rare collision of the first part) are compared on both parts."""
+    a hash table finds the rows that share the first part with another row (duplicates, or a
+    rare collision of the first part); only those are compared on both parts."""
     dup = np.zeros(len(hashes), dtype=bool)
     if len(hashes) < 2:
         return dup
-    order = np.argsort(hashes[:, 0], kind="stable")
-    first = hashes[order, 0]
-    tied = np.zeros(len(first), dtype=bool)
-    tied[1:] = first[1:] == first[:-1]
-    tied[:-1] |= tied[1:]
-    rows = np.sort(order[tied])  # in file order: the first of equals is kept
+    tied = pd.Series(hashes[:, 0], copy=False).duplicated(keep=False).to_numpy()
+    rows = np.flatnonzero(tied)  # in file order: the first of equals is kept
     if len(rows):
         dup[rows] = pd.DataFrame(hashes[rows]).duplicated(keep="first").to_numpy()
     return dup

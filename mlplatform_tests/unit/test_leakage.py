@@ -77,8 +77,11 @@ def test_rank_auc_matches_pairwise_definition() -> None:
         np.random.default_rng(1).normal(size=500),  # distinct values
         np.random.default_rng(2).integers(0, 4, 500).astype(float),  # few values, many ties
         np.array([0.0, -0.0, 1.0, -0.0, np.inf, -np.inf, 1e-300, 5e-324, 1.0]),
+        np.random.default_rng(4).integers(-30, 2000, 500).astype(np.float32),  # counted
+        np.array([3.0, -0.0, 0.0, 3.0, 65535.0]),  # whole, the widest counted range
+        np.array([1.0, 65537.0, 1.0]),  # whole, too far apart: hashed
     ],
-    ids=["distinct", "ties", "edges"],
+    ids=["distinct", "ties", "edges", "whole_float32", "whole_edge", "whole_wide"],
 )
 def test_average_ranks_are_pandas_average_ranks(x: np.ndarray) -> None:
     assert np.array_equal(average_ranks(x), pd.Series(x).rank(method="average").to_numpy())

@@ -249,6 +249,25 @@ def test_kernels_column_parsers_and_scalar_parsers_agree(kind: str) -> None:
         assert got == want, value
 
 
+CASTABLE = ["+1", "-inf", "+inf", "nan(1)", "1E+05", "1e-400", "4.9e-324", "1" + "0" * 400]
+
+
+@pytest.mark.parametrize("kind", ["float", "int"])
+def test_numbers_a_whole_chunk_casts_agree_with_the_rules(kind: str) -> None:
+    """A chunk whose every present cell Arrow's cast reads skips the number pattern: each
+    spelling alone (with a missing cell) gives what the column parser gives."""
+    column, pool = COLUMNS[kind]
+    for value in [*pool, *CASTABLE]:
+        cells = [value, "NA", "2"]
+        by_column = parse_column(cells, column)
+        by_kernel = parse_text(pa.array(cells, pa.string()), column)
+        for mask in ("missing", "invalid", "out_of_range"):
+            np.testing.assert_array_equal(
+                getattr(by_kernel, mask), getattr(by_column, mask), f"{mask} {value!r}"
+            )
+        assert _plain(by_kernel.values) == _plain(by_column.values), value
+
+
 # -- memory --------------------------------------------------------------------------------
 
 MEMORY_CHILD = """
