@@ -9,8 +9,10 @@ For each size (rows in one monthly partition of the example generator):
 
 Peak RSS is each process's own high-water mark (``VmHWM`` of ``/proc/self/status``, written
 at exit). Then, unless ``--no-train``, a window of ``--window`` months of ``--train-rows`` rows
-plus a holdout month is ingested and one cutoff is trained (``materialize --assets all``: every
-example candidate, the evaluation and the bundle): wall time and peak RSS.
+plus a holdout month is ingested and one cutoff is trained (``materialize --assets train``:
+every example candidate, the evaluation and the bundle) with ``training.max_rows`` at
+``--max-rows`` (default 1,000,000: sklearn candidates fit a seeded sample, the torch one
+streams its sample in batches; 0 for none): wall time and peak RSS.
 
 Prints a table, then (last stdout line) one JSON object: ``ratio`` = platform / arrow seconds
 at 1M rows (or the largest size below it), ``peak_rss_over_file`` = (platform peak - its
@@ -81,12 +83,16 @@ def measured(args: list[str], env: dict[str, str], work: Path) -> tuple[float, f
     return seconds, int(hwm.read_text()) / 1024
 
 
-def home(root: Path, name: str, window: int) -> tuple[dict[str, str], Path]:
+def home(
+    root: Path, name: str, window: int, max_rows: int | None = None
+) -> tuple[dict[str, str], Path]:
     """A fresh MLPLATFORM_HOME with the bench spec; the environment and its landing folder."""
     base = root / name
     projects = base / "projects"
     projects.mkdir(parents=True)
     d = spec_dict_for(window)
+    if max_rows is not None:
+        d.setdefault("training", {})["max_rows"] = max_rows  # type: ignore[union-attr]
     (projects / f"{PROJECT}.yaml").write_text(yaml.safe_dump(d, sort_keys=False), "utf-8")
     env = {
         **os.environ,
@@ -144,15 +150,20 @@ def process_base(env: dict[str, str], work: Path) -> float:
     return measured_script(BASE, [], env, work)[1]
 
 
-def train_step(root: Path, rows: int, window: int) -> dict[str, float]:
-    env, landing = home(root, "train", window=window)
+def train_step(root: Path, rows: int, window: int, max_rows: int | None) -> dict[str, float]:
+    env, landing = home(root, "train", window=window, max_rows=max_rows)
     progress(f"  training: generating {window + 1} x {rows:,} rows ...")
     generate_example(landing, months=window + 1, rows_per_month=rows)
     data_s, _ = measured(["mlplatform.cli", "materialize", PROJECT, "--assets", "data"], env, root)
     progress(f"  training: data {data_s:.0f}s; one cutoff ...")
     train = ["mlplatform.cli", "materialize", PROJECT, "--assets", "train"]
     train_s, train_mb = measured(train, env, root)
-    return {"train_rows": rows * window, "train_s": train_s, "train_peak_mb": train_mb}
+    return {
+        "train_rows": rows * window,
+        "max_rows": max_rows or 0,
+        "train_s": train_s,
+        "train_peak_mb": train_mb,
+    }
 
 
 def row(r: dict[str, float]) -> list[object]:
@@ -170,6 +181,13 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000, 5_000_000])
     parser.add_argument("--train-rows", type=int, default=1_000_000)
     parser.add_argument("--window", type=int, default=12)
+    parser.add_argument(
+        "--max-rows",
+        type=int,
+        default=1_000_000,
+        help="training.max_rows of the training run (0: none, every candidate fits the "
+        "whole window)",
+    )
     parser.add_argument("--no-train", action="store_true")
     parser.add_argument("--quick", action="store_true", help="smoke size: 5,000 rows, 2 x 2,000")
     args = parser.parse_args()
@@ -178,7 +196,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="mlplatform-scale-") as tmp:
         root = Path(tmp)
         results = [data_step(root, rows) for rows in args.sizes]
-        trained = None if args.no_train else train_step(root, args.train_rows, args.window)
+        max_rows = args.max_rows or None
+        trained = (
+            None if args.no_train else train_step(root, args.train_rows, args.window, max_rows)
+        )
     headers = ["rows", "file MB", "platform s", "arrow s", "ratio", "platform MB", "base MB"]
     headers += ["arrow MB", "(peak-base)/file"]
     rows = [row(r) for r in results]
@@ -197,8 +218,9 @@ def main() -> None:
         "sizes": json.loads(json.dumps(results)),
     }
     if trained is not None:
-        print(f"training one cutoff on {trained['train_rows']:,} rows: {trained['train_s']:.0f} s, "
-              f"peak {trained['train_peak_mb']:.0f} MB")  # fmt: skip
+        sample = f" (max_rows {trained['max_rows']:,})" if trained["max_rows"] else ""
+        print(f"training one cutoff on {trained['train_rows']:,} rows{sample}: "
+              f"{trained['train_s']:.0f} s, peak {trained['train_peak_mb']:.0f} MB")  # fmt: skip
         result.update(trained)
     emit(result)
 
