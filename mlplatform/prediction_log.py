@@ -110,6 +110,11 @@ class LogStore:
     def under_home(cls, home: Path) -> LogStore:
         return cls(log_url(str(home / LOG_FOLDER)))
 
+    @classmethod
+    def at(cls, url: str | None, home: Path) -> LogStore:
+        """The store at a normalized ``url``, or under ``home`` when there is none."""
+        return cls(url) if url else cls.under_home(home)
+
     @property
     def local(self) -> bool:
         return self.url.startswith("file:")

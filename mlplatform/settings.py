@@ -121,9 +121,7 @@ class Settings(BaseSettings):
     @property
     def prediction_log(self) -> LogStore:
         """The prediction log's store (under home unless ``prediction_log_url`` says)."""
-        if self.prediction_log_url:
-            return LogStore(self.prediction_log_url)
-        return LogStore.under_home(self.home)
+        return LogStore.at(self.prediction_log_url, self.home)
 
     @property
     def mlflow_artifacts_dir(self) -> Path:

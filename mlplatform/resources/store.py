@@ -195,9 +195,7 @@ class ArtifactStore(dg.ConfigurableResource):
 
     @property
     def prediction_log(self) -> LogStore:
-        if self.prediction_log_url:
-            return LogStore(self.prediction_log_url)
-        return LogStore.under_home(Path(self.home))
+        return LogStore.at(self.prediction_log_url, Path(self.home))
 
     @property
     def root(self) -> Path:
