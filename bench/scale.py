@@ -5,7 +5,11 @@ For each size (rows in one monthly partition of the example generator):
 * platform: ``mlplatform materialize benchscale --assets data`` in a fresh home, timed from
   process start to exit (imports, Dagster, raw + features with their checks, Parquet);
 * arrow: a bare process that reads the same CSV with ``pyarrow.csv.read_csv`` and writes it as
-  Parquet (the limit of reading and writing that file).
+  Parquet (the limit of reading and writing that file);
+* with ``--warm``, also the same run as the daemon launches it on the embedded instance: on a
+  warm run worker (``bench/run_worker.py`` (f): started and warmed by one untimed run of the
+  same partition; timed from the launch request to the run's recorded end, so without the
+  run's creation and its wait in the queue). JSON ``warm_ratio`` = that / arrow at 1M rows.
 
 Peak RSS is each process's own high-water mark (``VmHWM`` of ``/proc/self/status``, written
 at exit). Then, unless ``--no-train``, a window of ``--window`` months of ``--train-rows`` rows
@@ -92,7 +96,9 @@ def home(
     projects.mkdir(parents=True)
     d = spec_dict_for(window)
     if max_rows is not None:
-        d.setdefault("training", {})["max_rows"] = max_rows  # type: ignore[union-attr]
+        training = d.setdefault("training", {})
+        assert isinstance(training, dict)
+        training["max_rows"] = max_rows
     (projects / f"{PROJECT}.yaml").write_text(yaml.safe_dump(d, sort_keys=False), "utf-8")
     env = {
         **os.environ,
@@ -116,7 +122,7 @@ def spec_dict_for(window: int) -> dict[str, object]:
     return d
 
 
-def data_step(root: Path, rows: int) -> dict[str, float]:
+def data_step(root: Path, rows: int, warm: bool) -> dict[str, float]:
     env, landing = home(root, f"data-{rows}", window=1)
     (path,) = generate_example(landing, months=1, rows_per_month=rows)
     size = path.stat().st_size
@@ -126,7 +132,7 @@ def data_step(root: Path, rows: int) -> dict[str, float]:
     base_mb = process_base(env, root)
     progress(f"  {rows:,} rows: arrow read + write ...")
     arrow_s, arrow_mb = measured_script(ARROW, [str(path), str(root / "arrow.parquet")], env, root)
-    return {
+    found = {
         "rows": rows,
         "file_mb": size / MB,
         "platform_s": platform_s,
@@ -135,6 +141,38 @@ def data_step(root: Path, rows: int) -> dict[str, float]:
         "arrow_s": arrow_s,
         "arrow_mb": arrow_mb,
     }
+    if warm:
+        progress(f"  {rows:,} rows: the same run on a warm run worker ...")
+        found["warm_s"] = warm_step(env, path.stem)
+    return found
+
+
+def warm_step(env: dict[str, str], key: str) -> float:
+    """The partition's raw + features run as the daemon launches it on the embedded instance:
+    on a warm run worker (started and warmed by one untimed run of the same partition), timed
+    as ``run_worker.py``'s (f) from the launch request to the run's recorded end."""
+    from run_worker import warm_run
+
+    from mlplatform.defs.build import build_defs, data_job_name
+    from mlplatform.defs.fork_launcher import ForkRunLauncher
+    from mlplatform.defs.runs import instance_for
+    from mlplatform.settings import load_settings
+
+    before = dict(os.environ)
+    os.environ.update(env)  # the warm server is started from this process
+    try:
+        settings = load_settings()
+        instance = instance_for(settings)
+        if not isinstance(instance.run_launcher, ForkRunLauncher):
+            raise SystemExit("the warm run needs the embedded instance's warm run launcher")
+        job = build_defs(settings).resolve_job_def(data_job_name(PROJECT))
+        warm_run(instance, job, key)  # starts and warms the server
+        seconds = warm_run(instance, job, key)
+        instance.dispose()  # stops the warm server
+        return seconds
+    finally:
+        os.environ.clear()
+        os.environ.update(before)
 
 
 def measured_script(
@@ -188,6 +226,11 @@ def main() -> None:
         help="training.max_rows of the training run (0: none, every candidate fits the "
         "whole window)",
     )
+    parser.add_argument(
+        "--warm",
+        action="store_true",
+        help="also time each size's run on a warm run worker (the daemon's path)",
+    )
     parser.add_argument("--no-train", action="store_true")
     parser.add_argument("--quick", action="store_true", help="smoke size: 5,000 rows, 2 x 2,000")
     args = parser.parse_args()
@@ -195,7 +238,7 @@ def main() -> None:
         args.sizes, args.train_rows, args.window = [5_000], 2_000, 2
     with tempfile.TemporaryDirectory(prefix="mlplatform-scale-") as tmp:
         root = Path(tmp)
-        results = [data_step(root, rows) for rows in args.sizes]
+        results = [data_step(root, rows, args.warm) for rows in args.sizes]
         max_rows = args.max_rows or None
         trained = (
             None if args.no_train else train_step(root, args.train_rows, args.window, max_rows)
@@ -204,6 +247,10 @@ def main() -> None:
     headers += ["arrow MB", "(peak-base)/file"]
     rows = [row(r) for r in results]
     print(table(headers, rows))
+    if args.warm:
+        for r in results:
+            print(f"{r['rows']:,} rows on a warm run worker: {r['warm_s']:.1f} s, "
+                  f"{r['warm_s'] / r['arrow_s']:.1f}x arrow")  # fmt: skip
     at = [r for r in results if r["rows"] <= 1_000_000] or results
     ratio_row = max(at, key=lambda r: r["rows"])
     largest = max(results, key=lambda r: r["rows"])
@@ -215,6 +262,11 @@ def main() -> None:
             (largest["platform_mb"] - largest["base_mb"]) / largest["file_mb"], 2
         ),
         "peak_rows": largest["rows"],
+        **(
+            {"warm_ratio": round(ratio_row["warm_s"] / ratio_row["arrow_s"], 2)}
+            if args.warm
+            else {}
+        ),
         "sizes": json.loads(json.dumps(results)),
     }
     if trained is not None:
