@@ -82,6 +82,7 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
                 "peak_rows",
                 "sizes",
                 "train_rows",
+                "max_rows",
                 "train_s",
                 "train_peak_mb",
             },
