@@ -61,11 +61,11 @@ def labels_sensor(spec: ProjectSpec) -> dg.SensorDefinition:
         ).records
         if not landed:
             return dg.SkipReason(f"{p}: no new labels")
-        monitored = set(instance.get_materialized_partitions(monitoring))
         valid = set(monitoring_partitions(spec).get_partition_keys())
+        monitored = set(instance.get_materialized_partitions(monitoring)) & valid
         requests = {}
         for record in landed:
-            key = monitored_in(spec, record.partition_key or "", monitored & valid)
+            key = monitored_in(spec, record.partition_key or "", monitored)
             if key is not None and _last_monitored(instance, monitoring, key) < record.storage_id:
                 requests[key] = dg.RunRequest(
                     run_key=f"labels-{record.storage_id}",
