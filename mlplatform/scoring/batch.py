@@ -148,7 +148,10 @@ class Writer:
         if self.format == "parquet":
             import pyarrow.parquet as pq
 
-            return pq.ParquetWriter(self._tmp, schema)
+            # the probabilities and row numbers never repeat: a dictionary for them would be
+            # built, then dropped (a third of the write time)
+            repeating = [n for n in ("bundle_id", "label") if n in schema.names]
+            return pq.ParquetWriter(self._tmp, schema, use_dictionary=repeating)
         import pyarrow.csv as pcsv
 
         return pcsv.CSVWriter(self._tmp, _plain(schema))
