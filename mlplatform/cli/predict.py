@@ -15,14 +15,9 @@ from mlplatform.settings import Settings
 def _bundle_id(settings: Settings, project: str, prefix: str | None) -> str:
     """The bundle given (a unique prefix of a published bundle of the project) or production."""
     if prefix is None:
-        from mlplatform.ledger import Ledger
-        from mlplatform.scoring.choice import current_production
+        from mlplatform.ledger.pointer import production_bundle
 
-        ledger = Ledger(settings.ledger)
-        try:
-            found = current_production(ledger, project)
-        finally:
-            ledger.dispose()
+        found = production_bundle(settings.ledger, project)
         if found is None:
             fail(f"{project}: no production bundle yet; promote one, or pass --bundle ID")
         return found

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from mlplatform.ledger.schema import HEAD_REVISION, VERSION_TABLE
+from mlplatform.ledger.names import HEAD_REVISION, VERSION_TABLE
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -21,6 +21,10 @@ if TYPE_CHECKING:
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # Key of the PostgreSQL advisory lock that serialises concurrent migrations.
 _PG_MIGRATION_LOCK = 0x6D6C_6C67
+
+
+class UnknownRevisionError(Exception):
+    """The database's schema revision is not one this code ships."""
 
 
 def _alembic_config(connection: Connection | None = None) -> Config:
@@ -56,8 +60,17 @@ def upgrade_to_head(conn: Connection) -> None:
     under an advisory lock, so concurrent openers migrate one at a time); a no-op when there."""
     if conn.dialect.name == "postgresql":
         conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_MIGRATION_LOCK)))
-    if current_revision(conn) == HEAD_REVISION:
+    found = current_revision(conn)
+    if found == HEAD_REVISION:
         return
     from alembic import command
+    from alembic.util.exc import CommandError
 
-    command.upgrade(_alembic_config(conn), "head")
+    try:
+        command.upgrade(_alembic_config(conn), "head")
+    except CommandError as exc:
+        raise UnknownRevisionError(
+            f"its schema is at revision {found!r}, which this version of mlplatform does not "
+            f"know (its newest is {HEAD_REVISION!r}): was it written by a newer mlplatform? "
+            "Upgrade mlplatform, or point MLPLATFORM_LEDGER_URL at another ledger"
+        ) from exc

@@ -8,10 +8,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
-VERSION_TABLE = "mlplatform_ledger_version"
-# The newest migration in migrations/versions (a test keeps them equal): opening a ledger that
-# is already there needs no Alembic import.
-HEAD_REVISION = "0001"
+from mlplatform.ledger.names import DECISIONS_TABLE, PROMOTIONS_TABLE
+
 NAME_LENGTH = 255
 
 DECISIONS = ("approve", "reject")
@@ -46,7 +44,7 @@ class UTCDateTime(sa.types.TypeDecorator[datetime]):
 metadata = sa.MetaData()
 
 decisions = sa.Table(
-    "ledger_decisions",
+    DECISIONS_TABLE,
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("project", sa.String(NAME_LENGTH), nullable=False),
@@ -60,7 +58,7 @@ decisions = sa.Table(
 )
 
 promotions = sa.Table(
-    "ledger_promotions",
+    PROMOTIONS_TABLE,
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("project", sa.String(NAME_LENGTH), nullable=False),

@@ -21,7 +21,8 @@ from sqlalchemy import event, exc
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.pool import StaticPool
 
-from mlplatform.ledger.revisions import current_revision, upgrade_to_head
+from mlplatform.ledger.names import SQLITE_BUSY_TIMEOUT_S
+from mlplatform.ledger.revisions import UnknownRevisionError, current_revision, upgrade_to_head
 from mlplatform.ledger.schema import (
     DECISIONS,
     KINDS,
@@ -31,7 +32,6 @@ from mlplatform.ledger.schema import (
 )
 from mlplatform.redaction import mask_url
 
-SQLITE_BUSY_TIMEOUT_S = 30.0
 # Execution option that makes the SQLite "begin" hook emit BEGIN IMMEDIATE (write transactions).
 _IMMEDIATE = "mlplatform_ledger_immediate"
 # How often promote() without expected_from retries after losing a race on seq.
@@ -219,7 +219,7 @@ class Ledger:
         try:
             with self._writer.begin() as conn:
                 upgrade_to_head(conn)
-        except exc.SQLAlchemyError as e:
+        except (exc.SQLAlchemyError, UnknownRevisionError) as e:
             raise LedgerError(f"cannot open the ledger at {self!r}: {e}") from e
 
     def schema_revision(self) -> str | None:

@@ -1,11 +1,12 @@
-"""Which bundle scores what: production now, or production at a moment (ledger history)."""
+"""Which bundle was production at a moment (ledger history); production now is
+``ledger.pointer.production_bundle``."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
 
-from mlplatform.ledger import Ledger, Promotion
+from mlplatform.ledger import Promotion
 
 
 def production_at(history: Sequence[Promotion], when: datetime) -> str | None:
@@ -16,9 +17,3 @@ def production_at(history: Sequence[Promotion], when: datetime) -> str | None:
         if row.created_at <= when:
             current = row.to_bundle
     return current
-
-
-def current_production(ledger: Ledger, project: str) -> str | None:
-    """The production bundle of ``project`` now (its newest ledger row)."""
-    row = ledger.production(project)
-    return row.to_bundle if row is not None else None

@@ -1,5 +1,6 @@
 """``mlplatform predict``: a real CLI process scores a landing file; its output equals the
-serving API's predictions row by row, and the path imports no dagster, sklearn or torch."""
+serving API's predictions row by row, and the path imports no dagster, sklearn, torch, mlflow
+or sqlalchemy."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from mlplatform_tests.serving.servers import READER, Server
 
 pytestmark = pytest.mark.e2e
 
-HEAVY = ("dagster", "sklearn", "torch", "mlflow")
+HEAVY = ("dagster", "sklearn", "torch", "mlflow", "sqlalchemy")
 # runs the CLI in this interpreter, then reports which heavy modules it imported
 PROBE = (
     "import json, sys\n"

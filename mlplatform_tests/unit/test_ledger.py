@@ -19,8 +19,9 @@ from alembic.runtime.migration import MigrationContext
 
 import mlplatform.ledger.store as store
 from mlplatform.ledger import Decision, Ledger, LedgerError, Promotion, PromotionConflict
+from mlplatform.ledger.names import HEAD_REVISION, VERSION_TABLE
 from mlplatform.ledger.revisions import head_revision
-from mlplatform.ledger.schema import HEAD_REVISION, VERSION_TABLE, metadata, own_objects
+from mlplatform.ledger.schema import metadata, own_objects
 
 PROJECT = "churn"
 LEDGER_DIR = Path(store.__file__).parent

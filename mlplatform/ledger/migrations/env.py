@@ -11,7 +11,8 @@ from alembic import context
 from sqlalchemy import create_engine
 from sqlalchemy.engine import Connection
 
-from mlplatform.ledger.schema import VERSION_TABLE, metadata, own_objects
+from mlplatform.ledger.names import VERSION_TABLE
+from mlplatform.ledger.schema import metadata, own_objects
 
 config = context.config
 
