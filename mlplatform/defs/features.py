@@ -82,7 +82,7 @@ def features_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
         metadata = {"rows": len(frame), "columns": len(frame.columns)}
         yield from audited_output(
             f"{spec.name}/features {context.partition_key}",
-            dg.Output(FrameHandover(frame), metadata=metadata),  # stored, then not kept
+            dg.Output(FrameHandover(frame, pass_on=True), metadata=metadata),  # to the drift check
             problems,
         )
         yield dg.AssetCheckResult(

@@ -61,7 +61,7 @@ def raw_asset(spec: ProjectSpec) -> dg.AssetsDefinition:
         }
         typed.attrs = {"source_file": str(path), "sha256": sha}
         output = dg.Output(
-            FrameHandover(typed),  # stored, then not kept by the run
+            FrameHandover(typed, pass_on=True),  # stored; passed to features, not kept
             data_version=dg.DataVersion(sha),
             metadata={
                 "rows": report.rows,

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
+from pydantic import PrivateAttr
 
 from mlplatform.free_memory import return_free_memory
 from mlplatform.prediction_log import LogStore
@@ -86,10 +87,16 @@ class FrameHandover:
     """A DataFrame handed to the Parquet IO manager, which stores it and drops it: a run
     executed in process (``execute_in_process``) keeps every output value until the run ends,
     so a partition's frame returned as such would outlive its step and add to the next
-    step's memory."""
+    step's memory.
 
-    def __init__(self, frame: pd.DataFrame) -> None:
+    With ``pass_on`` the IO manager keeps the frame for the next step of the same run that
+    loads an input (a data run's next step reads the partition just stored) and gives it
+    that frame instead of reading the file back; it lets go of it at that step's first load,
+    or when the run ends, so the frame never outlives the step that follows."""
+
+    def __init__(self, frame: pd.DataFrame, pass_on: bool = False) -> None:
         self._frame: pd.DataFrame | None = frame
+        self.pass_on = pass_on
 
     def take(self) -> pd.DataFrame:
         """The frame, once; this handover holds nothing after."""
@@ -114,9 +121,35 @@ class ParquetIOManager(dg.ConfigurableIOManager):
     """
 
     base_path: str
+    # (path, file signature, frame) of a FrameHandover with pass_on, kept for the next load
+    _passed: tuple[str, tuple[int, int, int], pd.DataFrame] | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self._passed = None
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        self._passed = None
 
     def _path(self, key: dg.AssetKey, partition: str | None) -> UPath:
         return partition_path(self.base_path, key, partition)
+
+    def _pass_on(self, path: UPath, frame: pd.DataFrame) -> None:
+        """Keep what was just written to a local file for the next load of that file."""
+        if path.protocol in ("", "file", "local"):
+            self._passed = (str(path.path), _signature(path.path), frame)
+
+    def _passed_frame(self, path: UPath, columns: list[str] | None) -> pd.DataFrame | None:
+        """The frame kept for ``path`` when the file is still the one written from it (same
+        inode, size and time), only ``columns``; None otherwise. Either way it is let go."""
+        passed, self._passed = self._passed, None
+        if passed is None or path.protocol not in ("", "file", "local"):
+            return None
+        where, signature, frame = passed
+        if where != str(path.path) or _signature(where) != signature:
+            return None
+        out = frame[list(columns)] if columns else frame
+        out.attrs = dict(frame.attrs)
+        return out
 
     def handle_output(
         self,
@@ -126,9 +159,12 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         """Write one partition (a DataFrame, or one handed over), or each partition of a run
         over a range (a ``{partition_key: DataFrame}``, or a DataFrame when the range holds
         one partition)."""
+        self._passed = None
         if obj is None:
             return
+        pass_on = False
         if isinstance(obj, FrameHandover):
+            pass_on = obj.pass_on
             obj = obj.take()
         import pandas as pd
 
@@ -156,6 +192,9 @@ class ParquetIOManager(dg.ConfigurableIOManager):
             path = self._path(context.asset_key, partition)
             write_parquet(frame, path)
             paths.append(path)
+        if pass_on and len(frames) == 1:
+            self._pass_on(paths[0], next(iter(frames.values())))
+        del obj, frames
         return_free_memory()  # the step's temporaries, before the next step of this run
         if len(paths) == 1:
             context.add_output_metadata({"path": dg.MetadataValue.path(str(paths[0]))})
@@ -164,11 +203,18 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         key = context.asset_key
         columns = (context.definition_metadata or {}).get("columns")
         if not context.has_asset_partitions:
-            return read_parquet(self._path(key, None), columns)
+            path = self._path(key, None)
+            passed = self._passed_frame(path, columns)
+            return passed if passed is not None else read_parquet(path, columns)
         keys = list(context.asset_partition_keys)
         frames = {}
         for pk in keys:
             path = self._path(key, pk)
+            passed = self._passed_frame(path, columns) if len(keys) == 1 else None
+            self._passed = None
+            if passed is not None:
+                frames[pk] = passed
+                continue
             if not path.exists():
                 raise FileNotFoundError(
                     f"{key.to_user_string()} partition {pk} is not materialized ({path})"
@@ -178,6 +224,16 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         if len(keys) == 1 and context.upstream_output is not None and not _wants_dict(context):
             return frames[keys[0]]
         return frames
+
+
+def _signature(path: str) -> tuple[int, int, int]:
+    """What tells one written file from the next: inode, size and modification time (an
+    atomic rewrite is a new inode); a missing file matches nothing."""
+    try:
+        found = os.stat(path)
+    except OSError:
+        return (-1, -1, -1)
+    return (found.st_ino, found.st_size, found.st_mtime_ns)
 
 
 def _wants_dict(context: dg.InputContext) -> bool:

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import dagster as dg
+import pandas as pd
 import pytest
 
 from mlplatform.bundles.format import load
@@ -192,3 +193,39 @@ def test_failed_gate_blocks_the_bundle(
     assert f"{p}/evaluation" in materialized(result)
     assert f"{p}/bundle" not in materialized(result)
     assert (project.home / "reports" / p / f"{project.files[-1].stem}.html").is_file()
+
+
+def test_a_data_run_passes_raw_to_features_without_reading_it_back(
+    make_project: ProjectFactory, instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """raw's frame goes to features (and features' to the drift check) in memory; what is
+    stored equals what features build from the raw file read back, as a run that reads it
+    (features alone, another process) does."""
+    import mlplatform.resources.store as store
+    from mlplatform.defs.features import used_columns
+    from mlplatform.steps.features import build_features
+
+    project = make_project("binary", months=2, rows=300)
+    key = project.files[-1].stem
+    p = project.spec.name
+    raw_file = store.partition_path(str(project.settings.assets_dir), dg.AssetKey([p, "raw"]), key)
+    features_file = store.partition_path(
+        str(project.settings.assets_dir), dg.AssetKey([p, "features"]), key
+    )
+    read: list[str] = []
+    reader = store.read_parquet
+
+    def counted(path: object, columns: list[str] | None = None) -> object:
+        read.append(str(path))
+        return reader(path, columns)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store, "read_parquet", counted)
+    result = run(project, data_job_name(p), key, instance)
+    assert result.success and all(checks(result).values())
+    assert {f"{p}/raw", f"{p}/features"} <= materialized(result)
+    assert str(raw_file) not in read and str(features_file) not in read
+
+    again = features_file.with_name("again.parquet")
+    rebuilt = build_features(reader(raw_file, used_columns(project.spec)), project.spec)
+    store.write_parquet(rebuilt, again)
+    pd.testing.assert_frame_equal(reader(features_file), reader(again))

@@ -82,3 +82,61 @@ def test_an_input_reads_only_the_columns_it_names(tmp_path: Path) -> None:
     )
     (loaded,) = io.load_input(context).values()  # no upstream output here: a dict
     assert list(loaded.columns) == ["z", "x"] and list(loaded["x"]) == [0, 1, 2]
+
+
+def input_context(columns: list[str] | None = None) -> dg.InputContext:
+    return dg.build_input_context(
+        asset_key=KEY,
+        partition_key="2024-01-01",
+        asset_partitions_def=PARTS,
+        definition_metadata={"columns": columns} if columns else None,
+    )
+
+
+def test_a_passed_on_frame_is_the_next_loads_then_let_go(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gc
+    import weakref
+
+    import mlplatform.resources.store as store
+
+    io = ParquetIOManager(base_path=str(tmp_path))
+    stored = frame(4).assign(y=2, z="a")
+    stored.attrs = {"sha256": "abc"}
+    alive = weakref.ref(stored)
+    io.handle_output(output_context(["2024-01-01"]), FrameHandover(stored, pass_on=True))
+    del stored
+    read: list[object] = []
+    monkeypatch.setattr(store, "read_parquet", lambda *a: read.append(a) or read_parquet(*a))
+
+    (passed,) = io.load_input(input_context(["z", "x"])).values()
+    assert read == []  # from memory, only the columns asked for, with the attrs
+    assert list(passed.columns) == ["z", "x"] and list(passed["x"]) == [0, 1, 2, 3]
+    assert passed.attrs == {"sha256": "abc"}
+    gc.collect()
+    assert alive() is None  # the whole frame is not kept once passed on
+    (again,) = io.load_input(input_context(["z", "x"])).values()
+    assert len(read) == 1 and again.equals(passed)  # the next load reads the file
+
+
+def test_a_file_rewritten_since_is_read_from_disk(tmp_path: Path) -> None:
+    io = ParquetIOManager(base_path=str(tmp_path))
+    io.handle_output(output_context(["2024-01-01"]), FrameHandover(frame(4), pass_on=True))
+    ParquetIOManager(base_path=str(tmp_path)).handle_output(  # another run, same partition
+        output_context(["2024-01-01"]), frame(7)
+    )
+    (loaded,) = io.load_input(input_context()).values()
+    assert len(loaded) == 7
+
+
+def test_only_the_next_load_may_take_a_passed_frame(tmp_path: Path) -> None:
+    io = ParquetIOManager(base_path=str(tmp_path))
+    io.handle_output(output_context(["2024-01-01"]), FrameHandover(frame(4), pass_on=True))
+    other = dg.build_input_context(
+        asset_key=dg.AssetKey(["p", "other"]), partition_key="2024-01-01",
+        asset_partitions_def=PARTS,
+    )  # fmt: skip
+    with pytest.raises(FileNotFoundError):
+        io.load_input(other)
+    assert io._passed is None
