@@ -80,6 +80,7 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
                 "ratio_rows",
                 "peak_rss_over_file",
                 "peak_rows",
+                "repeat",
                 "sizes",
                 "train_rows",
                 "max_rows",
