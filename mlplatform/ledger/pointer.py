@@ -35,7 +35,7 @@ def sqlite_file(url: str) -> Path | None:
     rest = url[len(_PREFIX) :]
     if not rest or rest == ":memory:" or rest.startswith("file:") or any(c in rest for c in "?%"):
         return None
-    return Path(rest).expanduser()
+    return Path(rest)  # as SQLAlchemy opens it: no ~ expansion
 
 
 def _read(path: Path, project: str) -> str | None:

@@ -194,7 +194,8 @@ class ParquetIOManager(dg.ConfigurableIOManager):
             paths.append(path)
         if pass_on and len(frames) == 1:
             self._pass_on(paths[0], next(iter(frames.values())))
-        del obj, frames
+        frames.clear()  # what is not passed on can be freed now
+        obj = frame = None
         return_free_memory()  # the step's temporaries, before the next step of this run
         if len(paths) == 1:
             context.add_output_metadata({"path": dg.MetadataValue.path(str(paths[0]))})
