@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from mlplatform.columnar.arrow_csv import CsvReader
 from mlplatform.columnar.csv_stream import BLOCK, LineTap, NotPlainError, _options
 
 
@@ -32,11 +33,11 @@ def text_columns(
     convert: pacsv.ConvertOptions = options["convert_options"]
     convert.include_columns = list(columns)
     try:
-        reader = pacsv.open_csv(stream, **options)
-        tap.take(1)  # the header's line
-        for batch in reader:
-            if batch.num_rows:
-                yield batch, tap.take(batch.num_rows)
+        with CsvReader(stream, **options) as reader:
+            tap.take(1)  # the header's line
+            for batch in reader:
+                if batch.num_rows:
+                    yield batch, tap.take(batch.num_rows)
         stream.read()
     except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
         raise NotPlainError(str(exc)) from None

@@ -15,7 +15,7 @@ import codecs
 import io
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, BinaryIO, TypeVar
 
@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from mlplatform.columnar.arrow_csv import CsvReader
 from mlplatform.columns import WHITESPACE
 
 if TYPE_CHECKING:
@@ -188,9 +189,8 @@ def header(fh: BinaryIO, encoding: str, delimiter: str) -> list[str]:
             raise NotPlainError("no line break in the first block")
         first = first[: cut + 1]
     try:
-        reader = pacsv.open_csv(io.BytesIO(first), **_options(encoding, delimiter, None))
-        names = list(reader.schema.names)
-        reader.close()
+        with CsvReader(io.BytesIO(first), **_options(encoding, delimiter, None)) as reader:
+            names = list(reader.schema.names)
     except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
         raise NotPlainError(str(exc)) from None
     return names
@@ -198,14 +198,14 @@ def header(fh: BinaryIO, encoding: str, delimiter: str) -> list[str]:
 
 def batches(
     fh: BinaryIO, digest: Hash, encoding: str, delimiter: str, names: list[str], limit: int
-) -> Iterator[tuple[pa.RecordBatch, np.ndarray]]:
+) -> Generator[tuple[pa.RecordBatch, np.ndarray], None, None]:
     """Record batches of text cells and the file line of each row; blank rows (every cell
     empty after trimming) are dropped, as the Python reader skips them. Read one batch ahead
     (``read_ahead``): Arrow parses the next block while the caller judges this one."""
     return read_ahead(_batches(fh, digest, encoding, delimiter, names, limit))
 
 
-def read_ahead(items: Iterator[T]) -> Iterator[T]:
+def read_ahead(items: Iterator[T]) -> Generator[T, None, None]:
     """``items``, produced in a thread of their own at most two ahead of the caller; what the
     producer raises is raised here. When the caller stops early the producer stops too, and
     has ended before this generator returns (the file it reads may then be closed)."""
@@ -229,6 +229,10 @@ def read_ahead(items: Iterator[T]) -> Iterator[T]:
             put((None, None, True))
         except BaseException as exc:  # handed to the caller, raised there
             put((None, exc, True))
+        finally:  # a generator's own cleanup (closing its reader) runs before the join
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
 
     producer = threading.Thread(target=produce, name="csv-read-ahead", daemon=True)
     producer.start()
@@ -251,17 +255,17 @@ def _batches(
     tap = LineTap(fh, digest, limit)
     stream = io.BufferedReader(tap, buffer_size=BLOCK)
     try:
-        reader = pacsv.open_csv(stream, **_options(encoding, delimiter, names))
-        tap.take(1)  # the header's line
-        for batch in reader:
-            if not batch.num_rows:
-                continue
-            lines = tap.take(batch.num_rows)
-            blank = _blank_rows(batch)
-            if blank is not None:
-                keep = pa.array(~blank)
-                batch, lines = batch.filter(keep), lines[~blank]
-            yield batch, lines
+        with CsvReader(stream, **_options(encoding, delimiter, names)) as reader:
+            tap.take(1)  # the header's line
+            for batch in reader:
+                if not batch.num_rows:
+                    continue
+                lines = tap.take(batch.num_rows)
+                blank = _blank_rows(batch)
+                if blank is not None:
+                    keep = pa.array(~blank)
+                    batch, lines = batch.filter(keep), lines[~blank]
+                yield batch, lines
         stream.read()  # to the end: every byte hashed
     except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
         raise NotPlainError(str(exc)) from None

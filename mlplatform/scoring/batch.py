@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -104,13 +105,18 @@ def output_table(bundle: Bundle, chunk: Chunk, out: np.ndarray) -> pa.Table:
     return pa.table(arrays)
 
 
-def predictions(bundle: Bundle, source: Source, summary: Summary) -> Iterator[pa.Table]:
+def predictions(
+    bundle: Bundle, source: Source, summary: Summary
+) -> Generator[pa.Table, None, None]:
     """Output tables, chunk by chunk. The model scores a chunk in a second thread while the
     next one is read and parsed (onnxruntime and the Arrow kernels release the GIL)."""
     memo: dict[str, object] = {}
-    with ThreadPoolExecutor(1, thread_name_prefix="onnx") as pool:
+    with (
+        ThreadPoolExecutor(1, thread_name_prefix="onnx") as pool,
+        closing(source.chunks()) as chunks,
+    ):
         pending: tuple[Chunk, Future[np.ndarray]] | None = None
-        for chunk in source.chunks():
+        for chunk in chunks:
             feeds = chunk_feeds(chunk.columns, bundle.schema, memo)
             summary.count(chunk, feeds.invalid)
             scored = pool.submit(_run, bundle, feeds.inputs)
@@ -212,10 +218,11 @@ def _score_file(
     summary = Summary()
     writer = Writer(out)
     try:
-        for table in predictions(bundle, source, summary):
-            writer.write(table)
-            if on_chunk is not None:
-                on_chunk(source.position(), summary.rows)
+        with closing(predictions(bundle, source, summary)) as tables:
+            for table in tables:
+                writer.write(table)
+                if on_chunk is not None:
+                    on_chunk(source.position(), summary.rows)
         writer.commit(empty_schema(bundle))
     except BaseException:
         writer.abort()
@@ -234,6 +241,7 @@ def score_table(bundle: Bundle, source: Source) -> tuple[pa.Table, Summary]:
 
 def _score_table(bundle: Bundle, source: Source) -> tuple[pa.Table, Summary]:
     summary = Summary()
-    tables = list(predictions(bundle, source, summary))
+    with closing(predictions(bundle, source, summary)) as chunks:
+        tables = list(chunks)
     table = pa.concat_tables(tables) if tables else empty_schema(bundle).empty_table()
     return table.cast(_plain(table.schema)), summary

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -113,7 +113,7 @@ class Source:
         except (OSError, ValueError):
             return 0
 
-    def chunks(self) -> Iterator[Chunk]:
+    def chunks(self) -> Generator[Chunk, None, None]:
         if self.total == 0:
             raise ScoringError(f"{shown(self.path)}: empty file: no header and no rows")
         if self.format == "parquet":
@@ -182,6 +182,8 @@ class Source:
     def _csv(self) -> Iterator[Chunk]:
         import pyarrow.csv as pcsv
 
+        from mlplatform.columnar.arrow_csv import CsvReader
+
         header = self._header()
         _missing(self.path, header, self.columns)
         bad: list[Any] = []
@@ -191,7 +193,7 @@ class Source:
             return "error"
 
         try:
-            reader = pcsv.open_csv(
+            with CsvReader(
                 self._fh,
                 read_options=pcsv.ReadOptions(
                     encoding=self.encoding,
@@ -209,13 +211,13 @@ class Source:
                     strings_can_be_null=False,
                     quoted_strings_can_be_null=False,
                 ),
-            )
-            row = 0
-            for batch in reader:
-                if batch.num_rows == 0:
-                    continue
-                yield Chunk(row, _arrays(batch))
-                row += batch.num_rows
+            ) as reader:
+                row = 0
+                for batch in reader:
+                    if batch.num_rows == 0:
+                        continue
+                    yield Chunk(row, _arrays(batch))
+                    row += batch.num_rows
         except (pa.ArrowException, UnicodeDecodeError) as exc:
             if bad:
                 got = bad[0]

@@ -14,7 +14,7 @@ import io
 import os
 from array import array
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -225,9 +225,10 @@ def _ingest_csv(
     digest = hashlib.sha256()
     tally = PartitionTally(spec, path, "line")
     limit = spec.data.max_file_mb * MB
-    for batch, lines in csv_stream.batches(fh, digest, encoding, delimiter, names, limit):
-        ordered = batch.rename_columns(stripped).select(list(spec.columns))
-        tally.add_text(ordered, lines)
+    with closing(csv_stream.batches(fh, digest, encoding, delimiter, names, limit)) as batches:
+        for batch, lines in batches:
+            ordered = batch.rename_columns(stripped).select(list(spec.columns))
+            tally.add_text(ordered, lines)
     if not tally.rows:
         raise csv_stream.NotPlainError("no data rows")
     typed, report = tally.finish("line")
