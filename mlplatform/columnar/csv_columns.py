@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from mlplatform.columnar.arrow_csv import CsvReader
+from mlplatform.columnar.arrow_files import CsvReader
 from mlplatform.columnar.csv_stream import BLOCK, LineTap, NotPlainError, _options
 
 

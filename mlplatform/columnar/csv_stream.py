@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from mlplatform.columnar.arrow_csv import CsvReader
+from mlplatform.columnar.arrow_files import CsvReader
 from mlplatform.columns import WHITESPACE
 
 if TYPE_CHECKING:

@@ -72,10 +72,17 @@ def repeating_columns(table: pa.Table) -> list[str]:
 def read_parquet(path: UPath, columns: list[str] | None = None) -> pd.DataFrame:
     """A stored DataFrame (only ``columns`` when given) with its ``attrs``; Arrow's buffers
     are freed column by column as pandas takes them, so the file is not held twice."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    with path.open("rb") as fh:
-        table = pq.read_table(fh, columns=columns)
+    if path.protocol in ("", "file", "local"):
+        # Arrow's own file: over a Python one, Arrow may release it from a thread of its own
+        # after the read, which aborts the process when that happens as it exits
+        with pa.OSFile(path.path) as fh:
+            table = pq.read_table(fh, columns=columns)
+    else:
+        with path.open("rb") as fh:
+            table = pq.read_table(fh, columns=columns)
     raw = (table.schema.metadata or {}).get(ATTRS_KEY)
     frame = table.to_pandas(split_blocks=True, self_destruct=True)
     del table

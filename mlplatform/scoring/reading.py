@@ -182,7 +182,7 @@ class Source:
     def _csv(self) -> Iterator[Chunk]:
         import pyarrow.csv as pcsv
 
-        from mlplatform.columnar.arrow_csv import CsvReader
+        from mlplatform.columnar.arrow_files import CsvReader
 
         header = self._header()
         _missing(self.path, header, self.columns)

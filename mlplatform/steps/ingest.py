@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mlplatform.columnar import csv_stream
+from mlplatform.columnar.arrow_files import arrow_buffer
 from mlplatform.landing import MB, LandingRefusedError, open_landing_file, shown
 from mlplatform.spec import ProjectSpec
 from mlplatform.steps.partition_quality import PartitionTally, QualityReport
@@ -143,11 +144,9 @@ def csv_frame(reader: Reader, path: Path, limit: int | None = None) -> tuple[pd.
 
 
 def _read_parquet(fh: BinaryIO, path: Path, digest: Hash) -> pd.DataFrame:
-    for block in iter(lambda: fh.read(BLOCK), b""):
-        digest.update(block)
-    fh.seek(0)
+    data = arrow_buffer(fh, os.fstat(fh.fileno()).st_size, digest)
     try:
-        table = pq.read_table(fh)
+        table = pq.read_table(pa.BufferReader(data))
     except (pa.ArrowInvalid, OSError) as exc:
         raise DataError(
             path, f"not a readable Parquet file (truncated or corrupt): {exc}"

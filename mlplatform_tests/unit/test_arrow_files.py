@@ -1,17 +1,22 @@
-"""Arrow's CSV reader over a Python file is let go of before the process exits: a command that
-stops reading early (bad input) exits with its own status, never with Arrow's ``terminate
-called without an active exception`` abort from a read still in flight."""
+"""Files handed to Arrow are let go of before the process exits: a command that stops reading
+early (bad input), or exits right after a read, exits with its own status, never with Arrow's
+``terminate called without an active exception`` abort."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
-from mlplatform.columnar.arrow_csv import CsvReader
+from mlplatform.columnar.arrow_files import CsvReader, arrow_buffer
 
 pytestmark = pytest.mark.unit
 
@@ -21,7 +26,7 @@ SCRIPT = textwrap.dedent(
     """
     import io, sys, time
     import pyarrow.csv as pacsv
-    from mlplatform.columnar.arrow_csv import CsvReader
+    from mlplatform.columnar.arrow_files import CsvReader
 
     class Slow(io.RawIOBase):
         def __init__(self):
@@ -75,3 +80,39 @@ def test_batches_come_through_and_close_is_idempotent() -> None:
     assert rows == 10_000
     assert reader.schema.names == ["a", "b"]
     assert list(reader) == []
+
+
+def test_a_file_read_into_arrows_memory_is_whole_and_hashed(tmp_path: Path) -> None:
+    data = bytes(range(256)) * 40_000  # ~10 MB: several blocks
+    path = tmp_path / "landing.bin"
+    path.write_bytes(data)
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        buffer = arrow_buffer(fh, len(data), digest)
+    assert buffer.to_pybytes() == data
+    assert digest.hexdigest() == hashlib.sha256(data).hexdigest()
+    with path.open("rb") as fh:  # a file shorter than announced: what is there
+        assert arrow_buffer(fh, len(data) + 100).size == len(data)
+
+
+def test_reading_a_parquet_landing_file_then_exiting_exits_cleanly(tmp_path: Path) -> None:
+    """``pyarrow.parquet.read_table`` over a Python file aborted one exit in six here."""
+    table = pa.table({f"c{i}": np.arange(200_000, dtype=np.float64) for i in range(8)})
+    path = tmp_path / "2024-01-01.parquet"
+    pq.write_table(table, path, row_group_size=25_000)
+    script = textwrap.dedent(
+        f"""
+        import hashlib, os, sys
+        import pyarrow as pa, pyarrow.parquet as pq
+        from mlplatform.columnar.arrow_files import arrow_buffer
+        with open({str(path)!r}, "rb") as fh:
+            data = arrow_buffer(fh, os.fstat(fh.fileno()).st_size, hashlib.sha256())
+        assert pq.read_table(pa.BufferReader(data)).num_rows == 200_000
+        sys.exit(3)
+        """
+    )
+    for _ in range(5):
+        done = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 3, done.stderr
