@@ -7,7 +7,7 @@ command has already reported. Measured here: a CSV reader closed early (a refusa
 exit in 15, ``pyarrow.parquet.read_table`` over a Python file one in 6, even after a good read.
 
 * ``CsvReader``: the streaming CSV reader over a Python file; ``close`` shuts the file to
-  further reads and waits until Arrow has dropped it.
+  further reads and waits until Arrow has dropped it and every block it read from it.
 * ``arrow_buffer``: a whole file read into Arrow's own memory (hashed on the way), for
   readers that take it all anyway: Arrow then holds no Python object at all.
 """
