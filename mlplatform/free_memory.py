@@ -42,14 +42,31 @@ def large_blocks_from_the_os() -> None:
         mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
 
 
+def pause_collection() -> None:
+    """For a command's start-up: no cyclic garbage collection while imports build the heap.
+    Each full collection walks every object alive, and start-up (Dagster, SQLAlchemy, pandas)
+    grows the heap by ~25% between full collections, which cost ~0.4 s of a command's ~1.5 s
+    of imports. ``resume_collection`` (or ``freeze_what_is_alive``) ends the pause."""
+    gc.disable()
+
+
+def resume_collection() -> None:
+    """Move what start-up built out of the collector's view, then collect again as usual."""
+    if not gc.isenabled():
+        gc.freeze()
+        gc.enable()
+
+
 @cache
 def freeze_what_is_alive() -> None:
     """Once per process: collect garbage, then move every object alive now (modules, the code
     location, the run's context) out of the collector's view, so the full collections at step
     ends walk only what steps allocate since (with Dagster loaded each one otherwise walks
-    ~175,000 objects, ~0.1 s). Frozen objects are still freed by reference counting."""
+    ~175,000 objects, ~0.1 s). Frozen objects are still freed by reference counting. Ends a
+    ``pause_collection``."""
     gc.collect()
     gc.freeze()
+    gc.enable()
 
 
 def return_free_memory() -> None:

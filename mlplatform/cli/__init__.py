@@ -16,6 +16,7 @@ import typer
 
 from mlplatform.cli import data, predict, review, runs, serve, shadow, stack
 from mlplatform.cli.context import FLAGS, quiet_libraries
+from mlplatform.free_memory import pause_collection
 from mlplatform.redaction import redact
 
 
@@ -23,6 +24,7 @@ class _App(typer.Typer):
     """Without -v, an unexpected error ends the command with one line, not a stack trace."""
 
     def __call__(self, *args: object, **kwargs: object) -> object:
+        pause_collection()  # commands that run long resume it when their work begins
         try:
             return super().__call__(*args, **kwargs)
         except Exception as exc:

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from mlplatform.cli.context import HomeOption, ProjectsOption, fail, project_spec, settings_for
+from mlplatform.free_memory import resume_collection
 from mlplatform.landing import shown
 from mlplatform.settings import Settings
 
@@ -63,6 +64,7 @@ def predict(
         model = load(settings.bundles_dir / bundle_id)
     except BundleError as exc:
         fail(f"mlplatform: bundle {bundle_id[:12]} cannot be used: {exc}")
+    resume_collection()  # start-up is over
     try:
         with Source(
             file,

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from mlplatform.cli.context import HomeOption, ProjectsOption, fail, settings_for
+from mlplatform.free_memory import resume_collection
 from mlplatform.spec import SpecError, load_specs
 
 
@@ -39,6 +40,7 @@ def serve(
     if workers != 1:  # each worker builds its own app
         served.state.ledger.dispose()
     typer.echo(f"serving on http://{host}:{port} (home {settings.home})")
+    resume_collection()
     uvicorn.run(
         served if workers == 1 else "mlplatform.serving.app:app_from_env",
         factory=workers != 1,
@@ -60,6 +62,7 @@ def ui(
 
     settings = settings_for(home, projects)
     load_specs(settings.projects_dir)
+    resume_collection()
     code = serve(settings, host, port, notify=typer.echo)
     sys.stdout.flush()
     sys.stderr.flush()

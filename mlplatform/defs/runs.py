@@ -16,6 +16,7 @@ from mlplatform.defs.partitions import (  # noqa: F401 (landed_partitions: used 
     trainable_cutoffs,
 )
 from mlplatform.defs.status import check_failures, error_text, project_status
+from mlplatform.free_memory import resume_collection
 from mlplatform.identity import os_user
 from mlplatform.settings import Settings
 from mlplatform.spec import ProjectSpec
@@ -115,6 +116,7 @@ def run_partitions(
             "" if result.success else _failure_text(result),
         )
         outcomes.append(outcome)
+        resume_collection()  # paused for start-up (the CLI): the first run's imports are done
         if progress:
             progress(i, len(keys), outcome)
     return outcomes
