@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from mlplatform.columnar.column_threads import column_map
 from mlplatform.columns import MISSING_CATEGORY, FeatureKind, derive_features, feature_layout
 from mlplatform.spec import ProjectSpec
 
@@ -246,31 +247,41 @@ def leakage_findings(frame: pd.DataFrame, spec: ProjectSpec) -> list[str]:
     target = y.to_numpy(dtype=np.float64) if spec.task == "regression" else None
     counts = np.bincount(codes[codes >= 0], minlength=len(classes))
     majority = counts.max() / counts.sum()
-    for name, kind in layout(spec):
-        x = frame[name]
+
+    def finding(feature: tuple[str, FeatureKind]) -> str | None:
+        name, kind = feature
         if kind == "numeric":
-            xs = x.to_numpy()  # float32 features stay float32: no copy of the column
-            xs = xs if xs.dtype.kind == "f" else xs.astype(np.float64)
-            ok = ~np.isnan(xs)
-            if ok.sum() < 20 or np.nanmin(xs) == np.nanmax(xs):  # constant: nothing to find
-                continue
-            rows = slice(None) if ok.all() else ok  # a view, not a copy, when none is missing
-            found = (
-                _regression_leak(xs[rows], target[rows])
-                if target is not None
-                else _class_leak(xs[rows], codes[rows], np.asarray(classes))
-            )
+            found = _numeric_leak(frame[name], codes, np.asarray(classes), target)
             if found:
-                findings.append(
+                return (
                     f"feature {name!r} alone predicts the target: {'; '.join(found)}. "
                     "If it is derived from the target or known only afterwards, add it to "
                     "features.exclude"
                 )
         elif spec.task != "regression" and majority < LEAKAGE_PURITY:
-            n_values, score = _category_purity(x, codes, len(classes))
+            n_values, score = _category_purity(frame[name], codes, len(classes))
             if n_values > 1 and score >= LEAKAGE_PURITY:
-                findings.append(f"feature {name!r} determines the target in {score:.1%} of rows")
+                return f"feature {name!r} determines the target in {score:.1%} of rows"
+        return None
+
+    # one feature per column thread (the sorts release the GIL), findings in layout order
+    findings += [f for f in column_map(finding, layout(spec)) if f is not None]
     return findings
+
+
+def _numeric_leak(
+    x: pd.Series, codes: np.ndarray, classes: np.ndarray, target: np.ndarray | None
+) -> list[str]:
+    """Why one numeric feature gives the target away (rows where it is missing left out)."""
+    xs = x.to_numpy()  # float32 features stay float32: no copy of the column
+    xs = xs if xs.dtype.kind == "f" else xs.astype(np.float64)
+    ok = ~np.isnan(xs)
+    if ok.sum() < 20 or np.nanmin(xs) == np.nanmax(xs):  # constant: nothing to find
+        return []
+    rows = slice(None) if ok.all() else ok  # a view, not a copy, when none is missing
+    if target is not None:
+        return _regression_leak(xs[rows], target[rows])
+    return _class_leak(xs[rows], codes[rows], classes)
 
 
 def partial_period(rows: int, window: dict[str, int], share: float) -> str | None:

@@ -13,6 +13,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mlplatform.columnar.column_threads import column_map, column_submit
 from mlplatform.columnar.kernels import ParsedText, parse_text
 from mlplatform.columns import Parsed, parse_column
 from mlplatform.landing import shown
@@ -188,12 +189,16 @@ class PartitionTally:
 
     def add_text(self, batch: pa.RecordBatch, lines: np.ndarray) -> None:
         """A chunk of raw text cells (the spec's columns, in order) at these file lines."""
-        for name, tally in self.columns.items():
-            raw = batch.column(name)
-            tally.add(parse_text(raw, tally.column, tally.memo), raw, lines)
-        # each row's cells joined, as bytes: hashed without decoding them to str first
-        joined = pc.binary_join_element_wise(*batch.columns, ROW_SEPARATOR).cast(pa.binary())
-        self._add_rows(joined.to_numpy(zero_copy_only=False), lines)
+
+        def parsed(tally: ColumnTally) -> tuple[ColumnTally, ParsedText, pa.Array]:
+            raw = batch.column(tally.name)
+            return tally, parse_text(raw, tally.column, tally.memo), raw  # memo: its own
+
+        # the row hashes and the columns on the column threads, side by side
+        hashed = column_submit(lambda: _row_hashes(batch))
+        for tally, text, raw in column_map(parsed, self.columns.values()):
+            tally.add(text, raw, lines)
+        self._add_hashes(hashed.result(), lines)
 
     def add_objects(self, frame: pd.DataFrame) -> None:
         """A chunk of raw cells as Python objects (strings, or Parquet values), indexed by line."""
@@ -220,12 +225,10 @@ class PartitionTally:
         self.lines.append(lines)
         self.rows += len(frame)
 
-    def _add_rows(self, rows: np.ndarray, lines: np.ndarray) -> None:
-        keys = pd.util.hash_array(rows, categorize=False)
-        salted = pd.util.hash_array(rows, hash_key=SALT, categorize=False)
-        self.hashes.append(np.stack([keys, salted], axis=1))
+    def _add_hashes(self, hashes: np.ndarray, lines: np.ndarray) -> None:
+        self.hashes.append(hashes)
         self.lines.append(lines)
-        self.rows += len(rows)
+        self.rows += len(hashes)
 
     def finish(self, label: str) -> tuple[pd.DataFrame, QualityReport]:
         """The typed frame (invalid values made missing) and the quality report."""
@@ -273,6 +276,15 @@ def _duplicated(hashes: np.ndarray) -> np.ndarray:
     if len(rows):
         dup[rows] = pd.DataFrame(hashes[rows]).duplicated(keep="first").to_numpy()
     return dup
+
+
+def _row_hashes(batch: pa.RecordBatch) -> np.ndarray:
+    """Each row's two-part hash: its cells joined, as bytes (not decoded to str first)."""
+    joined = pc.binary_join_element_wise(*batch.columns, ROW_SEPARATOR).cast(pa.binary())
+    rows = joined.to_numpy(zero_copy_only=False)
+    keys = pd.util.hash_array(rows, categorize=False)
+    salted = pd.util.hash_array(rows, hash_key=SALT, categorize=False)
+    return np.stack([keys, salted], axis=1)
 
 
 ROW_SEPARATOR = "\x1f\x00"
