@@ -55,30 +55,33 @@ class LineTap(io.RawIOBase):
         self.numbers: list[np.ndarray] = []
         self.eof = False
         self.lock = threading.Lock()  # Arrow reads in a thread of its own
+        self.mask = np.empty(0, dtype=bool)
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        data = self.fh.read(len(buffer))
-        n = len(data)
-        buffer[:n] = data
-        self.digest.update(data)
+        n = self.fh.readinto(buffer) or 0  # type: ignore[attr-defined]  # no copy in between
         if n == 0:
             self._finish()
             return 0
+        data = buffer[:n]
+        self.digest.update(data)
         self._count(data)
         self.offset += n
         if self.offset > self.limit:
             raise TooLargeError
         return n
 
-    def _count(self, data: bytes) -> None:
+    def _count(self, data: memoryview) -> None:
         """Number the lines that end in this block."""
         base = self.offset
         a = np.frombuffer(data, dtype=np.uint8)
-        if not self.pending_cr and b"\r" not in data:  # \n ends every line: one pass
-            ends = np.flatnonzero(a == 10) + base
+        if len(self.mask) < len(a):
+            self.mask = np.empty(len(a), dtype=bool)
+        found = self.mask[: len(a)]  # one mask for every block: no fresh pages per block
+        if not self.pending_cr and not np.equal(a, 13, out=found).any():
+            ends = np.flatnonzero(np.equal(a, 10, out=found)) + base  # \n ends every line
             self._ended(ends, ends)
             return
         lf = a == 10
