@@ -27,6 +27,11 @@ ROW_GROUP_ROWS = 1 << 17
 SAMPLE_ROWS = 1 << 14  # rows that tell whether a column repeats its values
 
 
+def is_local(path: UPath) -> bool:
+    """A path on this machine's file system (not object storage)."""
+    return path.protocol in ("", "file", "local")
+
+
 def write_parquet(frame: pd.DataFrame, path: UPath) -> None:
     """Write a DataFrame (and its ``attrs``) as Parquet atomically: temp file, then rename."""
     import pyarrow as pa
@@ -47,7 +52,7 @@ def write_parquet(frame: pd.DataFrame, path: UPath) -> None:
             use_dictionary=repeating_columns(table),
             write_statistics=statistics_columns(table),
         )
-    if path.protocol in ("", "file", "local"):
+    if is_local(path):
         os.replace(tmp.path, path.path)
     else:
         tmp.fs.mv(tmp.path, path.path)
@@ -90,7 +95,7 @@ def read_parquet(path: UPath, columns: list[str] | None = None) -> pd.DataFrame:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    if path.protocol in ("", "file", "local"):
+    if is_local(path):
         # Arrow's own file: over a Python one, Arrow may release it from a thread of its own
         # after the read, which aborts the process when that happens as it exits
         with pa.OSFile(path.path) as fh:
@@ -157,7 +162,7 @@ class ParquetIOManager(dg.ConfigurableIOManager):
 
     def _pass_on(self, path: UPath, frame: pd.DataFrame) -> None:
         """Keep what was just written to a local file for the next load of that file."""
-        if path.protocol in ("", "file", "local"):
+        if is_local(path):
             self._passed = (str(path.path), _signature(path.path), frame)
 
     def _passed_frame(self, path: UPath, columns: list[str] | None) -> pd.DataFrame | None:
