@@ -91,6 +91,7 @@ def run_partitions(
     """One run of ``job_name`` per partition key, tagged with the user who asked (the trainer
     of any model it builds); failures are collected, not raised. ``selections`` narrows the
     assets of a key's run (default: all of the job's)."""
+    resume_collection()  # paused for the command line's start-up: the work begins
     job = defs.resolve_job_def(job_name)
     outcomes = []
     everything = sorted(job.asset_layer.selected_asset_keys)
@@ -116,7 +117,6 @@ def run_partitions(
             "" if result.success else _failure_text(result),
         )
         outcomes.append(outcome)
-        resume_collection()  # paused for start-up (the CLI): the first run's imports are done
         if progress:
             progress(i, len(keys), outcome)
     return outcomes
