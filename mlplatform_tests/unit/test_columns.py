@@ -432,3 +432,14 @@ def test_derive_accepts_pandas_datetime_values() -> None:
         ["signup"],
     )
     np.testing.assert_array_equal(out["signup_dayofyear"], np.array([60, NAN], np.float32))
+
+
+@pytest.mark.parametrize("storage", ["str", "object"])
+def test_features_fill_category_text_as_the_bundle_rule(storage: str) -> None:
+    from mlplatform.steps.features import _filled_text
+
+    values = ["basic", None, "premium", NAN, "standard"]
+    text = pd.Series(values, dtype=storage).astype("str")
+    rule = derive_features({"plan": _obj(*values)}, {"plan": PLAN}, Features(), ["plan"])
+    assert list(_filled_text(text)) == rule["plan"].tolist()
+    assert list(_filled_text(text.dropna())) == ["basic", "premium", "standard"]
