@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
-from _common import PROJECT, Size, emit, progress, quiet, table, work_dir
+from _common import PROJECT, Size, compiled_package, emit, progress, quiet, table, work_dir
 from serving import build_production
 
 BUNDLE_SIZE = Size(months=4, rows=5_000, window=3)
@@ -82,6 +82,7 @@ def main() -> int:
     quiet()
     rows = args.rows or (20_000 if args.quick else 1_000_000)
     repeat = args.repeat or (1 if args.quick else 3)
+    compiled_package()
     with work_dir(args.keep) as root:
         progress("building the production bundle")
         prod = build_production(root, QUICK_BUNDLE if args.quick else BUNDLE_SIZE)

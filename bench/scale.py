@@ -42,7 +42,7 @@ import time
 from pathlib import Path
 
 import yaml
-from _common import emit, progress, spec_dict, table
+from _common import compiled_package, emit, progress, spec_dict, table
 
 from mlplatform.examples.generate import generate_example
 from mlplatform.settings import EXAMPLES_DIR
@@ -261,6 +261,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.sizes, args.train_rows, args.window, args.repeat = [5_000], 2_000, 2, 1
+    compiled_package()
     with tempfile.TemporaryDirectory(prefix="mlplatform-scale-") as tmp:
         root = Path(tmp)
         results = [data_step(root, rows, args.warm, args.repeat) for rows in args.sizes]
