@@ -18,7 +18,10 @@ themselves, and a Dagster upgrade that moves one breaks this module alone:
   :class:`CheckRunHealthResult`, :class:`WorkerStatus`, :class:`ConfigurableClassData`), and
   what ``dagster api execute_run`` does in a run worker (:func:`execute_run_body`,
   :func:`recon_job_from_origin`, :func:`capture_interrupts`): the warm run workers of
-  :mod:`mlplatform.defs.fork_server` execute a run exactly as that command does.
+  :mod:`mlplatform.defs.fork_server` execute a run exactly as that command does;
+- the embedded instance's SQLite storages (:class:`DagsterSqliteStorage` and its run, event-log
+  and schedule parts, with the busy timeout Dagster gives event-log connections), which
+  :mod:`mlplatform.defs.sqlite_storage` extends to reuse its connections.
 """
 
 from __future__ import annotations
@@ -37,6 +40,11 @@ from dagster._core.launcher import CheckRunHealthResult, LaunchRunContext, Worke
 from dagster._core.loader import DataLoader, LoadingContext
 from dagster._core.origin import JobPythonOrigin
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+from dagster._core.storage.event_log import SqliteEventLogStorage
+from dagster._core.storage.runs import SqliteRunStorage
+from dagster._core.storage.schedules import SqliteScheduleStorage
+from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
+from dagster._core.storage.sqlite_storage import DagsterSqliteStorage
 from dagster._core.storage.tags import GRPC_INFO_TAG
 from dagster._serdes.config_class import ConfigurableClassData
 from dagster._utils.hosted_user_process import recon_job_from_origin as _recon_job_from_origin
@@ -49,15 +57,20 @@ from dagster._utils.interrupts import (
 __all__ = [
     "EXECUTION_MODULES",
     "GRPC_INFO_TAG",
+    "SQLITE_BUSY_TIMEOUT_SECONDS",
     "AssetCheckExecutionRecordStatus",
     "AssetDaemonCursor",
     "CachingStaleStatusResolver",
     "CheckRunHealthResult",
     "ConfigurableClassData",
+    "DagsterSqliteStorage",
     "JobPythonOrigin",
     "LaunchRunContext",
     "PartitionKeyFilter",
     "ReconstructableJob",
+    "SqliteEventLogStorage",
+    "SqliteRunStorage",
+    "SqliteScheduleStorage",
     "StaleCause",
     "StaleCauseCategory",
     "StaleStatus",
