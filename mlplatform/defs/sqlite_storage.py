@@ -26,6 +26,7 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as db
@@ -34,6 +35,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import NullPool
 
 from mlplatform.defs import dagster_internals as di
+from mlplatform.defs import run_shards
 
 MODULE = __name__
 RUN_SHARD_ENGINES = 64
@@ -167,6 +169,7 @@ class ReusedEventLogStorage(di.SqliteEventLogStorage):
         timeout = {"timeout": di.SQLITE_BUSY_TIMEOUT_SECONDS}
         self._index_engines = Engines(pooled=True, connect_args=timeout)
         self._run_engines = Engines(pooled=False, connect_args=timeout, most=RUN_SHARD_ENGINES)
+        self._pristine = run_shards.pristine_path(base_dir)
         super().__init__(base_dir, inst_data)
 
     @classmethod
@@ -181,10 +184,22 @@ class ReusedEventLogStorage(di.SqliteEventLogStorage):
             engines = self._index_engines if shard == INDEX_SHARD else self._run_engines
             url = self.conn_string_for_shard(shard)
             if shard not in self._initialized_dbs:
-                self._initdb(engines.get(url))
+                self._init_shard(shard, engines.get(url))
                 self._initialized_dbs.add(shard)
             with engines.transaction(url) as conn:
                 yield conn
+
+    def _init_shard(self, shard: str, engine: Engine) -> None:
+        """Dagster's database set-up, once per database and process; a run's new database is
+        a copy of the pristine one, and one already made is only looked at."""
+        if shard == INDEX_SHARD:
+            self._initdb(engine)
+            return
+        path = Path(self.path_for_shard(shard))
+        if run_shards.stamped(path) or run_shards.copy_pristine(self._pristine, path):
+            return
+        self._initdb(engine)
+        run_shards.keep_pristine(path, self._pristine)
 
     def dispose(self) -> None:
         super().dispose()

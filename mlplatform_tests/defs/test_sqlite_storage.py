@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -10,6 +12,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from mlplatform.defs import run_shards
 from mlplatform.defs.runs import write_instance_yaml
 from mlplatform.defs.sqlite_storage import (
     Engines,
@@ -152,3 +155,71 @@ def log_entry(run_id: str, message: str) -> dg.EventLogEntry:
         run_id=run_id,
         timestamp=time.time(),
     )
+
+
+def test_a_runs_database_is_a_copy_of_the_first_one_dagster_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    instance = instance_at(tmp_path)
+    pristine = run_shards.pristine_path(tmp_path / "history" / "runs")
+    first = materialize_one(instance)
+    assert pristine.is_file(), "the first run's database, kept while still empty"
+    kept = pristine.read_bytes()
+    copies = []
+    real_copy = run_shards.copy_pristine
+    monkeypatch.setattr(
+        run_shards, "copy_pristine", lambda p, path: copies.append(path) or real_copy(p, path)
+    )
+    second = materialize_one(instance)
+    assert [c.stem for c in copies] == [second]
+    assert pristine.read_bytes() == kept
+    for run_id in (first, second):
+        assert instance.get_run_by_id(run_id).is_success
+        assert any(
+            r.event_log_entry.user_message for r in instance.get_records_for_run(run_id).records
+        )
+    assert instance.get_latest_materialization_event(dg.AssetKey("one")).run_id == second
+    instance.dispose()
+
+
+def test_pristine_copies_never_replace_a_database(tmp_path: Path) -> None:
+    pristine, path = tmp_path / "pristine.sqlite", tmp_path / "run.db"
+    assert not run_shards.copy_pristine(pristine, path)  # none kept yet
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.execute("CREATE TABLE alembic_version (version_num TEXT)")
+        conn.execute("CREATE TABLE event_logs (id INTEGER)")
+        conn.commit()
+    assert not run_shards.stamped(path), "no revision yet: Dagster makes it"
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.execute("INSERT INTO alembic_version VALUES ('abc')")
+        conn.commit()
+    assert run_shards.stamped(path)
+    run_shards.keep_pristine(path, pristine)
+    assert pristine.read_bytes() == path.read_bytes()
+    before = path.read_bytes()
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.execute("INSERT INTO event_logs VALUES (1)")
+        conn.commit()
+    assert not run_shards.copy_pristine(pristine, path), "a database already there stays"
+    assert path.read_bytes() != before
+    other = tmp_path / "other.db"
+    assert run_shards.copy_pristine(pristine, other) and run_shards.stamped(other)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.db", "pristine.sqlite", "run.db"]
+
+
+def test_a_database_with_events_is_never_kept_as_pristine(tmp_path: Path) -> None:
+    path, pristine = tmp_path / "run.db", tmp_path / "pristine.sqlite"
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.execute("CREATE TABLE alembic_version (version_num TEXT)")
+        conn.execute("INSERT INTO alembic_version VALUES ('abc')")
+        conn.execute("CREATE TABLE event_logs (id INTEGER)")
+        conn.execute("INSERT INTO event_logs VALUES (1)")
+        conn.commit()
+    run_shards.keep_pristine(path, pristine)
+    assert not pristine.exists()
+    assert not (tmp_path / "garbage.db").exists()
+    (tmp_path / "garbage.db").write_bytes(b"not a database")
+    assert not run_shards.stamped(tmp_path / "garbage.db")
+    assert not run_shards.stamped(tmp_path / "missing.db")
+    assert not (tmp_path / "missing.db").exists()
