@@ -3,7 +3,10 @@
 For each size (rows in one monthly partition of the example generator):
 
 * platform: ``mlplatform materialize benchscale --assets data`` in a fresh home, timed from
-  process start to exit (imports, Dagster, raw + features with their checks, Parquet);
+  process start to exit (imports, Dagster, raw + features with their checks, Parquet; in a new
+  home also the instance's databases, made once);
+* in use: right after, the same step again with ``--force`` in that home, as every later
+  partition runs (the instance's databases there, and its first run's);
 * arrow: a bare process that reads the same CSV with ``pyarrow.csv.read_csv`` and writes it as
   Parquet (the limit of reading and writing that file);
 * each ``--repeat`` times (default 3), alternating, each platform run in a fresh home: the
@@ -22,9 +25,10 @@ every example candidate, the evaluation and the bundle) with ``training.max_rows
 ``--max-rows`` (default 1,000,000: sklearn candidates fit a seeded sample, the torch one
 streams its sample in batches; 0 for none): wall time and peak RSS.
 
-Prints a table, then (last stdout line) one JSON object: ``ratio`` = platform / arrow seconds
-at 1M rows (or the largest size below it), ``peak_rss_over_file`` = (platform peak - its
-process base) / file size at the largest size, ``train_s`` and ``train_peak_mb``.
+Prints a table, then (last stdout line) one JSON object: ``ratio`` = platform (new home) /
+arrow seconds at 1M rows (or the largest size below it), ``ratio_in_use`` the same for the run
+in a home in use, ``peak_rss_over_file`` = (platform peak - its process base) / file size at
+the largest size, ``train_s`` and ``train_peak_mb``.
 
 Run: ``.venv/bin/python bench/scale.py`` (100k, 1M and 5M rows; 12 x 1M training rows),
 ``--sizes 100000 1000000 --no-train`` for a lighter run, ``--quick`` for a smoke run.
@@ -140,20 +144,23 @@ def data_step(root: Path, rows: int, warm: bool, repeat: int) -> dict[str, float
     (path,) = generate_example(landing, months=1, rows_per_month=rows)
     size = path.stat().st_size
     cli = ["mlplatform.cli", "materialize", PROJECT, "--assets", "data"]
-    platform, arrow = [], []
+    platform, used, arrow = [], [], []
     for i in range(repeat):  # alternating: a machine that slows down slows both sides
         progress(f"  {rows:,} rows: {size / MB:.0f} MB; platform data step, run {i + 1} ...")
         run_env = env if i == 0 else again(env, root, path, f"data-{rows}-{i}")
         platform.append(measured(cli, run_env, root))
+        progress(f"  {rows:,} rows: the same step again in that home, now in use ...")
+        used.append(measured([*cli, "--force"], run_env, root))
         progress(f"  {rows:,} rows: arrow read + write, run {i + 1} ...")
         arrow.append(measured_script(ARROW, [str(path), str(root / "arrow.parquet")], env, root))
     base_mb = process_base(env, root)
-    platform_s, platform_mb = min(s for s, _ in platform), max(mb for _, mb in platform)
+    platform_s, platform_mb = min(s for s, _ in platform), max(mb for _, mb in platform + used)
     arrow_s, arrow_mb = min(s for s, _ in arrow), max(mb for _, mb in arrow)
     found = {
         "rows": rows,
         "file_mb": size / MB,
         "platform_s": platform_s,
+        "used_s": min(s for s, _ in used),
         "platform_mb": platform_mb,
         "base_mb": base_mb,
         "arrow_s": arrow_s,
@@ -225,9 +232,10 @@ def train_step(root: Path, rows: int, window: int, max_rows: int | None) -> dict
 def row(r: dict[str, float]) -> list[object]:
     """One table row of a size's results."""
     ratio = round(r["platform_s"] / r["arrow_s"], 1)
+    in_use = round(r["used_s"] / r["arrow_s"], 1)
     over = round((r["platform_mb"] - r["base_mb"]) / r["file_mb"], 2)
     return [
-        r["rows"], r["file_mb"], r["platform_s"], r["arrow_s"], ratio,
+        r["rows"], r["file_mb"], r["platform_s"], r["used_s"], r["arrow_s"], ratio, in_use,
         r["platform_mb"], r["base_mb"], r["arrow_mb"], over,
     ]  # fmt: skip
 
@@ -269,8 +277,8 @@ def main() -> None:
         trained = (
             None if args.no_train else train_step(root, args.train_rows, args.window, max_rows)
         )
-    headers = ["rows", "file MB", "platform s", "arrow s", "ratio", "platform MB", "base MB"]
-    headers += ["arrow MB", "(peak-base)/file"]
+    headers = ["rows", "file MB", "new home s", "in use s", "arrow s", "ratio", "in use ratio"]
+    headers += ["platform MB", "base MB", "arrow MB", "(peak-base)/file"]
     rows = [row(r) for r in results]
     print(table(headers, rows))
     if args.warm:
@@ -284,6 +292,7 @@ def main() -> None:
         "bench": "scale",
         "ratio": round(ratio_row["platform_s"] / ratio_row["arrow_s"], 2),
         "ratio_rows": ratio_row["rows"],
+        "ratio_in_use": round(ratio_row["used_s"] / ratio_row["arrow_s"], 2),
         "peak_rss_over_file": round(
             (largest["platform_mb"] - largest["base_mb"]) / largest["file_mb"], 2
         ),

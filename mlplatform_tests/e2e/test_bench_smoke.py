@@ -78,6 +78,7 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
                 "bench",
                 "ratio",
                 "ratio_rows",
+                "ratio_in_use",
                 "peak_rss_over_file",
                 "peak_rows",
                 "repeat",
