@@ -20,7 +20,8 @@ themselves, and a Dagster upgrade that moves one breaks this module alone:
   :func:`recon_job_from_origin`, :func:`capture_interrupts`): the warm run workers of
   :mod:`mlplatform.defs.fork_server` execute a run exactly as that command does;
 - the embedded instance's SQLite storages (:class:`DagsterSqliteStorage` and its run, event-log
-  and schedule parts, with the busy timeout Dagster gives event-log connections), which
+  and schedule parts, with the busy timeout Dagster gives event-log connections and its
+  database URLs), which
   :mod:`mlplatform.defs.sqlite_storage` extends to reuse its connections.
 """
 
@@ -43,7 +44,7 @@ from dagster._core.storage.asset_check_execution_record import AssetCheckExecuti
 from dagster._core.storage.event_log import SqliteEventLogStorage
 from dagster._core.storage.runs import SqliteRunStorage
 from dagster._core.storage.schedules import SqliteScheduleStorage
-from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
+from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS, create_db_conn_string
 from dagster._core.storage.sqlite_storage import DagsterSqliteStorage
 from dagster._core.storage.tags import GRPC_INFO_TAG
 from dagster._serdes.config_class import ConfigurableClassData
@@ -76,6 +77,7 @@ __all__ = [
     "StaleStatus",
     "WorkerStatus",
     "capture_interrupts",
+    "create_db_conn_string",
     "execute_run_body",
     "loading_context",
     "pop_captured_interrupt",

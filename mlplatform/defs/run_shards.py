@@ -24,13 +24,15 @@ def pristine_path(event_logs_dir: str | Path) -> Path:
     return Path(event_logs_dir).parent / f".run-shard-{dg.__version__}.sqlite"
 
 
-def stamped(path: Path) -> bool:
-    """Whether ``path`` is a database Dagster has already made (its revision stamped)."""
+def stamped(path: Path, *tables: str) -> bool:
+    """Whether ``path`` is a database Dagster has already made (its revision stamped), with
+    these ``tables`` too."""
     if not path.is_file() or path.stat().st_size == 0:
         return False
     try:
         with contextlib.closing(sqlite3.connect(path, timeout=30)) as conn:
-            return stamped_connection(conn)
+            names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+            return set(tables) <= names and stamped_connection(conn)
     except sqlite3.DatabaseError:
         return False
 

@@ -123,6 +123,18 @@ class ReusedRunStorage(di.SqliteRunStorage):
     ) -> ReusedRunStorage:
         return cls.from_local(inst_data=inst_data, **config_value)
 
+    @classmethod
+    def from_local(
+        cls, base_dir: str, inst_data: di.ConfigurableClassData | None = None
+    ) -> ReusedRunStorage:
+        """Dagster's set-up, unless the database is one it already made (then all it would do
+        is read its ~90 migration scripts to find the revision stamped there is current)."""
+        if run_shards.stamped(Path(base_dir, "runs.db"), "runs", "instance_info"):
+            return cls(di.create_db_conn_string(base_dir, "runs"), inst_data)
+        storage = super().from_local(base_dir, inst_data)
+        assert isinstance(storage, cls)
+        return storage
+
     @contextmanager
     def connect(self) -> Iterator[Connection]:
         with self._engines.transaction(self._conn_string) as conn:
@@ -144,7 +156,16 @@ class ReusedScheduleStorage(di.SqliteScheduleStorage):
     def from_config_value(
         cls, inst_data: di.ConfigurableClassData | None, config_value: Mapping[str, Any]
     ) -> ReusedScheduleStorage:
-        storage = cls.from_local(inst_data=inst_data, **config_value)  # typed as Dagster's class
+        return cls.from_local(inst_data=inst_data, **config_value)
+
+    @classmethod
+    def from_local(
+        cls, base_dir: str, inst_data: di.ConfigurableClassData | None = None
+    ) -> ReusedScheduleStorage:
+        """Dagster's set-up, unless the database is one it already made (as the run storage)."""
+        if run_shards.stamped(Path(base_dir, "schedules.db"), "jobs"):
+            return cls(di.create_db_conn_string(base_dir, "schedules"), inst_data)
+        storage = super().from_local(base_dir, inst_data)  # typed as Dagster's class
         assert isinstance(storage, cls)
         return storage
 
@@ -190,16 +211,16 @@ class ReusedEventLogStorage(di.SqliteEventLogStorage):
                 yield conn
 
     def _init_shard(self, shard: str, engine: Engine) -> None:
-        """Dagster's database set-up, once per database and process; a run's new database is
-        a copy of the pristine one, and one already made is only looked at."""
+        """Dagster's database set-up, once per database and process: a database it already
+        made is only looked at, and a run's new one is a copy of the pristine one."""
+        path = Path(self.path_for_shard(shard))
+        if run_shards.stamped(path):
+            return
         if shard == INDEX_SHARD:
             self._initdb(engine)
-            return
-        path = Path(self.path_for_shard(shard))
-        if run_shards.stamped(path) or run_shards.copy_pristine(self._pristine, path):
-            return
-        self._initdb(engine)
-        run_shards.keep_pristine(path, self._pristine)
+        elif not run_shards.copy_pristine(self._pristine, path):
+            self._initdb(engine)
+            run_shards.keep_pristine(path, self._pristine)
 
     def dispose(self) -> None:
         super().dispose()

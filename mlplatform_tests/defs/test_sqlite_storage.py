@@ -223,3 +223,29 @@ def test_a_database_with_events_is_never_kept_as_pristine(tmp_path: Path) -> Non
     assert not run_shards.stamped(tmp_path / "garbage.db")
     assert not run_shards.stamped(tmp_path / "missing.db")
     assert not (tmp_path / "missing.db").exists()
+
+
+def test_a_home_in_use_opens_and_runs_without_reading_migration_scripts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Dagster's checks of databases it already made read its ~90 migration scripts each
+    time; a home in use skips them (a new home still goes Dagster's way, scripts and all)."""
+    from alembic.script import ScriptDirectory
+
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    first = instance_at(tmp_path)
+    materialize_one(first)
+    first.dispose()
+
+    def refused(*_args: object, **_kwargs: object) -> ScriptDirectory:
+        raise AssertionError("a migration script directory was read")
+
+    monkeypatch.setattr(ScriptDirectory, "from_config", refused)
+    again = instance_at(tmp_path)
+    run_id = materialize_one(again)
+    assert again.get_run_by_id(run_id).is_success
+    assert len(again.get_runs()) == 2
+    again.dispose()
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "new"))
+    with pytest.raises(AssertionError, match="migration script"):
+        instance_at(tmp_path / "new")  # a new home: Dagster makes its databases
