@@ -27,7 +27,7 @@ from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import sqlalchemy as db
 import yaml
@@ -35,7 +35,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import NullPool
 
 from mlplatform.defs import dagster_internals as di
-from mlplatform.defs import run_shards
+from mlplatform.defs import sqlite_files
 
 MODULE = __name__
 RUN_SHARD_ENGINES = 64
@@ -110,28 +110,31 @@ def _close_all() -> None:
         engines.dispose()
 
 
-class ReusedRunStorage(di.SqliteRunStorage):
-    """Dagster's SQLite run storage (``history/runs.db``) on a pool of connections."""
+class _KeptEngines:
+    """``connect()`` through a kept engine, and no set-up for a database Dagster already made:
+    for Dagster's run and schedule storages, whose ``from_local`` makes or checks it."""
+
+    DB = ""  # the database file's name, without ``.db``
+    TABLES: tuple[str, ...] = ()  # tables a made database has (besides its revision)
+    _conn_string: str
 
     def __init__(self, conn_string: str, inst_data: di.ConfigurableClassData | None = None):
         self._engines = Engines(pooled=True)
-        super().__init__(conn_string, inst_data)
+        super().__init__(conn_string, inst_data)  # type: ignore[call-arg]
 
     @classmethod
     def from_config_value(
         cls, inst_data: di.ConfigurableClassData | None, config_value: Mapping[str, Any]
-    ) -> ReusedRunStorage:
+    ) -> Self:
         return cls.from_local(inst_data=inst_data, **config_value)
 
     @classmethod
-    def from_local(
-        cls, base_dir: str, inst_data: di.ConfigurableClassData | None = None
-    ) -> ReusedRunStorage:
+    def from_local(cls, base_dir: str, inst_data: di.ConfigurableClassData | None = None) -> Self:
         """Dagster's set-up, unless the database is one it already made (then all it would do
         is read its ~90 migration scripts to find the revision stamped there is current)."""
-        if run_shards.stamped(Path(base_dir, "runs.db"), "runs", "instance_info"):
-            return cls(di.create_db_conn_string(base_dir, "runs"), inst_data)
-        storage = super().from_local(base_dir, inst_data)
+        if sqlite_files.stamped(Path(base_dir, f"{cls.DB}.db"), *cls.TABLES):
+            return cls(di.create_db_conn_string(base_dir, cls.DB), inst_data)
+        storage = super().from_local(base_dir, inst_data)  # type: ignore[misc]
         assert isinstance(storage, cls)
         return storage
 
@@ -141,42 +144,20 @@ class ReusedRunStorage(di.SqliteRunStorage):
             yield conn
 
     def dispose(self) -> None:
-        super().dispose()
+        super().dispose()  # type: ignore[misc]
         self._engines.dispose()
 
 
-class ReusedScheduleStorage(di.SqliteScheduleStorage):
+class ReusedRunStorage(_KeptEngines, di.SqliteRunStorage):
+    """Dagster's SQLite run storage (``history/runs.db``) on a pool of connections."""
+
+    DB, TABLES = "runs", ("runs", "instance_info")
+
+
+class ReusedScheduleStorage(_KeptEngines, di.SqliteScheduleStorage):
     """Dagster's SQLite schedule and sensor storage on a pool of connections."""
 
-    def __init__(self, conn_string: str, inst_data: di.ConfigurableClassData | None = None):
-        self._engines = Engines(pooled=True)
-        super().__init__(conn_string, inst_data)
-
-    @classmethod
-    def from_config_value(
-        cls, inst_data: di.ConfigurableClassData | None, config_value: Mapping[str, Any]
-    ) -> ReusedScheduleStorage:
-        return cls.from_local(inst_data=inst_data, **config_value)
-
-    @classmethod
-    def from_local(
-        cls, base_dir: str, inst_data: di.ConfigurableClassData | None = None
-    ) -> ReusedScheduleStorage:
-        """Dagster's set-up, unless the database is one it already made (as the run storage)."""
-        if run_shards.stamped(Path(base_dir, "schedules.db"), "jobs"):
-            return cls(di.create_db_conn_string(base_dir, "schedules"), inst_data)
-        storage = super().from_local(base_dir, inst_data)  # typed as Dagster's class
-        assert isinstance(storage, cls)
-        return storage
-
-    @contextmanager
-    def connect(self) -> Iterator[Connection]:
-        with self._engines.transaction(self._conn_string) as conn:
-            yield conn
-
-    def dispose(self) -> None:
-        super().dispose()
-        self._engines.dispose()
+    DB, TABLES = "schedules", ("jobs",)
 
 
 INDEX_SHARD = "index"
@@ -190,7 +171,7 @@ class ReusedEventLogStorage(di.SqliteEventLogStorage):
         timeout = {"timeout": di.SQLITE_BUSY_TIMEOUT_SECONDS}
         self._index_engines = Engines(pooled=True, connect_args=timeout)
         self._run_engines = Engines(pooled=False, connect_args=timeout, most=RUN_SHARD_ENGINES)
-        self._pristine = run_shards.pristine_path(base_dir)
+        self._pristine = sqlite_files.pristine_path(base_dir)
         super().__init__(base_dir, inst_data)
 
     @classmethod
@@ -214,13 +195,13 @@ class ReusedEventLogStorage(di.SqliteEventLogStorage):
         """Dagster's database set-up, once per database and process: a database it already
         made is only looked at, and a run's new one is a copy of the pristine one."""
         path = Path(self.path_for_shard(shard))
-        if run_shards.stamped(path):
+        if sqlite_files.stamped(path):
             return
         if shard == INDEX_SHARD:
             self._initdb(engine)
-        elif not run_shards.copy_pristine(self._pristine, path):
+        elif not sqlite_files.copy_pristine(self._pristine, path):
             self._initdb(engine)
-            run_shards.keep_pristine(path, self._pristine)
+            sqlite_files.keep_pristine(path, self._pristine)
 
     def dispose(self) -> None:
         super().dispose()

@@ -12,7 +12,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from mlplatform.defs import run_shards
+from mlplatform.defs import sqlite_files
 from mlplatform.defs.runs import write_instance_yaml
 from mlplatform.defs.sqlite_storage import (
     Engines,
@@ -162,14 +162,14 @@ def test_a_runs_database_is_a_copy_of_the_first_one_dagster_made(
 ) -> None:
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
     instance = instance_at(tmp_path)
-    pristine = run_shards.pristine_path(tmp_path / "history" / "runs")
+    pristine = sqlite_files.pristine_path(tmp_path / "history" / "runs")
     first = materialize_one(instance)
     assert pristine.is_file(), "the first run's database, kept while still empty"
     kept = pristine.read_bytes()
     copies = []
-    real_copy = run_shards.copy_pristine
+    real_copy = sqlite_files.copy_pristine
     monkeypatch.setattr(
-        run_shards, "copy_pristine", lambda p, path: copies.append(path) or real_copy(p, path)
+        sqlite_files, "copy_pristine", lambda p, path: copies.append(path) or real_copy(p, path)
     )
     second = materialize_one(instance)
     assert [c.stem for c in copies] == [second]
@@ -185,26 +185,26 @@ def test_a_runs_database_is_a_copy_of_the_first_one_dagster_made(
 
 def test_pristine_copies_never_replace_a_database(tmp_path: Path) -> None:
     pristine, path = tmp_path / "pristine.sqlite", tmp_path / "run.db"
-    assert not run_shards.copy_pristine(pristine, path)  # none kept yet
+    assert not sqlite_files.copy_pristine(pristine, path)  # none kept yet
     with contextlib.closing(sqlite3.connect(path)) as conn:
         conn.execute("CREATE TABLE alembic_version (version_num TEXT)")
         conn.execute("CREATE TABLE event_logs (id INTEGER)")
         conn.commit()
-    assert not run_shards.stamped(path), "no revision yet: Dagster makes it"
+    assert not sqlite_files.stamped(path), "no revision yet: Dagster makes it"
     with contextlib.closing(sqlite3.connect(path)) as conn:
         conn.execute("INSERT INTO alembic_version VALUES ('abc')")
         conn.commit()
-    assert run_shards.stamped(path)
-    run_shards.keep_pristine(path, pristine)
+    assert sqlite_files.stamped(path)
+    sqlite_files.keep_pristine(path, pristine)
     assert pristine.read_bytes() == path.read_bytes()
     before = path.read_bytes()
     with contextlib.closing(sqlite3.connect(path)) as conn:
         conn.execute("INSERT INTO event_logs VALUES (1)")
         conn.commit()
-    assert not run_shards.copy_pristine(pristine, path), "a database already there stays"
+    assert not sqlite_files.copy_pristine(pristine, path), "a database already there stays"
     assert path.read_bytes() != before
     other = tmp_path / "other.db"
-    assert run_shards.copy_pristine(pristine, other) and run_shards.stamped(other)
+    assert sqlite_files.copy_pristine(pristine, other) and sqlite_files.stamped(other)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["other.db", "pristine.sqlite", "run.db"]
 
 
@@ -216,12 +216,12 @@ def test_a_database_with_events_is_never_kept_as_pristine(tmp_path: Path) -> Non
         conn.execute("CREATE TABLE event_logs (id INTEGER)")
         conn.execute("INSERT INTO event_logs VALUES (1)")
         conn.commit()
-    run_shards.keep_pristine(path, pristine)
+    sqlite_files.keep_pristine(path, pristine)
     assert not pristine.exists()
     assert not (tmp_path / "garbage.db").exists()
     (tmp_path / "garbage.db").write_bytes(b"not a database")
-    assert not run_shards.stamped(tmp_path / "garbage.db")
-    assert not run_shards.stamped(tmp_path / "missing.db")
+    assert not sqlite_files.stamped(tmp_path / "garbage.db")
+    assert not sqlite_files.stamped(tmp_path / "missing.db")
     assert not (tmp_path / "missing.db").exists()
 
 

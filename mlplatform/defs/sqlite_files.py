@@ -1,4 +1,5 @@
-"""Each run's own event database, made by copying a pristine one.
+"""Dagster's SQLite database files: whether one is made already, and each run's own event
+database made by copying a pristine one.
 
 Dagster makes a run's SQLite event database by creating its ~15 tables and stamping its
 migration revision, which reads all ~90 of its migration scripts twice: ~0.1 s per run. The
