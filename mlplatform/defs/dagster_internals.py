@@ -21,8 +21,9 @@ themselves, and a Dagster upgrade that moves one breaks this module alone:
   :mod:`mlplatform.defs.fork_server` execute a run exactly as that command does;
 - the embedded instance's SQLite storages (:class:`DagsterSqliteStorage` and its run, event-log
   and schedule parts, with the busy timeout Dagster gives event-log connections and its
-  database URLs), which
-  :mod:`mlplatform.defs.sqlite_storage` extends to reuse its connections.
+  database URLs), which :mod:`mlplatform.defs.sqlite_storage` extends to reuse its
+  connections, and :class:`InstanceRef`'s default configuration of an instance's parts, which
+  its instance class starts from.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from dagster._core.definitions.data_version import (
 )
 from dagster._core.definitions.reconstruct import ReconstructableJob
 from dagster._core.event_api import PartitionKeyFilter
+from dagster._core.instance.ref import InstanceRef
 from dagster._core.launcher import CheckRunHealthResult, LaunchRunContext, WorkerStatus
 from dagster._core.loader import DataLoader, LoadingContext
 from dagster._core.origin import JobPythonOrigin
@@ -65,6 +67,7 @@ __all__ = [
     "CheckRunHealthResult",
     "ConfigurableClassData",
     "DagsterSqliteStorage",
+    "InstanceRef",
     "JobPythonOrigin",
     "LaunchRunContext",
     "PartitionKeyFilter",

@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Self
 
+import dagster as dg
 import sqlalchemy as db
 import yaml
 from sqlalchemy.engine import Connection, Engine
@@ -238,6 +239,27 @@ class ReusedSqliteStorage(di.DagsterSqliteStorage):
     @property
     def schedule_storage_data(self) -> di.ConfigurableClassData:
         return _class_data("ReusedScheduleStorage", _schedules_dir(self.base_dir))
+
+
+class EmbeddedInstance(dg.DagsterInstance):
+    """The embedded instance: Dagster's own, whose default storage under its folder (the
+    ``base_dir`` Dagster gives every default part) is :class:`ReusedSqliteStorage`. As an
+    instance class rather than a ``storage:`` entry, it needs no ``DAGSTER_HOME`` to find its
+    folder: ``DagsterInstance.from_config(folder)`` opens it too."""
+
+    @classmethod
+    def config_schema(cls) -> dict[str, Any]:
+        return {}
+
+    @staticmethod
+    def config_defaults(base_dir: str) -> Mapping[str, di.ConfigurableClassData | None]:
+        return {
+            **di.InstanceRef.config_defaults(base_dir),
+            "storage": _class_data("ReusedSqliteStorage", base_dir),
+            "run_storage": _class_data("ReusedRunStorage", _runs_dir(base_dir)),
+            "event_log_storage": _class_data("ReusedEventLogStorage", _event_logs_dir(base_dir)),
+            "schedule_storage": _class_data("ReusedScheduleStorage", _schedules_dir(base_dir)),
+        }
 
 
 def _class_data(name: str, base_dir: str) -> di.ConfigurableClassData:

@@ -15,6 +15,7 @@ import pytest
 from mlplatform.defs import sqlite_files
 from mlplatform.defs.runs import write_instance_yaml
 from mlplatform.defs.sqlite_storage import (
+    EmbeddedInstance,
     Engines,
     ReusedEventLogStorage,
     ReusedRunStorage,
@@ -46,8 +47,9 @@ def materialize_one(instance: dg.DagsterInstance) -> str:
 def test_embedded_instance_uses_it_in_dagsters_layout(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)  # the folder is enough
     instance = instance_at(tmp_path)
+    assert isinstance(instance, EmbeddedInstance)
     assert isinstance(instance.get_ref().storage, ReusedSqliteStorage)
     assert isinstance(instance.run_storage, ReusedRunStorage)
     run_id = materialize_one(instance)
