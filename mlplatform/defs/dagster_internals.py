@@ -28,6 +28,9 @@ themselves, and a Dagster upgrade that moves one breaks this module alone:
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING
+
 import dagster as dg
 from dagster._core.definitions.asset_daemon_cursor import AssetDaemonCursor
 from dagster._core.definitions.data_version import (
@@ -43,11 +46,6 @@ from dagster._core.launcher import CheckRunHealthResult, LaunchRunContext, Worke
 from dagster._core.loader import DataLoader, LoadingContext
 from dagster._core.origin import JobPythonOrigin
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
-from dagster._core.storage.event_log import SqliteEventLogStorage
-from dagster._core.storage.runs import SqliteRunStorage
-from dagster._core.storage.schedules import SqliteScheduleStorage
-from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS, create_db_conn_string
-from dagster._core.storage.sqlite_storage import DagsterSqliteStorage
 from dagster._core.storage.tags import GRPC_INFO_TAG
 from dagster._serdes.config_class import ConfigurableClassData
 from dagster._utils.hosted_user_process import recon_job_from_origin as _recon_job_from_origin
@@ -56,6 +54,32 @@ from dagster._utils.interrupts import (
     capture_interrupts,
     pop_captured_interrupt,
 )
+
+if TYPE_CHECKING:
+    from dagster._core.storage.event_log import SqliteEventLogStorage
+    from dagster._core.storage.runs import SqliteRunStorage
+    from dagster._core.storage.schedules import SqliteScheduleStorage
+    from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS, create_db_conn_string
+    from dagster._core.storage.sqlite_storage import DagsterSqliteStorage
+
+_ON_FIRST_USE = {
+    "SqliteEventLogStorage": "dagster._core.storage.event_log",
+    "SqliteRunStorage": "dagster._core.storage.runs",
+    "SqliteScheduleStorage": "dagster._core.storage.schedules",
+    "SQLITE_BUSY_TIMEOUT_SECONDS": "dagster._core.storage.sqlite",
+    "create_db_conn_string": "dagster._core.storage.sqlite",
+    "DagsterSqliteStorage": "dagster._core.storage.sqlite_storage",
+}
+"""The SQLite storage names, imported on first use: SQLAlchemy and Alembic (~0.2 s) load only
+in processes that open an instance, not in every one that defines the assets."""
+
+
+def __getattr__(name: str) -> object:
+    module = _ON_FIRST_USE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
 
 __all__ = [
     "EXECUTION_MODULES",

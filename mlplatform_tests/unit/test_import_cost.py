@@ -38,6 +38,8 @@ HEAVY = (
 )
 # What a data run needs, but not defining the assets (code servers, sensors, promotion runs).
 DATA = ("pandas", "numpy", "pyarrow")
+# What opening a Dagster instance needs, but not defining the assets.
+STORAGE = ("sqlalchemy", "alembic")
 
 # Installed before anything else in the child: a meta-path finder that never finds anything but
 # notes, for the first import of each heavy package, the mlplatform frames that asked for it.
@@ -99,9 +101,10 @@ def platform_env(home: Path) -> dict[str, str]:
 
 def test_defining_assets_imports_no_heavy_library(tmp_path: Path) -> None:
     # the example projects (sklearn candidates, a torch candidate with a search) under a temp home;
-    # not even pandas, numpy or pyarrow: the runs that compute import them
+    # not even pandas, numpy or pyarrow: the runs that compute import them; nor SQLAlchemy and
+    # Alembic: opening an instance does
     found = heavy_imports(
-        "import mlplatform.definitions\n", platform_env(tmp_path / "home"), HEAVY + DATA
+        "import mlplatform.definitions\n", platform_env(tmp_path / "home"), HEAVY + DATA + STORAGE
     )
     assert not found, explain(found)
 
