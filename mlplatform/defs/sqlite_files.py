@@ -39,8 +39,9 @@ def stamped(path: Path, *tables: str) -> bool:
 
 
 def copy_pristine(pristine: Path, path: Path) -> bool:
-    """Make ``path`` a copy of the pristine database; False when there is none yet, or when
-    ``path`` appeared meanwhile (another process made it: its copy is kept)."""
+    """Make ``path`` a copy of the pristine database; False when there is none yet, when
+    ``path`` appeared meanwhile (another process made it: its copy is kept) or when the copy
+    cannot be made (the caller then makes it as Dagster does)."""
     try:
         data = pristine.read_bytes()
     except FileNotFoundError:
@@ -52,7 +53,7 @@ def copy_pristine(pristine: Path, path: Path) -> bool:
         tmp.write_bytes(data)
         os.link(tmp, path)  # never replaces a database already there
         return True
-    except FileExistsError:
+    except OSError:  # made meanwhile, or a file system without hard links: Dagster's way
         return False
     finally:
         tmp.unlink(missing_ok=True)
