@@ -28,10 +28,14 @@ streams its sample in batches; 0 for none): wall time and peak RSS.
 Prints a table, then (last stdout line) one JSON object: ``ratio`` = platform (new home) /
 arrow seconds at 1M rows (or the largest size below it), ``ratio_in_use`` the same for the run
 in a home in use, ``peak_rss_over_file`` = (platform peak - its process base) / file size at
-the largest size, ``train_s`` and ``train_peak_mb``.
+the largest size, ``train_s`` and ``train_peak_mb``; with two sizes or more, each side's
+seconds per million rows and fixed seconds (a least-squares line over the sizes:
+``platform_per_million_s``, ``platform_fixed_s``, ``in_use_*``, ``arrow_*``) and
+``marginal_ratio`` = platform / arrow seconds per further million rows.
 
 Run: ``.venv/bin/python bench/scale.py`` (100k, 1M and 5M rows; 12 x 1M training rows),
-``--sizes 100000 1000000 --no-train`` for a lighter run, ``--quick`` for a smoke run.
+``--sizes 100000 1000000 --no-train`` for a lighter run, ``--quick`` for a smoke run (2,000
+and 5,000 rows).
 """
 
 from __future__ import annotations
@@ -240,6 +244,34 @@ def row(r: dict[str, float]) -> list[object]:
     ]  # fmt: skip
 
 
+def line_fit(points: list[tuple[float, float]]) -> tuple[float, float]:
+    """Least-squares line through ``(x, y)`` points (at least two distinct x): slope, intercept."""
+    n = len(points)
+    mx = sum(x for x, _ in points) / n
+    my = sum(y for _, y in points) / n
+    sxx = sum((x - mx) ** 2 for x, _ in points)
+    slope = sum((x - mx) * (y - my) for x, y in points) / sxx
+    return slope, my - slope * mx
+
+
+def per_million(results: list[dict[str, float]]) -> dict[str, float | None]:
+    """Seconds per million rows (the slope over the sizes) and the fixed part (the
+    intercept) of each side, and the ratio of the slopes: what each further million rows
+    costs, apart from what every run pays. Empty with fewer than two sizes; the ratio is None
+    where Arrow's slope is not above 0 (noise outweighing sizes too close together)."""
+    if len({r["rows"] for r in results}) < 2:
+        return {}
+    found: dict[str, float | None] = {}
+    slopes = {}
+    for side, key in (("platform", "platform_s"), ("in_use", "used_s"), ("arrow", "arrow_s")):
+        slopes[side], fixed = line_fit([(r["rows"] / 1e6, r[key]) for r in results])
+        found[f"{side}_per_million_s"] = round(slopes[side], 3)
+        found[f"{side}_fixed_s"] = round(fixed, 3)
+    arrow = slopes["arrow"]
+    found["marginal_ratio"] = round(slopes["platform"] / arrow, 2) if arrow > 0 else None
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000, 5_000_000])
@@ -265,10 +297,12 @@ def main() -> None:
         "and the highest peak are reported (default 3)",
     )
     parser.add_argument("--no-train", action="store_true")
-    parser.add_argument("--quick", action="store_true", help="smoke size: 5,000 rows, 2 x 2,000")
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke sizes: 2,000 and 5,000 rows, 2 x 2,000"
+    )
     args = parser.parse_args()
     if args.quick:
-        args.sizes, args.train_rows, args.window, args.repeat = [5_000], 2_000, 2, 1
+        args.sizes, args.train_rows, args.window, args.repeat = [2_000, 5_000], 2_000, 2, 1
     compiled_package()
     with tempfile.TemporaryDirectory(prefix="mlplatform-scale-") as tmp:
         root = Path(tmp)
@@ -285,6 +319,15 @@ def main() -> None:
         for r in results:
             print(f"{r['rows']:,} rows on a warm run worker: {r['warm_s']:.1f} s, "
                   f"{r['warm_s'] / r['arrow_s']:.1f}x arrow")  # fmt: skip
+    marginal = per_million(results)
+    if marginal:
+        print(
+            f"per million rows: new home {marginal['platform_per_million_s']:.2f} s "
+            f"(+ {marginal['platform_fixed_s']:.1f} s every run), in use "
+            f"{marginal['in_use_per_million_s']:.2f} s (+ {marginal['in_use_fixed_s']:.1f} s), "
+            f"arrow {marginal['arrow_per_million_s']:.2f} s (+ {marginal['arrow_fixed_s']:.1f} s): "
+            f"{marginal['marginal_ratio'] or 'n/a'}x arrow per further million"
+        )
     at = [r for r in results if r["rows"] <= 1_000_000] or results
     ratio_row = max(at, key=lambda r: r["rows"])
     largest = max(results, key=lambda r: r["rows"])
@@ -303,6 +346,7 @@ def main() -> None:
             if args.warm
             else {}
         ),
+        **marginal,
         "sizes": json.loads(json.dumps(results)),
     }
     if trained is not None:
